@@ -1,0 +1,1 @@
+"""Pure. Component modules, each returning a ComponentSpec; the registries per role."""

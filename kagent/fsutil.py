@@ -1,0 +1,95 @@
+"""Edge. The only module that writes files: atomic, idempotent, with named modes.
+
+write_atomic: temp file in the same folder, fsync, chmod (and chown) before rename,
+os.replace, fsync the folder; skipped entirely when the bytes and mode are already right.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+# Named modes (CIS Kubernetes Benchmark 1.1.x: keys and kubeconfigs 0600, PKI dirs not world-readable)
+MODE_PRIVATE_KEY = 0o600
+MODE_KUBECONFIG = 0o600
+MODE_TOKEN = 0o600
+MODE_CERT = 0o644
+MODE_PUBLIC = 0o644
+MODE_CONFIG = 0o644
+MODE_PIDFILE = 0o644
+MODE_PRIVATE_DIR = 0o700
+MODE_DATA_DIR = 0o755
+MODE_BIN_DIR = 0o755
+MODE_BINARY = 0o750
+
+
+def ensure_dir(path: Path, mode: int = MODE_DATA_DIR) -> bool:
+    """Create ``path`` (and parents, 0755) and set its mode. Returns True when something changed."""
+    changed = False
+    if not path.is_dir():
+        path.mkdir(parents=True, exist_ok=True)
+        changed = True
+    current = path.stat().st_mode & 0o7777
+    if current != mode:
+        os.chmod(path, mode)
+        changed = True
+    return changed
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_atomic(
+    path: Path,
+    data: bytes | str,
+    *,
+    mode: int = MODE_CONFIG,
+    owner: tuple[int, int] | None = None,
+) -> bool:
+    """Write ``data`` to ``path`` atomically. Returns False (and touches nothing) when the
+    file already holds exactly these bytes with this mode."""
+    payload = data.encode() if isinstance(data, str) else data
+    try:
+        st = path.stat()
+        if (st.st_mode & 0o7777) == mode and st.st_size == len(payload):
+            if path.read_bytes() == payload and (owner is None or (st.st_uid, st.st_gid) == owner):
+                return False
+    except FileNotFoundError:
+        pass
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(payload)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, mode)
+        if owner is not None:
+            os.chown(tmp, *owner)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    _fsync_dir(path.parent)
+    return True
+
+
+def remove_stale_temps(folder: Path) -> list[Path]:
+    """Delete ``.name.*.tmp`` files an interrupted write_atomic left behind in ``folder``."""
+    removed: list[Path] = []
+    if not folder.is_dir():
+        return removed
+    for entry in folder.iterdir():
+        if entry.name.startswith(".") and entry.name.endswith(".tmp") and entry.is_file() and not entry.is_symlink():
+            entry.unlink(missing_ok=True)
+            removed.append(entry)
+    return removed

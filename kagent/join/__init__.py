@@ -1,0 +1,1 @@
+"""Join tokens, the controller API and etcd membership."""

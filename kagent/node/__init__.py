@@ -1,0 +1,1 @@
+"""Edge. Facts about this host, gathered once, and the single-instance lock."""

@@ -1,0 +1,58 @@
+"""Edge. The single-instance lock: an exclusive flock on ``<run>/kagent.lock``."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+from pathlib import Path
+
+from kagent.errors import PreconditionError
+
+
+class InstanceLock:
+    """Held for the agent's lifetime. The lock file is never deleted (flock is on the inode)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.fd: int | None = None
+
+    def acquire(self) -> InstanceLock:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise PreconditionError(
+                str(self.path),
+                "another kagent is already running with this run dir",
+                hint="stop it first (kagent stop, or kill the pid in kagent.pid), or use another --run-dir",
+            ) from None
+        self.fd = fd
+        return self
+
+    def release(self) -> None:
+        if self.fd is not None:
+            fcntl.flock(self.fd, fcntl.LOCK_UN)
+            os.close(self.fd)
+            self.fd = None
+
+    def __enter__(self) -> InstanceLock:
+        return self.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+def is_held(path: Path) -> bool:
+    """True when some process holds the lock (used by reset/restore to refuse)."""
+    if not path.exists():
+        return False
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+    return False

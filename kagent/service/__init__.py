@@ -1,0 +1,1 @@
+"""systemd/OpenRC unit rendering and installation."""

@@ -1,0 +1,1 @@
+"""The generic supervisor: runs any list of ComponentSpecs."""

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Set up a Debian 12 host for kagent: the Debian packages the node and the tests use, and a
+# venv at .venv with kagent and its test extra. Idempotent; run as root.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+pkgs=(etcd-server etcd-client containerd runc busybox-static iproute2 kmod openssl supervisor)
+missing=()
+for p in "${pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+if ((${#missing[@]})); then
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -q
+    apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+# Debian's packages may start their own daemons on hosts with an init system; kagent runs its own.
+for svc in etcd containerd supervisor; do
+    if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
+        systemctl disable --now "$svc" >/dev/null 2>&1 || true
+    fi
+done
+if [ ! -x .venv/bin/python ]; then
+    python3 -m venv .venv
+fi
+.venv/bin/python -m pip install -q --upgrade pip >/dev/null
+.venv/bin/python -m pip install -q -e '.[test]'
+echo "kagent set up: $(.venv/bin/kagent version | head -1)"
