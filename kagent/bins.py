@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import signal
 import subprocess
 from pathlib import Path
 
@@ -62,14 +63,24 @@ def parse_version(text: str) -> str | None:
 
 
 def binary_version(path: Path, *, timeout: float = 3.0) -> str | None:
-    """Run ``<path> --version`` (no shell, stdin closed) and parse its output; None when it
-    fails, hangs past ``timeout`` or prints nothing version-like."""
+    """Run ``<path> --version`` (no shell, stdin closed, own process group) and parse its
+    output; None when it fails, hangs past ``timeout`` or prints nothing version-like. On a
+    timeout the whole group is killed, so a wrapper's children cannot hold the pipes open."""
     try:
-        r = subprocess.run([str(path), "--version"], stdin=subprocess.DEVNULL, capture_output=True,
-                           text=True, errors="replace", timeout=timeout)
-    except (OSError, subprocess.SubprocessError):
+        proc = subprocess.Popen([str(path), "--version"], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True, errors="replace", process_group=0)
+    except OSError:
         return None
-    return parse_version(r.stdout) or parse_version(r.stderr)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        proc.communicate()
+        return None
+    return parse_version(out) or parse_version(err)
 
 
 def missing_hint(name: str) -> str:
