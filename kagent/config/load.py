@@ -350,6 +350,7 @@ def _strict_loader() -> Any:
         ch: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:timestamp"]
         for ch, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
     }
+    StrictLoader.add_constructor("tag:yaml.org,2002:timestamp", yaml.SafeLoader.construct_yaml_str)
     _loader = StrictLoader
     return _loader
 
@@ -366,8 +367,8 @@ def parse_yaml(text: str, source: str = "config") -> Any:
         raise ConfigError(where, f"{source} is not valid YAML: {problem}") from None
     except RecursionError:
         raise ConfigError("(document)", f"{source} is nested too deeply to be a config") from None
-    except (ValueError, OverflowError) as err:  # a scalar a constructor could not build
-        raise ConfigError("(document)", f"{source} is not valid YAML: {err}") from None
+    except Exception as err:  # noqa: BLE001 - a tagged scalar a PyYAML constructor chokes on (!!bool x, !!int y)
+        raise ConfigError("(document)", f"{source} is not valid YAML: {err or type(err).__name__}") from None
     docs = [d for d in docs if d is not None]
     if not docs:
         raise ConfigError("(document)", f"{source} is empty", hint="run `kagent config create` for a complete example")
