@@ -560,3 +560,10 @@ def read_host(needs: Needs, paths: Paths, *, proc_root: Path = Path("/proc"),
         binaries=probe_binaries([n for n, _ in needs.binaries], paths, search_path=search_path),
         ports=tuple(probe_port(p) for p in dict.fromkeys(p for p, _ in needs.ports)),
     )
+
+
+def preflight(roles: Iterable[Role], cfg: ClusterConfig, paths: Paths) -> list[Check]:
+    """Read this machine and run every check for ``roles`` (what ``kagent sysinfo`` prints)."""
+    roles = set(roles) or {Role.CONTROLLER, Role.WORKER}
+    needs = role_needs(roles, cfg)
+    return evaluate(read_host(needs, paths), roles, needs)

@@ -21,9 +21,7 @@ def sysinfo(app: AppContext, output: str, controller: bool, worker: bool) -> Non
     from kagent.errors import PreconditionError
 
     roles = {r for r, on in ((si.Role.CONTROLLER, controller), (si.Role.WORKER, worker)) if on}
-    roles = roles or {si.Role.CONTROLLER, si.Role.WORKER}
-    needs = si.role_needs(roles, app.load_config())
-    checks = si.evaluate(si.read_host(needs, app.paths), roles, needs)
+    checks = si.preflight(roles, app.load_config(), app.paths)  # neither flag: both roles
     click.echo(si.render_json(checks) if output == "json" else si.render_text(checks), nl=False)
     bad = si.failed(checks)
     if bad:
