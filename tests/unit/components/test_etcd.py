@@ -55,3 +55,10 @@ def test_tls13_drops_cipher_suites():
     args = etcd.spec(ctx(config=cfg)).args
     assert "--tls-min-version=TLS1.3" in args
     assert not any(a.startswith("--cipher-suites") for a in args)
+
+
+def test_etcd_34_gets_no_tls_min_version_flag():
+    args = etcd.spec(ctx(etcd_version=(3, 4))).args
+    assert not any(a.startswith("--tls-min-version") for a in args)
+    assert any(a.startswith("--cipher-suites=") for a in args)
+    assert "--tls-min-version=TLS1.2" in etcd.spec(ctx()).args
