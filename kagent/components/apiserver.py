@@ -4,7 +4,6 @@ Unlike k0s the argv is sorted, so the spec hash is stable."""
 
 from __future__ import annotations
 
-
 import yaml
 
 from kagent.components import etcd as etcd_component
@@ -48,7 +47,6 @@ def storage_args(ctx: Context) -> dict[str, str]:
         "etcd-certfile": str(p.pki("apiserver-etcd-client.crt")),
         "etcd-keyfile": str(p.pki("apiserver-etcd-client.key")),
     }
-
 
 
 def spec(ctx: Context) -> ComponentSpec:

@@ -6,7 +6,9 @@ from __future__ import annotations
 import ipaddress
 from typing import Mapping
 
-from kagent.components.spec import Args
+from kagent.components.context import Context
+from kagent.components.spec import Args, ComponentSpec, HttpCheck
+from kagent.config.model import ComponentOverrides
 
 # k0s's six TLS 1.2 suites (etcd, kube-apiserver, konnectivity-server, kubelet)
 CIPHER_SUITES = (
@@ -73,3 +75,24 @@ def port_of(value: str, default: int) -> int:
     except ValueError:
         return default
     return port if 0 < port < 65536 else default
+
+
+def control_loop_spec(ctx: Context, *, name: str, defaults: Mapping[str, str], overrides: ComponentOverrides,
+                      source: str, default_port: int, reads: tuple) -> ComponentSpec:
+    """kube-controller-manager and kube-scheduler: leader election forced off on a single
+    controller, ``/healthz`` over TLS on ``--secure-port`` (self-signed: not verified), after
+    the apiserver."""
+    forced = {"leader-elect": "false"} if ctx.single_controller else {}
+    args, notes = assemble({**defaults, "leader-elect": "true"}, extra=overrides.extra_args, extra_source=source,
+                           forced=forced, forced_reason="leader election is off on a single controller", raw=overrides.raw_args)
+    port = port_of(flag_value(args, "secure-port", str(default_port)), default_port)
+    return ComponentSpec(
+        name=name,
+        binary=ctx.binary(name),
+        args=args,
+        after=("kube-apiserver",),
+        health=HttpCheck(url=f"https://127.0.0.1:{port}/healthz", ca_file=None),
+        stop_timeout=STOP_TIMEOUT,
+        reads=reads,
+        notes=notes,
+    )

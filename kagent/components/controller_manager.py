@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import ipaddress
 
-from kagent.components.common import STOP_TIMEOUT, assemble, flag_value, port_of
+from kagent.components.common import control_loop_spec
 from kagent.components.context import Context, Role
-from kagent.components.spec import ComponentSpec, HttpCheck
+from kagent.components.spec import ComponentSpec
 
 NAME = "kube-controller-manager"
 ROLES = (Role.CONTROLLER,)
 DEFAULT_SECURE_PORT = 10257
-SINGLE_REASON = "leader election is off on a single controller"
 
 
 def enabled(ctx: Context) -> bool:
@@ -27,7 +26,6 @@ def spec(ctx: Context) -> ComponentSpec:
     p = ctx.paths
     conf = str(p.pki("ccm.conf"))
     net = ctx.config.network
-    over = ctx.config.controller_manager
     defaults = {
         "allocate-node-cidrs": "true",
         "authentication-kubeconfig": conf,
@@ -40,7 +38,6 @@ def spec(ctx: Context) -> ComponentSpec:
         "cluster-signing-key-file": str(p.pki("ca.key")),
         "controllers": "*,bootstrapsigner,tokencleaner",
         "kubeconfig": conf,
-        "leader-elect": "true",
         "node-cidr-mask-size": node_cidr_mask(net.pod_cidr),
         "profiling": "false",
         "requestheader-client-ca-file": str(p.pki("front-proxy-ca.crt")),
@@ -51,17 +48,6 @@ def spec(ctx: Context) -> ComponentSpec:
         "use-service-account-credentials": "true",
         "v": "1",
     }
-    forced = {"leader-elect": "false"} if ctx.single_controller else {}
-    args, notes = assemble(defaults, extra=over.extra_args, extra_source="spec.controllerManager.extraArgs",
-                           forced=forced, forced_reason=SINGLE_REASON, raw=over.raw_args)
-    port = port_of(flag_value(args, "secure-port", str(DEFAULT_SECURE_PORT)), DEFAULT_SECURE_PORT)
-    return ComponentSpec(
-        name=NAME,
-        binary=ctx.binary(NAME),
-        args=args,
-        after=("kube-apiserver",),
-        health=HttpCheck(url=f"https://127.0.0.1:{port}/healthz", ca_file=None),
-        stop_timeout=STOP_TIMEOUT,
-        reads=(p.pki("ccm.conf"), p.pki("ca.crt"), p.pki("ca.key"), p.pki("front-proxy-ca.crt"), p.pki("sa.key")),
-        notes=notes,
-    )
+    return control_loop_spec(ctx, name=NAME, defaults=defaults, overrides=ctx.config.controller_manager,
+                             source="spec.controllerManager.extraArgs", default_port=DEFAULT_SECURE_PORT,
+                             reads=(p.pki("ccm.conf"), p.pki("ca.crt"), p.pki("ca.key"), p.pki("front-proxy-ca.crt"), p.pki("sa.key")))

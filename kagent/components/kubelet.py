@@ -6,6 +6,7 @@ labels and the node name."""
 from __future__ import annotations
 
 import ipaddress
+from pathlib import Path
 from typing import Any, Mapping
 
 import yaml
@@ -104,11 +105,7 @@ def kubelet_config(ctx: Context) -> dict[str, Any]:
     return deep_merge(cfg, node_local)
 
 
-def kubelet_config_yaml(ctx: Context) -> bytes:
-    return yaml.safe_dump(kubelet_config(ctx), sort_keys=True, default_flow_style=False).encode()
-
-
-def kubeconfig(ctx: Context):
+def kubeconfig(ctx: Context) -> Path:
     return ctx.paths.kubelet_direct_conf if ctx.controller_with_worker else ctx.paths.kubelet_conf
 
 
@@ -134,7 +131,10 @@ def spec(ctx: Context) -> ComponentSpec:
                            forced={"hostname-override": node_name}, forced_reason="the node name is fixed by the node's hostname")
     config = kubelet_config(ctx)
     port = config.get("healthzPort", DEFAULT_HEALTHZ_PORT)
-    files = [FileSpec(path=p.kubelet_config, data=kubelet_config_yaml(ctx), mode=MODE_KUBECONFIG)]
+    if not isinstance(port, int) or isinstance(port, bool):
+        port = DEFAULT_HEALTHZ_PORT
+    data = yaml.safe_dump(config, sort_keys=True, default_flow_style=False).encode()
+    files = [FileSpec(path=p.kubelet_config, data=data, mode=MODE_KUBECONFIG)]
     if ctx.options.cluster_ca:
         files.append(FileSpec(path=p.kubelet_ca, data=ctx.options.cluster_ca, mode=MODE_CERT))
     after = ("containerd",) + (("kube-apiserver",) if ctx.controller_with_worker else ())
@@ -145,7 +145,7 @@ def spec(ctx: Context) -> ComponentSpec:
         files=tuple(files),
         dirs=((p.kubelet_root, 0o755), (p.kubelet_run_dir, 0o755)),
         after=after,
-        health=HttpCheck(url=f"http://127.0.0.1:{port if isinstance(port, int) else DEFAULT_HEALTHZ_PORT}/healthz"),
+        health=HttpCheck(url=f"http://127.0.0.1:{port}/healthz"),
         stop_timeout=STOP_TIMEOUT,
         reads=(kubeconfig(ctx),),
         notes=notes,

@@ -303,6 +303,20 @@ def http_server(component: str, host: str, port: int, routes: dict[str, Callable
     return server
 
 
+def _accept_and_close(s: socket.socket) -> None:
+    """Answer every connection (a listener the probes can connect to), until closed."""
+
+    def accept() -> None:
+        while True:
+            try:
+                conn, _ = s.accept()
+            except OSError:
+                return
+            conn.close()
+
+    threading.Thread(target=accept, daemon=True).start()
+
+
 def unix_listener(component: str, path: Path) -> socket.socket:
     if not path.parent.is_dir():
         raise Violation(f"socket dir {path.parent} does not exist")
@@ -318,15 +332,7 @@ def unix_listener(component: str, path: Path) -> socket.socket:
         raise Violation(f"cannot listen on unix:{path}: {err}") from None
     s.listen(64)
 
-    def accept() -> None:
-        while True:
-            try:
-                conn, _ = s.accept()
-            except OSError:
-                return
-            conn.close()
-
-    threading.Thread(target=accept, daemon=True).start()
+    _accept_and_close(s)
     say(component, f"listening on unix:{path}")
     return s
 
@@ -341,15 +347,7 @@ def tcp_listener(component: str, host: str, port: int) -> socket.socket:
         raise Violation(f"cannot listen on {bind}:{port}: {err.strerror}") from None
     s.listen(64)
 
-    def accept() -> None:
-        while True:
-            try:
-                conn, _ = s.accept()
-            except OSError:
-                return
-            conn.close()
-
-    threading.Thread(target=accept, daemon=True).start()
+    _accept_and_close(s)
     say(component, f"listening on tcp {bind}:{port}")
     return s
 
