@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 from types import MappingProxyType
-from typing import Mapping
+from typing import Any, Mapping
 
 from kagent.config.model import ClusterConfig, StorageType
 from kagent.errors import UsageError
@@ -204,3 +204,45 @@ def pick_resolv_conf(text: str | None) -> Path:
     if servers == ["127.0.0.53"]:
         return Path("/run/systemd/resolve/resolv.conf")
     return Path("/etc/resolv.conf")
+
+
+# ---- building a Context from a run request -------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Detected:
+    """What the edge found on this node (``kagent.node.detect.detect_node``)."""
+
+    bins: Mapping[str, Path] = field(default_factory=lambda: MappingProxyType({}))
+    containerd_version: tuple[int, int] = (1, 7)
+    etcd_version: tuple[int, int] = (3, 5)
+    arch: str = "amd64"
+    cluster_ca: bytes = b""
+    resolv_conf: Path = Path("/etc/resolv.conf")
+
+
+def build(*, config: ClusterConfig, paths: Paths, facts: NodeFacts, req: Any, detected: Detected) -> Context:
+    """A run request (``kagent.agent.RunRequest``: role, enable_worker, single, disabled,
+    labels as (k, v) pairs, taints as validated ``k[=v]:Effect`` strings, no_taints, profile,
+    kubelet_extra_args; optional join/initial_cluster) plus what the edge detected -> Context."""
+    labels = tuple(item if isinstance(item, str) else f"{item[0]}={item[1]}" for item in req.labels)
+    taints = tuple(t if isinstance(t, Taint) else parse_taints(t)[0] for t in req.taints)
+    options = NodeOptions(
+        enable_worker=bool(req.enable_worker or req.single),
+        single=bool(req.single),
+        disabled=frozenset(req.disabled),
+        labels=labels,
+        taints=taints,
+        no_taints=bool(req.no_taints),
+        profile=req.profile,
+        kubelet_extra_args=tuple(req.kubelet_extra_args),
+        join=bool(getattr(req, "join", False)),
+        initial_cluster=tuple(getattr(req, "initial_cluster", ())),
+        containerd_version=detected.containerd_version,
+        etcd_version=detected.etcd_version,
+        bins=detected.bins,
+        arch=detected.arch,
+        cluster_ca=detected.cluster_ca,
+        resolv_conf=detected.resolv_conf,
+    )
+    return Context(config=config, paths=paths, facts=facts, role=Role(req.role), options=options)

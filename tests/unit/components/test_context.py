@@ -61,3 +61,21 @@ def test_pick_resolv_conf_and_go_arch():
     assert pick_resolv_conf("nameserver 1.1.1.1\n") == Path("/etc/resolv.conf")
     assert pick_resolv_conf(None) == Path("/etc/resolv.conf")
     assert go_arch("x86_64") == "amd64" and go_arch("aarch64") == "arm64" and go_arch("riscv64") == "riscv64"
+
+
+def test_build_from_a_run_request():
+    from types import SimpleNamespace
+
+    from kagent.components.context import Detected, build
+    from tests.unit.components.cases import FACTS, default_config
+
+    req = SimpleNamespace(role="controller", enable_worker=False, single=True, disabled=frozenset({"kube-scheduler"}),
+                          labels=(("a", "b"),), taints=("k=v:NoExecute",), no_taints=False, profile="default",
+                          kubelet_extra_args=(("v", "2"),))
+    det = Detected(bins={"etcd": Path("/usr/bin/etcd")}, containerd_version=(2, 0), etcd_version=(3, 4), arch="arm64")
+    c = build(config=default_config(), paths=PATHS, facts=FACTS, req=req, detected=det)
+    assert c.role == Role.CONTROLLER and c.options.single and c.options.enable_worker
+    assert c.options.labels == ("a=b",)
+    assert c.options.taints == (Taint(key="k", value="v", effect="NoExecute"),)
+    assert c.options.containerd_version == (2, 0) and c.options.etcd_version == (3, 4) and c.options.arch == "arm64"
+    assert c.binary("etcd") == Path("/usr/bin/etcd") and not c.options.join
