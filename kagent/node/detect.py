@@ -1,0 +1,63 @@
+"""Edge. What the component specs need to know about this node beyond NodeFacts: the resolved
+binaries, the containerd and etcd versions, the Go arch, the cluster CA (for the kubelet's
+client CA file) and the resolv.conf the kubelet should use. Reads only; writes nothing."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import platform
+from pathlib import Path
+from types import MappingProxyType
+
+from kagent import bins
+from kagent.components.context import Detected, go_arch, pick_resolv_conf
+from kagent.paths import Paths
+
+# every binary a component module may name
+COMPONENT_BINARIES = ("etcd", "kine", "kube-apiserver", "kube-controller-manager", "kube-scheduler",
+                      "konnectivity-server", "containerd", "kubelet")
+
+
+def detect_node(paths: Paths, *, containerd_version: tuple[int, int] | None = None) -> Detected:
+    found = {name: bins.find_binary(name, paths) for name in COMPONENT_BINARIES}
+    defaults = Detected()
+    if containerd_version is None:
+        ctd = found.get("containerd")
+        containerd_version = (bins.binary_major_minor(ctd) if ctd else None) or defaults.containerd_version
+    etcd = found.get("etcd")
+    etcd_version = (bins.binary_major_minor(etcd) if etcd else None) or defaults.etcd_version
+    return Detected(
+        bins=MappingProxyType({k: v for k, v in found.items() if v is not None}),
+        containerd_version=containerd_version,
+        etcd_version=etcd_version,
+        arch=go_arch(platform.machine()),
+        cluster_ca=cluster_ca(paths.pki("ca.crt"), paths.kubelet_conf),
+        resolv_conf=pick_resolv_conf(_read(Path("/etc/resolv.conf"))),
+    )
+
+
+def _read(path: Path) -> str | None:
+    try:
+        return path.read_text()
+    except (OSError, UnicodeDecodeError):
+        return None
+
+
+def cluster_ca(ca_file: Path, kubeconfig: Path) -> bytes:
+    """The cluster CA PEM: pki/ca.crt on a controller, else the kubelet kubeconfig's
+    certificate-authority-data; empty when neither is there yet."""
+    try:
+        return ca_file.read_bytes()
+    except OSError:
+        pass
+    text = _read(kubeconfig)
+    if not text:
+        return b""
+    import yaml
+
+    try:
+        doc = yaml.safe_load(text)
+        return base64.b64decode(doc["clusters"][0]["cluster"]["certificate-authority-data"])
+    except (yaml.YAMLError, KeyError, IndexError, TypeError, binascii.Error):
+        return b""
