@@ -92,7 +92,7 @@ class Agent:
             fsutil.ensure_dir(self.paths.images_dir, fsutil.MODE_DATA_DIR)
 
     # ---- the spec builder ----------------------------------------------------------
-    def build_context(self):  # -> components.context.Context
+    def build_context(self, *, apply_pki: bool = True):  # -> components.context.Context
         from kagent.components.context import build
         from kagent.node.detect import detect_node
 
@@ -100,7 +100,7 @@ class Agent:
         for w in config.warnings:
             self.log.warning("config_warning", reason=w)
         facts = self.app.facts()
-        if self.req.role == Role.CONTROLLER:
+        if apply_pki and self.req.role == Role.CONTROLLER:
             self._apply_pki(config, facts)
         return build(config=config, paths=self.paths, facts=facts, req=self.req, detected=detect_node(self.paths))
 
@@ -117,12 +117,21 @@ class Agent:
             self.log.info("pki_applied", written=len(result.written))
 
     def load_specs(self) -> Sequence[ComponentSpec]:
+        """Config -> PKI -> specs (in start order). Also the SIGHUP path of the supervisor."""
         from kagent.components import specs_for
 
-        ctx = self.build_context()
-        specs = specs_for(ctx)  # already in start order
+        specs = specs_for(self.build_context())
         self._check_binaries(specs)
         return specs
+
+    def preflight(self) -> None:
+        """Everything that can be refused before anything is written: the config, the data
+        dir's state, the lock, the binaries (specs built without touching the PKI)."""
+        from kagent.components import specs_for
+
+        self.app.load_config()
+        self.check_data_dir()
+        self._check_binaries(specs_for(self.build_context(apply_pki=False)))
 
     def _check_binaries(self, specs: Sequence[ComponentSpec]) -> None:
         import os
@@ -174,9 +183,9 @@ class Agent:
     def run(self) -> int:
         from kagent.supervisor.manager import run_agent_sync
 
-        self.check_data_dir()
+        self.preflight()  # bad config (3), no cluster / already running / missing binary (4): nothing written
         self.ensure_dirs()
-        specs = self.load_specs()  # preflight: config, PKI, binaries; errors exit here with their code
+        specs = self.load_specs()
         if self.req.init_only:
             self.log.info("init_only_done", components=[s.name for s in specs])
             return 0

@@ -1,0 +1,91 @@
+"""``kagent controller --init`` in the etcd-only topology with the real etcd: it answers
+etcdctl over mTLS, survives ``kill -9`` of the etcd child (respawned, data kept), is reported
+by ``kagent status``, and stops cleanly on SIGTERM."""
+
+from __future__ import annotations
+
+import os
+import signal
+
+from tests.integration.conftest import KUBE_COMPONENTS, base_config, etcdctl
+
+
+def test_etcd_only_controller_survives_kill_9_and_stops_cleanly(node_factory):
+    n = node_factory()
+    n.write_config(base_config(n))
+    n.start("controller", "--init", "--disable-components", KUBE_COMPONENTS)
+    comps = n.wait_healthy(["etcd"])
+    assert set(comps) == {"etcd"}
+    first_pid = comps["etcd"]["pid"]
+    assert (n.run / "etcd.pid").read_text().split()[0] == str(first_pid)
+
+    assert etcdctl(n, "put", "kagent-test", "kept").returncode == 0
+    refused = etcdctl(n, "get", "kagent-test", cert=False)
+    assert refused.returncode != 0  # client-cert-auth: no cert, no answer
+
+    os.kill(first_pid, signal.SIGKILL)
+    comps = n.wait_for(lambda c: c["etcd"]["pid"] not in (None, first_pid) and c["etcd"]["health"] == "healthy",
+                       timeout=60, what="etcd respawned")
+    assert comps["etcd"]["restarts"] >= 1
+    assert comps["etcd"]["last_exit"]["signal"] in (signal.SIGKILL, "SIGKILL", "KILL", 9)
+    got = etcdctl(n, "get", "kagent-test", "--print-value-only")
+    assert got.returncode == 0 and got.stdout.strip() == "kept"
+
+    text = n.kagent("status").stdout
+    assert "etcd" in text and "running" in text
+
+    second_pid = comps["etcd"]["pid"]
+    assert n.stop() == 0
+    assert not (n.run / "etcd.pid").exists()
+    assert not os.path.exists(f"/proc/{second_pid}") or open(f"/proc/{second_pid}/stat").read().split()[2] == "Z"
+    assert n.kagent("status").returncode == 4
+
+
+def test_second_run_reuses_the_pki_and_data(node_factory):
+    n = node_factory()
+    n.write_config(base_config(n))
+    n.start("controller", "--init", "--disable-components", KUBE_COMPONENTS)
+    n.wait_healthy(["etcd"])
+    assert etcdctl(n, "put", "k", "v1").returncode == 0
+    ca_before = (n.data / "pki" / "ca.crt").stat().st_mtime_ns
+    server_before = (n.data / "pki" / "etcd" / "server.crt").read_bytes()
+    assert n.stop() == 0
+
+    # no --init needed once the data dir holds a cluster; nothing is reissued
+    n.start("controller", "--disable-components", KUBE_COMPONENTS)
+    n.wait_healthy(["etcd"])
+    assert (n.data / "pki" / "ca.crt").stat().st_mtime_ns == ca_before
+    assert (n.data / "pki" / "etcd" / "server.crt").read_bytes() == server_before
+    assert etcdctl(n, "get", "k", "--print-value-only").stdout.strip() == "v1"
+
+
+def test_empty_data_dir_without_init_is_refused_and_writes_nothing(node_factory):
+    n = node_factory()
+    n.write_config(base_config(n))
+    r = n.kagent("controller", "--disable-components", KUBE_COMPONENTS)
+    assert r.returncode == 4
+    assert f"error: {n.data}: holds no cluster" in r.stderr
+    assert "hint: pass --init" in r.stderr
+    assert not n.data.exists()
+
+
+def test_second_agent_on_the_same_run_dir_exits_4(node_factory):
+    n = node_factory()
+    n.write_config(base_config(n))
+    n.start("controller", "--init", "--disable-components", KUBE_COMPONENTS)
+    n.wait_healthy(["etcd"])
+    r = n.kagent("controller", "--disable-components", KUBE_COMPONENTS, timeout=60)
+    assert r.returncode == 4
+    assert "already running" in r.stderr
+
+
+def test_bad_flag_and_bad_config_are_clear_and_change_nothing(node_factory):
+    n = node_factory()
+    r = n.kagent("controller", "--init", "--disable-components", "kube-apiservr")
+    assert r.returncode == 2
+    assert "'kube-apiservr' is not a controller component" in r.stderr
+    n.config.write_text("spec:\n  api:\n    port: 70000\n")
+    r = n.kagent("controller", "--init")
+    assert r.returncode == 3
+    assert r.stderr.splitlines()[0] == "error: config spec.api.port: 70000 is not a TCP port (1-65535)"
+    assert not n.data.exists() and not n.run.exists()
