@@ -20,6 +20,8 @@ COMMANDS: dict[str, str] = {
     "version": "kagent.cli.version:version",
     "config": "kagent.cli.config:config",
     "sysinfo": "kagent.cli.sysinfo:sysinfo",
+    "status": "kagent.cli.status:status",
+    "reload": "kagent.cli.status:reload",
 }
 
 
