@@ -82,10 +82,11 @@ class Agent:
 
     def start(self, *extra: str, wait_ready: bool = True) -> subprocess.Popen[bytes]:
         argv = [sys.executable, str(ENTRY), "--run-dir", str(self.run_dir), "--specs", str(self.spec_file), *extra]
+        readies = self.log_text().count('"agent_ready"')
         self.stderr_fh = open(self.stderr_path, "ab")
         self.proc = self.procs.popen(argv, stdout=subprocess.DEVNULL, stderr=self.stderr_fh, env=kagent_env())
         if wait_ready:
-            wait_for(lambda: "agent_ready" in self.log_text() or self.proc.poll() is not None, 20, what="agent_ready")
+            wait_for(lambda: self.log_text().count('"agent_ready"') > readies or self.proc.poll() is not None, 20, what="agent_ready")
             assert self.proc.poll() is None, self.log_text()
         return self.proc
 
