@@ -25,7 +25,7 @@ from typing import IO, Any, Callable, Collection, Iterable, Sequence
 import kagent
 from kagent import fsutil, log
 from kagent.components.spec import ComponentSpec
-from kagent.errors import ComponentError, ExitCode, KagentError, PreconditionError
+from kagent.errors import ComponentError, ExitCode, KagentError
 from kagent.node.lock import InstanceLock
 from kagent.paths import Paths
 from kagent.supervisor import health as health_mod
@@ -164,6 +164,17 @@ class Manager:
                 t.cancel()
         return not u.stop_req.is_set()
 
+    async def _run_guarded(self, u: Unit) -> None:
+        """A bug in a runner must not leave a component silently unsupervised."""
+        try:
+            await self._run(u)
+        except asyncio.CancelledError:
+            raise
+        except Exception as err:  # noqa: BLE001 - logged with its traceback, then fatal or visible
+            self.log.exception("runner_crashed", component=u.spec.name, reason=repr(err))
+            self._fail(u, f"internal error: {err!r}")
+            u.state = State.FAILED
+
     async def _run(self, u: Unit) -> None:
         """The runner: spawn, watch, restart per policy, until a stop is requested."""
         spec_log = self.log.bind(component=u.spec.name)
@@ -284,7 +295,7 @@ class Manager:
         u.state = State.STARTING
         if self.log_dir is not None and u.log_file is None:
             u.log_file = open(self.log_dir / f"{spec.name}.log", "a", buffering=1, encoding="utf-8", errors="replace")
-        u.task = asyncio.ensure_future(self._run(u))
+        u.task = asyncio.ensure_future(self._run_guarded(u))
         return u
 
     async def _stop_unit(self, u: Unit) -> None:
@@ -538,4 +549,4 @@ def run_agent_sync(**kw: Any) -> int:
     return asyncio.run(run_agent(**kw))
 
 
-__all__ = ["Manager", "PreconditionError", "run_agent", "run_agent_sync"]
+__all__ = ["Manager", "run_agent", "run_agent_sync"]

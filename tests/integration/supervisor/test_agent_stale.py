@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import signal
-import subprocess
-import time
 
-from tests.integration.supervisor.conftest import alive, fake, marked_pids, wait_for
+from tests.integration.supervisor.conftest import alive, fake, marked_pids
 
 
 def test_pidfile_of_an_unrelated_sleep_is_never_signalled(agent, procs):
