@@ -35,7 +35,9 @@ from kagent.supervisor.reload import diff, start_order
 
 HEALTH_FIRST_PROBE = 0.02  # start-up gate: first probe after 20 ms, doubling to HEALTH_GATE_MAX
 HEALTH_GATE_MAX = 1.0
-DRAIN_TIMEOUT = 0.5  # how long a failed child's output may take to reach EOF before we quote it
+DRAIN_TIMEOUT = 0.5
+LOG_LINES_PER_S = 1000  # child output lines per second per component that reach the structured log
+LOG_LINES_BURST = 5000  # how long a failed child's output may take to reach EOF before we quote it
 
 
 def _utc_now() -> str:
@@ -124,13 +126,28 @@ class Manager:
 
     # ---- one component ---------------------------------------------------------------------
     def _sink(self, u: Unit) -> process.LineSink:
+        """Each line to the structured log (at most LOG_LINES_PER_S per component, bursts of
+        LOG_LINES_BURST; the rest is counted and reported, so a flooding child cannot eat the
+        agent's CPU or the journal) and, unthrottled, to the component's log file."""
         name = u.spec.name
         logger = self.log
+        budget = {"tokens": float(LOG_LINES_BURST), "at": time.monotonic(), "dropped": 0}
 
         def sink(stream: str, line: str) -> None:
-            logger.info("child_output", component=name, stream=stream, line=line)
             if u.log_file is not None:
                 u.log_file.write(f"{stream}: {line}\n")
+            now = time.monotonic()
+            budget["tokens"] = min(LOG_LINES_BURST, budget["tokens"] + (now - budget["at"]) * LOG_LINES_PER_S)
+            budget["at"] = now
+            if budget["tokens"] < 1:
+                budget["dropped"] += 1
+                return
+            budget["tokens"] -= 1
+            if budget["dropped"]:
+                logger.warning("child_output_dropped", component=name, lines=budget["dropped"],
+                               reason=f"more than {LOG_LINES_PER_S} lines/s")
+                budget["dropped"] = 0
+            logger.info("child_output", component=name, stream=stream, line=line)
 
         return sink
 

@@ -148,6 +148,8 @@ def test_output_flood_and_huge_lines_do_not_block_the_agent(agent):
     os.kill(steady, signal.SIGKILL)
     wait_for(lambda: (p := agent.pidfile("steady")) and p != steady and alive(p), 5, what="steady back during flood")
     assert agent.status()["agent"]["pid"] == agent.proc.pid
+    wait_for(lambda: agent.log_events("child_output_dropped"), 10, what="flood throttled in the log")
+    assert agent.log_events("child_output_dropped")[0]["component"] == "flood"
     rss_kb = int(next(ln.split()[1] for ln in open(f"/proc/{agent.proc.pid}/status") if ln.startswith("VmRSS")))
     assert rss_kb < 200_000
     assert agent.stop() == 0

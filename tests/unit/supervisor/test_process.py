@@ -145,3 +145,32 @@ def test_build_env_drops_inherited_markers():
     env = process.build_env(spec, "id", {"KAGENT_MANAGED": "old", "KAGENT_COMPONENT": "old", "PATH": "/bin"})
     assert env == {"PATH": "/bin", "A": "1", "KAGENT_MANAGED": "id", "KAGENT_COMPONENT": "x"}
     assert os.environ.get("KAGENT_MANAGED") is None
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="switching users needs root (CI runs as root)")
+def test_run_as_switches_user_and_drops_supplementary_groups():
+    import pwd
+
+    nobody = pwd.getpwnam("nobody")
+    spec = ComponentSpec(name="a", binary=Path("/bin/sh"), args=("-c", "echo $(id -u) $(id -g) $(id -G)"),
+                         run_as="nobody", cwd=Path("/"))
+
+    async def main():
+        child, lines = await spawn_collect(spec)
+        await child.exited
+        await child.drain(2)
+        return lines
+
+    assert run(main()) == [("stdout", f"{nobody.pw_uid} {nobody.pw_gid} {nobody.pw_gid}")]
+
+
+def test_unknown_run_as_user_is_a_precondition_error():
+    from kagent.errors import PreconditionError
+
+    spec = ComponentSpec(name="a", binary=Path("/bin/true"), run_as="no-such-user-kagent")
+
+    async def main():
+        process.spawn(spec, instance=INSTANCE, sink=lambda s, ln: None, now=0, loop=asyncio.get_running_loop())
+
+    with pytest.raises(PreconditionError, match="user no-such-user-kagent: no such system user"):
+        run(main())
