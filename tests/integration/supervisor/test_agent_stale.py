@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import signal
 
-from tests.integration.supervisor.conftest import alive, fake, marked_pids
+from tests.integration.supervisor.conftest import alive, fake, marked_pids, wait_for
 
 
 def test_pidfile_of_an_unrelated_sleep_is_never_signalled(agent, procs):
@@ -34,8 +34,10 @@ def test_marked_process_running_another_binary_is_not_ours(agent, procs):
 
 
 def test_agent_sigkilled_then_restarted_leaves_exactly_one_generation(agent):
-    agent.write([fake("a"), fake("b", after=["a"]), fake("stubborn", "ignore-term", stop_timeout=0.5)])
+    agent.write([fake("a"), fake("b", after=["a"]),
+                 fake("stubborn", "ignore-term", "--events", str(agent.events), stop_timeout=0.5)])
     agent.start()
+    wait_for(lambda: agent.fake_events(), 5, what="stubborn ignores TERM from now on")
     first = agent.pids()
     agent.signal(signal.SIGKILL)
     agent.proc.wait(timeout=5)
