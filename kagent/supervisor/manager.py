@@ -87,6 +87,13 @@ class Manager:
         self.log = log.get()
         self._failure: asyncio.Future[ComponentError] | None = None
         self.stop_requested = False
+        self.stop_event = asyncio.Event()  # set as soon as a stop is queued: long waits give way
+
+    def request(self, cmd: _Cmd) -> None:
+        """Enqueue a command (what signal handlers and the socket do, and nothing more)."""
+        self.queue.put_nowait(cmd)
+        if cmd.kind == "stop":
+            self.stop_event.set()
 
     # ---- status --------------------------------------------------------------------------
     def status_doc(self) -> dict[str, Any]:
@@ -120,7 +127,7 @@ class Manager:
             if self.phase != "running":
                 return 409, _plan_doc(error=f"agent is {self.phase}; try again when it is running", rejected=True)
             fut: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
-            self.queue.put_nowait(_Cmd("reload", reply=fut))
+            self.request(_Cmd("reload", reply=fut))
             return 200, await fut
         return 404, {"error": f"no route {method} {target}"}
 
@@ -417,10 +424,18 @@ class Manager:
                          signalled=list(plan.signal), unchanged=[*plan.unchanged, *plan.update])
 
     async def _wait_healthy(self, units: Sequence[Unit]) -> None:
+        """Until the (re)started units are healthy, their startup timeout passed, or a stop came."""
         if not units:
             return
         timeout = max(u.spec.startup_timeout for u in units)
-        await asyncio.wait([asyncio.ensure_future(u.healthy.wait()) for u in units], timeout=timeout)
+        waits = [asyncio.ensure_future(u.healthy.wait()) for u in units]
+        stop = asyncio.ensure_future(self.stop_event.wait())
+        all_healthy = asyncio.ensure_future(asyncio.wait(waits))
+        try:
+            await asyncio.wait([all_healthy, stop], timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for t in (*waits, stop, all_healthy):
+                t.cancel()
 
     async def restart_readers(self, rewritten: Collection[Path]) -> None:
         names = [u.spec.name for u in self.units.values() if set(u.spec.reads) & set(rewritten)]
@@ -461,7 +476,7 @@ async def _renew_loop(mgr: Manager, renew: Callable[[], Collection[Path]], inter
             mgr.log.error("renew_failed", reason=err.render())
             continue
         if rewritten:
-            mgr.queue.put_nowait(_Cmd("renew", paths=frozenset(Path(p) for p in rewritten)))
+            mgr.request(_Cmd("renew", paths=frozenset(Path(p) for p in rewritten)))
 
 
 def _install_signals(mgr: Manager) -> list[int]:
@@ -471,7 +486,7 @@ def _install_signals(mgr: Manager) -> list[int]:
     actions = {signal.SIGTERM: "stop", signal.SIGINT: "stop", signal.SIGHUP: "reload"}
     for sig, kind in actions.items():
         try:
-            loop.add_signal_handler(sig, mgr.queue.put_nowait, _Cmd(kind))
+            loop.add_signal_handler(sig, mgr.request, _Cmd(kind))
             installed.append(sig)
         except (ValueError, RuntimeError):
             pass

@@ -159,29 +159,23 @@ class Child:
     def alive(self) -> bool:
         return not self.exited.done()
 
-    def signal_group(self, sig: int) -> None:
-        """Signal the child's process group; only while it is unreaped, so the PID is still ours."""
+    def signal(self, sig: int, *, group: bool = False) -> None:
+        """Signal the child (or its whole process group); only while it is unreaped, so the
+        PID is still ours."""
         if self.alive:
             try:
-                os.killpg(self.pid, sig)
-            except ProcessLookupError:
-                pass
-
-    def signal(self, sig: int) -> None:
-        if self.alive:
-            try:
-                os.kill(self.pid, sig)
+                (os.killpg if group else os.kill)(self.pid, sig)
             except ProcessLookupError:
                 pass
 
     async def stop(self, sig: int, timeout: float) -> tuple[ExitStatus, bool]:
         """``sig`` to the group, wait ``timeout``, then SIGKILL the group. Returns the exit
         status and whether the KILL was needed."""
-        self.signal_group(sig)
+        self.signal(sig, group=True)
         try:
             return await asyncio.wait_for(asyncio.shield(self.exited), timeout), False
         except TimeoutError:
-            self.signal_group(signal.SIGKILL)
+            self.signal(signal.SIGKILL, group=True)
             return await self.exited, True
 
     async def drain(self, timeout: float) -> None:

@@ -108,7 +108,8 @@ class Agent:
         return doc
 
     def comp(self, name: str) -> dict[str, Any]:
-        return next(c for c in self.status()["components"] if c["name"] == name)
+        """The component's status row ({} while it is not in the set)."""
+        return next((c for c in self.status()["components"] if c["name"] == name), {})
 
     def pids(self) -> dict[str, int | None]:
         return {c["name"]: c["pid"] for c in self.status()["components"]}

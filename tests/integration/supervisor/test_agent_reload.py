@@ -77,3 +77,28 @@ def test_signal_on_change_rewrites_files_and_keeps_the_pid(agent, tmp_path):
     assert conf.read_text() == "v2"
     wait_for(lambda: any(e[1] == "hup" for e in agent.fake_events()), 5, what="hup received")
     assert agent.pids()["c"] == pid
+
+
+def test_sigterm_during_a_reload_that_waits_for_health_stops_promptly(agent, tmp_path):
+    import subprocess
+    import time
+
+    from tests.conftest import kagent_cmd, kagent_env
+
+    agent.write([fake("a")])
+    agent.start()
+    agent.write([fake("a"), fake("unready", health={"unix": str(tmp_path / "never.sock")}, startup_timeout=60)])
+    reload_cli = subprocess.Popen(kagent_cmd("--run-dir", str(agent.run_dir), "reload"), env=kagent_env(),
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: agent.comp("unready").get("state") == "starting", 10, what="unready starting")
+        t0 = time.monotonic()
+        agent.signal(signal.SIGTERM)
+        assert agent.proc.wait(timeout=10) == 0
+        assert time.monotonic() - t0 < 5
+        out, _ = reload_cli.communicate(timeout=10)
+        assert "started: unready" in out
+    finally:
+        if reload_cli.poll() is None:
+            reload_cli.kill()
+            reload_cli.wait()
