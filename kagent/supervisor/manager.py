@@ -364,7 +364,8 @@ class Manager:
         ready = asyncio.ensure_future(asyncio.gather(*(u.healthy.wait() for u in self.units.values())))
         cmd = asyncio.ensure_future(self._next_stop())
         try:
-            await asyncio.wait({ready, self._failure, cmd}, return_when=asyncio.FIRST_COMPLETED)
+            waits: set[asyncio.Future[Any]] = {ready, self._failure, cmd}
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
         finally:
             ready.cancel()
             cmd.cancel()
@@ -482,7 +483,7 @@ async def _renew_loop(mgr: Manager, renew: Callable[[], Collection[Path]], inter
 def _install_signals(mgr: Manager) -> list[int]:
     """Handlers only enqueue; the loop does the work. Only possible in the main thread."""
     loop = asyncio.get_running_loop()
-    installed = []
+    installed: list[int] = []
     actions = {signal.SIGTERM: "stop", signal.SIGINT: "stop", signal.SIGHUP: "reload"}
     for sig, kind in actions.items():
         try:

@@ -48,18 +48,19 @@ def build_env(spec: ComponentSpec, instance: str, base: Mapping[str, str]) -> di
     return env
 
 
-def _credentials(run_as: str | None) -> dict[str, object]:
+def _credentials(run_as: str | None) -> tuple[int | None, int | None, list[int] | None]:
+    """(user, group, extra_groups) for Popen: all None to keep the agent's own."""
     if run_as is None:
-        return {}
+        return None, None, None
     try:
         pw = pwd.getpwnam(run_as)
     except KeyError:
         raise PreconditionError(f"user {run_as}", "no such system user",
                                 hint=f"create it (useradd --system {run_as}) or run the agent as root") from None
     if os.geteuid() == 0:
-        return {"user": pw.pw_uid, "group": pw.pw_gid, "extra_groups": []}
+        return pw.pw_uid, pw.pw_gid, []
     if pw.pw_uid == os.geteuid():
-        return {}
+        return None, None, None
     raise PreconditionError(f"user {run_as}", "switching users needs root", hint="run kagent as root")
 
 
@@ -192,7 +193,7 @@ class Child:
 def spawn(spec: ComponentSpec, *, instance: str, sink: LineSink, now: float,
           loop: asyncio.AbstractEventLoop, base_env: Mapping[str, str] | None = None) -> Child:
     """Start ``spec`` in its own process group with the ownership markers in its environment."""
-    creds = _credentials(spec.run_as)
+    user, group, extra_groups = _credentials(spec.run_as)
     try:
         popen = subprocess.Popen(  # noqa: S603 - argv list, no shell
             spec.argv,
@@ -203,7 +204,9 @@ def spawn(spec: ComponentSpec, *, instance: str, sink: LineSink, now: float,
             stderr=subprocess.PIPE,
             process_group=0,
             close_fds=True,
-            **creds,  # type: ignore[arg-type]
+            user=user,
+            group=group,
+            extra_groups=extra_groups,
         )
     except FileNotFoundError as err:
         missing = spec.cwd if spec.cwd and not Path(spec.cwd).is_dir() else spec.binary
@@ -253,7 +256,12 @@ def is_ours(pid: int, spec: ComponentSpec, instance: str) -> bool:
 async def wait_fd_readable(fd: int, timeout: float) -> bool:
     loop = asyncio.get_running_loop()
     fut: asyncio.Future[None] = loop.create_future()
-    loop.add_reader(fd, lambda: fut.done() or fut.set_result(None))
+
+    def ready() -> None:
+        if not fut.done():
+            fut.set_result(None)
+
+    loop.add_reader(fd, ready)
     try:
         await asyncio.wait_for(fut, timeout)
         return True
