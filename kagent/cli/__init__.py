@@ -24,6 +24,8 @@ COMMANDS: dict[str, str] = {
     "worker": "kagent.cli.run:worker",
     "kubectl": "kagent.cli.passthrough:kubectl",
     "ctr": "kagent.cli.passthrough:ctr",
+    "status": "kagent.cli.status:status",
+    "reload": "kagent.cli.status:reload",
 }
 
 

@@ -1,0 +1,311 @@
+"""Edge. One child process: spawn a spec, stream its output, notice its exit, stop it; and the
+stale-pidfile check that never signals a process that is not provably ours.
+
+Exit is noticed through a pidfd registered with the event loop (``loop.add_reader``): the
+kernel wakes us exactly once when the child exits, and nothing runs while every child is up.
+We spawn with ``subprocess.Popen`` (vfork/exec in C, ``process_group=0``, no ``preexec_fn``,
+no shell) and reap the child ourselves right after its pidfd fires, so asyncio's child
+watcher (a thread per child in 3.11) is never involved.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import hashlib
+import os
+import pwd
+import signal
+import subprocess
+from pathlib import Path
+from typing import Callable, Mapping
+
+from kagent.components.spec import ComponentSpec
+from kagent.errors import ComponentError, PreconditionError
+from kagent.supervisor.policy import ExitStatus
+
+MARKER_ENV = "KAGENT_MANAGED"
+COMPONENT_ENV = "KAGENT_COMPONENT"
+MAX_LINE = 64 * 1024  # longer lines are cut (the rest up to the newline is dropped, and counted)
+READ_CHUNK = 64 * 1024
+TAIL_LINES = 20  # last lines kept per child for error messages
+
+LineSink = Callable[[str, str], None]  # (stream, line)
+
+
+def instance_id(run_dir: Path) -> str:
+    """The value of ``KAGENT_MANAGED``: stable for one run dir, so an agent restarted on the same
+    run dir recognises the children of its previous incarnation, and no other agent's."""
+    return hashlib.sha256(str(run_dir).encode()).hexdigest()[:16]
+
+
+def build_env(spec: ComponentSpec, instance: str, base: Mapping[str, str]) -> dict[str, str]:
+    """The child's environment: the agent's, then the spec's, then the ownership markers."""
+    env = {k: v for k, v in base.items() if k not in (MARKER_ENV, COMPONENT_ENV)}
+    env.update(dict(spec.env))
+    env[MARKER_ENV] = instance
+    env[COMPONENT_ENV] = spec.name
+    return env
+
+
+def _credentials(run_as: str | None) -> tuple[int | None, int | None, list[int] | None]:
+    """(user, group, extra_groups) for Popen: all None to keep the agent's own."""
+    if run_as is None:
+        return None, None, None
+    try:
+        pw = pwd.getpwnam(run_as)
+    except KeyError:
+        raise PreconditionError(f"user {run_as}", "no such system user",
+                                hint=f"create it (useradd --system {run_as}) or run the agent as root") from None
+    if os.geteuid() == 0:
+        return pw.pw_uid, pw.pw_gid, []
+    if pw.pw_uid == os.geteuid():
+        return None, None, None
+    raise PreconditionError(f"user {run_as}", "switching users needs root", hint="run kagent as root")
+
+
+class _LineReader:
+    """Reads one pipe without blocking, splits it into lines, hands each to ``sink``."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, fd: int, stream: str, sink: LineSink,
+                 tail: collections.deque[str]) -> None:
+        self.loop, self.fd, self.stream, self.sink, self.tail = loop, fd, stream, sink, tail
+        self.buf = bytearray()
+        self.skipping = 0  # bytes dropped from an over-long line
+        self.eof = loop.create_future()
+        os.set_blocking(fd, False)
+        loop.add_reader(fd, self._on_readable)
+
+    def _emit(self, raw: bytes | bytearray, dropped: int = 0) -> None:
+        if len(raw) > MAX_LINE:
+            dropped += len(raw) - MAX_LINE
+            raw = raw[:MAX_LINE]
+        line = bytes(raw).decode("utf-8", "replace").rstrip("\r")
+        if dropped:
+            line += f" [line cut: {dropped} more bytes]"
+        self.tail.append(line)
+        self.sink(self.stream, line)
+
+    def _on_readable(self) -> None:
+        try:
+            data = os.read(self.fd, READ_CHUNK)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if not data:
+            if self.buf:
+                self._emit(self.buf, self.skipping)
+                self.buf.clear()
+            self.close()
+            return
+        start = 0
+        while True:
+            nl = data.find(b"\n", start)
+            if nl < 0:
+                break
+            if self.skipping:
+                self._emit(self.buf, self.skipping + nl - start)
+                self.skipping = 0
+            else:
+                self.buf += data[start:nl]
+                self._emit(self.buf)
+            self.buf.clear()
+            start = nl + 1
+        rest = data[start:]
+        if self.skipping:
+            self.skipping += len(rest)
+        else:
+            self.buf += rest
+            if len(self.buf) > MAX_LINE:
+                self.skipping = len(self.buf) - MAX_LINE
+                del self.buf[MAX_LINE:]
+
+    def close(self) -> None:
+        if self.eof.done():
+            return
+        self.loop.remove_reader(self.fd)
+        os.close(self.fd)
+        self.eof.set_result(None)
+
+
+class Child:
+    """A running (or just exited) child. ``exited`` resolves once, when the kernel says so."""
+
+    def __init__(self, spec: ComponentSpec, popen: subprocess.Popen[bytes], started_at: float,
+                 loop: asyncio.AbstractEventLoop, sink: LineSink) -> None:
+        self.spec = spec
+        self.popen = popen
+        self.pid = popen.pid
+        self.started_at = started_at
+        self.tail: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
+        self.exited: asyncio.Future[ExitStatus] = loop.create_future()
+        self._loop = loop
+        self._readers: list[_LineReader] = []
+        for stream, fh in (("stdout", popen.stdout), ("stderr", popen.stderr)):
+            assert fh is not None
+            fd = os.dup(fh.fileno())
+            fh.close()
+            self._readers.append(_LineReader(loop, fd, stream, sink, self.tail))
+        self._pidfd = os.pidfd_open(self.pid)
+        loop.add_reader(self._pidfd, self._on_exit)
+
+    def _on_exit(self) -> None:
+        self._loop.remove_reader(self._pidfd)
+        os.close(self._pidfd)
+        rc = self.popen.wait()  # already a zombie: returns at once, and reaps it
+        self.exited.set_result(ExitStatus.from_returncode(rc))
+
+    @property
+    def alive(self) -> bool:
+        return not self.exited.done()
+
+    def signal(self, sig: int, *, group: bool = False) -> None:
+        """Signal the child (or its whole process group); only while it is unreaped, so the
+        PID is still ours."""
+        if self.alive:
+            try:
+                (os.killpg if group else os.kill)(self.pid, sig)
+            except ProcessLookupError:
+                pass
+
+    async def stop(self, sig: int, timeout: float) -> tuple[ExitStatus, bool]:
+        """``sig`` to the group, wait ``timeout``, then SIGKILL the group. Returns the exit
+        status and whether the KILL was needed."""
+        self.signal(sig, group=True)
+        try:
+            return await asyncio.wait_for(asyncio.shield(self.exited), timeout), False
+        except TimeoutError:
+            self.signal(signal.SIGKILL, group=True)
+            return await self.exited, True
+
+    async def drain(self, timeout: float) -> None:
+        """Wait (a little) for the output pipes to reach EOF, e.g. before quoting the tail."""
+        pending = [r.eof for r in self._readers if not r.eof.done()]
+        if pending:
+            await asyncio.wait(pending, timeout=timeout)
+
+    def close_output(self) -> None:
+        for r in self._readers:
+            r.close()
+
+
+def spawn(spec: ComponentSpec, *, instance: str, sink: LineSink, now: float,
+          loop: asyncio.AbstractEventLoop, base_env: Mapping[str, str] | None = None) -> Child:
+    """Start ``spec`` in its own process group with the ownership markers in its environment."""
+    user, group, extra_groups = _credentials(spec.run_as)
+    try:
+        popen = subprocess.Popen(  # noqa: S603 - argv list, no shell
+            spec.argv,
+            env=build_env(spec, instance, os.environ if base_env is None else base_env),
+            cwd=spec.cwd,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            process_group=0,
+            close_fds=True,
+            user=user,
+            group=group,
+            extra_groups=extra_groups,
+        )
+    except FileNotFoundError as err:
+        missing = spec.cwd if spec.cwd and not Path(spec.cwd).is_dir() else spec.binary
+        raise ComponentError(f"component {spec.name}", f"{missing} does not exist",
+                             hint="install the binary (see kagent sysinfo)") from err
+    except PermissionError as err:
+        raise ComponentError(f"component {spec.name}", f"{spec.binary} is not executable: {err.strerror}") from err
+    except OSError as err:
+        raise ComponentError(f"component {spec.name}", f"cannot start {spec.binary}: {err.strerror or err}") from err
+    return Child(spec, popen, now, loop, sink)
+
+
+# ---- pidfiles and stale children ---------------------------------------------------------
+
+def read_pidfile(path: Path) -> int | None:
+    """The PID in a pidfile, or None when missing or not a positive number."""
+    try:
+        text = path.read_text().strip()
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    return int(text) if text.isdigit() and int(text) > 0 else None
+
+
+def is_ours(pid: int, spec: ComponentSpec, instance: str) -> bool:
+    """True only when /proc says the process carries our marker for this component and runs
+    this spec's binary. Any doubt (unreadable, another user, a thread id) means no."""
+    proc = Path(f"/proc/{pid}")
+    try:
+        status = (proc / "status").read_text()
+        tgid = next((ln.split()[1] for ln in status.splitlines() if ln.startswith("Tgid:")), None)
+        if tgid != str(pid):
+            return False
+        environ = (proc / "environ").read_bytes().split(b"\0")
+        cmdline = (proc / "cmdline").read_bytes().split(b"\0")
+        try:
+            exe = os.readlink(proc / "exe").removesuffix(" (deleted)")
+        except OSError:
+            exe = ""
+    except (OSError, ValueError):
+        return False
+    if f"{MARKER_ENV}={instance}".encode() not in environ or f"{COMPONENT_ENV}={spec.name}".encode() not in environ:
+        return False
+    binary = str(spec.binary)
+    return exe == os.path.realpath(binary) or (bool(cmdline) and cmdline[0].decode(errors="replace") == binary)
+
+
+async def wait_fd_readable(fd: int, timeout: float) -> bool:
+    loop = asyncio.get_running_loop()
+    fut: asyncio.Future[None] = loop.create_future()
+
+    def ready() -> None:
+        if not fut.done():
+            fut.set_result(None)
+
+    loop.add_reader(fd, ready)
+    try:
+        await asyncio.wait_for(fut, timeout)
+        return True
+    except TimeoutError:
+        return False
+    finally:
+        loop.remove_reader(fd)
+
+
+async def terminate_stale(pidfile: Path, spec: ComponentSpec, instance: str) -> tuple[int | None, str]:
+    """If ``pidfile`` names a live process of ours, TERM it (then KILL after the spec's stop
+    timeout) and wait until it is gone. Returns (pid, what was done) for the log."""
+    pid = read_pidfile(pidfile)
+    if pid is None or pid == os.getpid():
+        return None, "none"
+    try:
+        pidfd = os.pidfd_open(pid)  # pins the process: no PID-reuse race from here on
+    except (ProcessLookupError, OSError):
+        return pid, "gone"
+    try:
+        if not is_ours(pid, spec, instance):
+            return pid, "not_ours"
+        group = _own_group(pid)
+        _pidfd_signal(pidfd, pid, spec.stop_signal, group)
+        if await wait_fd_readable(pidfd, spec.stop_timeout):
+            return pid, "terminated"
+        _pidfd_signal(pidfd, pid, signal.SIGKILL, group)
+        await wait_fd_readable(pidfd, 5.0)
+        return pid, "killed"
+    finally:
+        os.close(pidfd)
+
+
+def _own_group(pid: int) -> bool:
+    try:
+        return os.getpgid(pid) == pid
+    except ProcessLookupError:
+        return False
+
+
+def _pidfd_signal(pidfd: int, pid: int, sig: int, group: bool) -> None:
+    try:
+        signal.pidfd_send_signal(pidfd, sig)
+        if group:
+            os.killpg(pid, sig)
+    except ProcessLookupError:
+        pass

@@ -1,0 +1,107 @@
+"""Pure. Ordering of specs and the reload diff.
+
+``start_order`` is a stable topological sort over ``after``; ``diff`` compares the running
+specs with freshly built ones and says, per component, what a reload must do. Neither touches
+a process, the disk or a clock.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Sequence
+
+from kagent.components.spec import ComponentSpec, OnChange, spec_hash
+from kagent.errors import ConfigError
+
+
+def check_specs(specs: Sequence[ComponentSpec]) -> None:
+    """Reject duplicate names and unknown dependencies (as a config error: the set is invalid)."""
+    seen: set[str] = set()
+    for s in specs:
+        if s.name in seen:
+            raise ConfigError("components", f"two components are named {s.name!r}")
+        seen.add(s.name)
+    for s in specs:
+        for dep in s.after:
+            if dep not in seen:
+                raise ConfigError(f"components.{s.name}.after", f"{dep!r} is not a component of this node",
+                                  hint="enable that component or drop the dependency")
+
+
+def start_order(specs: Sequence[ComponentSpec]) -> tuple[ComponentSpec, ...]:
+    """Dependencies first; ties keep the given order. A cycle is a config error naming it."""
+    check_specs(specs)
+    by_name = {s.name: s for s in specs}
+    done: set[str] = set()
+    out: list[ComponentSpec] = []
+
+    def visit(name: str, path: tuple[str, ...]) -> None:
+        if name in done:
+            return
+        if name in path:
+            cycle = " -> ".join((*path[path.index(name):], name))
+            raise ConfigError("components", f"dependency cycle: {cycle}")
+        for dep in by_name[name].after:
+            visit(dep, (*path, name))
+        done.add(name)
+        out.append(by_name[name])
+
+    for s in specs:
+        visit(s.name, ())
+    return tuple(out)
+
+
+def dependents(specs: Sequence[ComponentSpec]) -> dict[str, tuple[str, ...]]:
+    """name -> names of the components that list it in ``after`` (who must stop first)."""
+    out: dict[str, list[str]] = {s.name: [] for s in specs}
+    for s in specs:
+        for dep in s.after:
+            if dep in out:
+                out[dep].append(s.name)
+    return {k: tuple(v) for k, v in out.items()}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ReloadPlan:
+    """Names per action. ``restart``: stop and start with the new spec; ``signal``: only files
+    changed and the component reloads on a signal (same PID); ``update``: only non-process
+    fields changed (health, timeouts), applied in place."""
+
+    added: tuple[str, ...] = ()
+    removed: tuple[str, ...] = ()
+    restart: tuple[str, ...] = ()
+    signal: tuple[str, ...] = ()
+    update: tuple[str, ...] = ()
+    unchanged: tuple[str, ...] = ()
+
+    @property
+    def is_noop(self) -> bool:
+        return not (self.added or self.removed or self.restart or self.signal)
+
+
+def _process_hash(spec: ComponentSpec) -> str:
+    """The hash of everything but the files' bytes: equal means a reload signal suffices."""
+    return spec_hash(dataclasses.replace(spec, files=tuple(dataclasses.replace(f, data=b"") for f in spec.files)))
+
+
+def diff(old: Sequence[ComponentSpec], new: Sequence[ComponentSpec]) -> ReloadPlan:
+    old_by = {s.name: s for s in old}
+    new_names = {s.name for s in new}
+    added, restart, signal, update, unchanged = [], [], [], [], []
+    for s in new:
+        prev = old_by.get(s.name)
+        if prev is None:
+            added.append(s.name)
+        elif spec_hash(prev) != spec_hash(s):
+            if s.on_change is OnChange.SIGNAL and _process_hash(prev) == _process_hash(s):
+                signal.append(s.name)
+            else:
+                restart.append(s.name)
+        elif prev != s:
+            update.append(s.name)
+        else:
+            unchanged.append(s.name)
+    removed = [s.name for s in old if s.name not in new_names]
+    return ReloadPlan(added=tuple(added), removed=tuple(removed), restart=tuple(restart), signal=tuple(signal),
+                      update=tuple(update), unchanged=tuple(unchanged))

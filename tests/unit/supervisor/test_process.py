@@ -1,0 +1,176 @@
+"""The process edge with real children (no agent around it)."""
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from kagent.components.spec import ComponentSpec
+from kagent.errors import ComponentError
+from kagent.supervisor import process
+from kagent.supervisor.policy import ExitStatus
+
+INSTANCE = "test-instance"
+
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+def py(name: str, code: str, **kw) -> ComponentSpec:
+    return ComponentSpec(name=name, binary=Path(sys.executable), args=("-c", code), **kw)
+
+
+async def spawn_collect(spec: ComponentSpec) -> tuple[process.Child, list[tuple[str, str]]]:
+    lines: list[tuple[str, str]] = []
+    child = process.spawn(spec, instance=INSTANCE, sink=lambda s, ln: lines.append((s, ln)), now=0.0,
+                          loop=asyncio.get_running_loop())
+    return child, lines
+
+
+def test_output_is_split_into_lines_per_stream_and_exit_is_reported():
+    async def main():
+        child, lines = await spawn_collect(py("a", "import sys; print('one'); print('two', file=sys.stderr); "
+                                                  "sys.stdout.write('no newline'); sys.exit(7)"))
+        ex = await child.exited
+        await child.drain(2)
+        return ex, lines, list(child.tail)
+
+    ex, lines, tail = run(main())
+    assert ex == ExitStatus(code=7)
+    assert sorted(lines) == [("stderr", "two"), ("stdout", "no newline"), ("stdout", "one")]
+    assert set(tail) == {"one", "two", "no newline"}
+
+
+def test_a_huge_line_is_cut_and_the_next_line_survives():
+    async def main():
+        child, lines = await spawn_collect(py("a", "import sys; sys.stdout.write('z'*300000 + '\\nnext\\n')"))
+        await child.exited
+        await child.drain(2)
+        return lines
+
+    lines = run(main())
+    assert len(lines) == 2
+    assert lines[0][1] == "z" * process.MAX_LINE + f" [line cut: {300000 - process.MAX_LINE} more bytes]"
+    assert lines[1] == ("stdout", "next")
+
+
+def test_env_markers_and_own_process_group():
+    async def main():
+        child, lines = await spawn_collect(py("comp", "import os; print(os.environ['KAGENT_MANAGED'], "
+                                                      "os.environ['KAGENT_COMPONENT'], os.environ['X'], "
+                                                      "os.getpgid(0) == os.getpid())", env=(("X", "y"),)))
+        await child.exited
+        await child.drain(2)
+        return lines
+
+    assert run(main()) == [("stdout", f"{INSTANCE} comp y True")]
+
+
+def test_stop_escalates_to_kill_for_a_term_ignoring_child():
+    code = "import signal, time, sys; signal.signal(signal.SIGTERM, signal.SIG_IGN); print('up', flush=True); time.sleep(60)"
+
+    async def main():
+        child, lines = await spawn_collect(py("a", code))
+        while not lines:
+            await asyncio.sleep(0.01)
+        return await child.stop(signal.SIGTERM, 0.3)
+
+    ex, killed = run(main())
+    assert killed and ex == ExitStatus(signal=signal.SIGKILL)
+
+
+def test_missing_binary_is_a_component_error_naming_it(tmp_path):
+    spec = ComponentSpec(name="etcd", binary=tmp_path / "etcd")
+
+    async def main():
+        process.spawn(spec, instance=INSTANCE, sink=lambda s, ln: None, now=0, loop=asyncio.get_running_loop())
+
+    with pytest.raises(ComponentError, match=rf"component etcd: {tmp_path / 'etcd'} does not exist"):
+        run(main())
+
+
+def test_is_ours_needs_marker_component_and_binary(tmp_path):
+    sleep = Path("/bin/sleep")
+    env = {"KAGENT_MANAGED": INSTANCE, "KAGENT_COMPONENT": "a"}
+    ours = subprocess.Popen([str(sleep), "30"], env=env)
+    bare = subprocess.Popen([str(sleep), "30"])
+    try:
+        assert process.is_ours(ours.pid, ComponentSpec(name="a", binary=sleep), INSTANCE)
+        assert not process.is_ours(ours.pid, ComponentSpec(name="b", binary=sleep), INSTANCE)
+        assert not process.is_ours(ours.pid, ComponentSpec(name="a", binary=Path("/bin/true")), INSTANCE)
+        assert not process.is_ours(ours.pid, ComponentSpec(name="a", binary=sleep), "other-instance")
+        assert not process.is_ours(bare.pid, ComponentSpec(name="a", binary=sleep), INSTANCE)
+    finally:
+        for p in (ours, bare):
+            p.kill()
+            p.wait()
+    assert not process.is_ours(ours.pid, ComponentSpec(name="a", binary=sleep), INSTANCE)  # gone
+
+
+def test_terminate_stale_only_touches_our_process(tmp_path):
+    sleep = Path("/bin/sleep")
+    spec = ComponentSpec(name="a", binary=sleep, stop_timeout=2)
+    ours = subprocess.Popen([str(sleep), "30"], env={"KAGENT_MANAGED": INSTANCE, "KAGENT_COMPONENT": "a"},
+                            process_group=0)
+    other = subprocess.Popen([str(sleep), "30"])
+    pidfile = tmp_path / "a.pid"
+    try:
+        pidfile.write_text(f"{other.pid}\n")
+        assert run(process.terminate_stale(pidfile, spec, INSTANCE)) == (other.pid, "not_ours")
+        assert other.poll() is None
+        pidfile.write_text(f"{ours.pid}\n")
+        assert run(process.terminate_stale(pidfile, spec, INSTANCE)) == (ours.pid, "terminated")
+        assert ours.wait(timeout=5) == -signal.SIGTERM
+        pidfile.write_text("junk")
+        assert run(process.terminate_stale(pidfile, spec, INSTANCE)) == (None, "none")
+    finally:
+        for p in (ours, other):
+            if p.poll() is None:
+                p.kill()
+            p.wait()
+
+
+def test_instance_id_is_stable_per_run_dir():
+    assert process.instance_id(Path("/run/kagent")) == process.instance_id(Path("/run/kagent"))
+    assert process.instance_id(Path("/run/kagent")) != process.instance_id(Path("/tmp/run"))
+
+
+def test_build_env_drops_inherited_markers():
+    spec = ComponentSpec(name="x", binary=Path("/bin/true"), env=(("A", "1"),))
+    env = process.build_env(spec, "id", {"KAGENT_MANAGED": "old", "KAGENT_COMPONENT": "old", "PATH": "/bin"})
+    assert env == {"PATH": "/bin", "A": "1", "KAGENT_MANAGED": "id", "KAGENT_COMPONENT": "x"}
+    assert os.environ.get("KAGENT_MANAGED") is None
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="switching users needs root (CI runs as root)")
+def test_run_as_switches_user_and_drops_supplementary_groups():
+    import pwd
+
+    nobody = pwd.getpwnam("nobody")
+    spec = ComponentSpec(name="a", binary=Path("/bin/sh"), args=("-c", "echo $(id -u) $(id -g) $(id -G)"),
+                         run_as="nobody", cwd=Path("/"))
+
+    async def main():
+        child, lines = await spawn_collect(spec)
+        await child.exited
+        await child.drain(2)
+        return lines
+
+    assert run(main()) == [("stdout", f"{nobody.pw_uid} {nobody.pw_gid} {nobody.pw_gid}")]
+
+
+def test_unknown_run_as_user_is_a_precondition_error():
+    from kagent.errors import PreconditionError
+
+    spec = ComponentSpec(name="a", binary=Path("/bin/true"), run_as="no-such-user-kagent")
+
+    async def main():
+        process.spawn(spec, instance=INSTANCE, sink=lambda s, ln: None, now=0, loop=asyncio.get_running_loop())
+
+    with pytest.raises(PreconditionError, match="user no-such-user-kagent: no such system user"):
+        run(main())
