@@ -20,6 +20,8 @@ COMMANDS: dict[str, str] = {
     "version": "kagent.cli.version:version",
     "config": "kagent.cli.config:config",
     "sysinfo": "kagent.cli.sysinfo:sysinfo",
+    "kubeconfig": "kagent.cli.kubeconfig:kubeconfig",
+    "certs": "kagent.cli.certs:certs",
 }
 
 
