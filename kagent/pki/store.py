@@ -130,15 +130,28 @@ def _apply_kubeconfig(spec: KubeconfigSpec, ca_pem: bytes, client: tuple[bytes, 
     run.write(spec.path, text.encode(), fsutil.MODE_KUBECONFIG, str(reason))
 
 
+def _remove_stale_temps(files: Iterable[Path]) -> None:
+    """Delete ``.<name>.*.tmp`` left by a killed ``write_atomic`` of one of ``files`` (and
+    nothing else: other writers' temp files in the data dir are not ours to touch)."""
+    by_folder: dict[Path, set[str]] = {}
+    for f in files:
+        by_folder.setdefault(f.parent, set()).add(f.name)
+    for folder, names in by_folder.items():
+        if not folder.is_dir():
+            continue
+        for entry in folder.iterdir():
+            n = entry.name
+            if n.startswith(".") and n.endswith(".tmp") and n[1:].rsplit(".", 2)[0] in names and entry.is_file():
+                entry.unlink(missing_ok=True)
+
+
 def apply_pki(plan: PkiPlan, *, now: datetime) -> ApplyResult:
     """Bring the disk in line with ``plan``: create what is missing, reissue what
     ``needs_issue`` flags, touch nothing else. A second run writes nothing."""
     run = _Run(now=now, logger=log.get())
-    folders = dict.fromkeys([*plan.dirs, *(kc.path.parent for kc in plan.kubeconfigs)])
     for d in plan.dirs:
         fsutil.ensure_dir(d, fsutil.MODE_PRIVATE_DIR)
-    for d in folders:
-        fsutil.remove_stale_temps(d)
+    _remove_stale_temps(plan.files())
     signers = {ca.name: _apply_ca(ca, run) for ca in plan.cas}
     for kp in plan.keypairs:
         _apply_keypair(kp, run)
