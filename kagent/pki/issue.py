@@ -141,6 +141,11 @@ def cert_pem(cert: x509.Certificate) -> bytes:
     return cert.public_bytes(serialization.Encoding.PEM)
 
 
+def fingerprint(cert: x509.Certificate) -> str:
+    """SHA-256 of the DER certificate, ``AA:BB:..`` as ``openssl x509 -fingerprint -sha256``."""
+    return cert.fingerprint(hashes.SHA256()).hex(":").upper()
+
+
 # ---- names -----------------------------------------------------------------------------
 
 

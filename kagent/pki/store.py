@@ -56,7 +56,10 @@ class _Run:
     def write(self, path: Path, data: bytes, mode: int, reason: str) -> None:
         if fsutil.write_atomic(path, data, mode=mode):
             self.written[path] = reason
-            self.logger.info("pki_file_written", path=str(path), reason=reason)
+            extra: dict[str, str] = {}
+            if path.suffix == ".crt" and (cert := issue.load_cert(data)) is not None:
+                extra["sha256"] = issue.fingerprint(cert)  # as `openssl x509 -fingerprint -sha256`, never key bytes
+            self.logger.info("pki_file_written", path=str(path), reason=reason, **extra)
 
 
 def _read(path: Path) -> bytes | None:
@@ -70,7 +73,7 @@ def _serial() -> int:
     return issue.serial_from(os.urandom(20))
 
 
-def _reusable_key(pem: bytes | None, algorithm: Any) -> PrivateKey | None:
+def _reusable_key(pem: bytes | None, algorithm: KeyAlgorithm) -> PrivateKey | None:
     key = issue.load_key(pem) if pem is not None else None
     return key if key is not None and issue.key_algorithm_of(key) is algorithm else None
 
@@ -197,6 +200,25 @@ def load_ca(paths: Paths) -> Signer:
     return Signer(cert, key)
 
 
+@dataclass(frozen=True, slots=True)
+class ClientCert:
+    cert_pem: bytes
+    key_pem: bytes
+    ca_pem: bytes  # the cluster CA that signed it
+
+
+def issue_client_cert(paths: Paths, config: ClusterConfig, *, user: str, groups: Iterable[str] = (),
+                      expires_after: timedelta, now: datetime) -> ClientCert:
+    """A fresh client key and certificate (CN ``user``, one O per group) signed by the
+    cluster CA, in memory only: for ``kubeconfig create`` and the join API's kubelet certs
+    (``user="system:node:<name>", groups=["system:nodes"]``)."""
+    ca = load_ca(paths)
+    key = issue.new_key(config.pki.key_algorithm)
+    request = CertRequest(common_name=user, organizations=tuple(groups), usages=(Usage.CLIENT,), lifetime=expires_after)
+    cert = issue.issue_leaf(request, key, ca, now=now, serial=_serial())
+    return ClientCert(cert_pem=issue.cert_pem(cert), key_pem=issue.key_pem(key), ca_pem=ca.cert_pem)
+
+
 def issue_client_kubeconfig(
     paths: Paths,
     config: ClusterConfig,
@@ -210,12 +232,9 @@ def issue_client_kubeconfig(
 ) -> str:
     """A kubeconfig for ``user`` (one O per group) with a fresh client cert signed by the
     cluster CA. Nothing is written: the key exists only in the returned text."""
-    ca = load_ca(paths)
-    key = issue.new_key(config.pki.key_algorithm)
-    request = CertRequest(common_name=user, organizations=tuple(groups), usages=(Usage.CLIENT,), lifetime=expires_after)
-    cert = issue.issue_leaf(request, key, ca, now=now, serial=_serial())
-    return render_kubeconfig(Kubeconfig(server=server, ca_pem=ca.cert_pem, cert_pem=issue.cert_pem(cert),
-                                        key_pem=issue.key_pem(key), cluster=context_name, context=context_name, user=user))
+    pair = issue_client_cert(paths, config, user=user, groups=groups, expires_after=expires_after, now=now)
+    return render_kubeconfig(Kubeconfig(server=server, ca_pem=pair.ca_pem, cert_pem=pair.cert_pem, key_pem=pair.key_pem,
+                                        cluster=context_name, context=context_name, user=user))
 
 
 def read_admin_kubeconfig(paths: Paths, server: str) -> str:

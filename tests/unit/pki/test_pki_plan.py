@@ -268,19 +268,36 @@ def test_leaf_is_flagged_exactly_inside_renew_before(offset: int):
 # CAs and key pairs
 
 CA_SPEC = _plan().ca("ca")
+CA_GOOD = Existing(cert=CA.cert_pem, key=issue.key_pem(CA.key))
+KP_SPEC = _plan().keypairs[0]
+_KP_KEY = issue.new_key(KeyAlgorithm.RSA_2048)
+KP_GOOD = Existing(key=issue.key_pem(_KP_KEY), cert=issue.public_pem(_KP_KEY))
+TEN_YEARS = NOW + timedelta(days=3650)
 
 
-def test_ca_rules():
-    good = Existing(cert=CA.cert_pem, key=issue.key_pem(CA.key))
-    assert needs_issue(CA_SPEC, good, NOW) is None
-    assert needs_issue(CA_SPEC, Existing(), NOW) is Reason.MISSING
-    assert needs_issue(CA_SPEC, replace(good, key=None), NOW) is Reason.KEY_MISSING
-    assert needs_issue(CA_SPEC, replace(good, cert=None), NOW) is Reason.CERT_MISSING
-    assert needs_issue(CA_SPEC, replace(good, key=issue.key_pem(issue.new_key(EC))), NOW) is Reason.KEY_MISMATCH
-    assert needs_issue(CA_SPEC, replace(good, cert=b"junk"), NOW) is Reason.UNREADABLE
-    ten_years = NOW + timedelta(days=3650)
-    assert needs_issue(CA_SPEC, good, ten_years - timedelta(days=31)) is None
-    assert needs_issue(CA_SPEC, good, ten_years - timedelta(days=29)) is Reason.EXPIRING
+@pytest.mark.parametrize(
+    ("spec", "existing", "now", "reason"),
+    [
+        (CA_SPEC, CA_GOOD, NOW, None),
+        (CA_SPEC, Existing(), NOW, Reason.MISSING),
+        (CA_SPEC, replace(CA_GOOD, key=None), NOW, Reason.KEY_MISSING),
+        (CA_SPEC, replace(CA_GOOD, cert=None), NOW, Reason.CERT_MISSING),
+        (CA_SPEC, replace(CA_GOOD, key=issue.key_pem(issue.new_key(EC))), NOW, Reason.KEY_MISMATCH),
+        (CA_SPEC, replace(CA_GOOD, cert=b"junk"), NOW, Reason.UNREADABLE),
+        (CA_SPEC, CA_GOOD, TEN_YEARS - timedelta(days=31), None),
+        (CA_SPEC, CA_GOOD, TEN_YEARS - timedelta(days=29), Reason.EXPIRING),
+        (KP_SPEC, KP_GOOD, NOW, None),
+        (KP_SPEC, Existing(), NOW, Reason.MISSING),
+        (KP_SPEC, replace(KP_GOOD, key=None), NOW, Reason.KEY_MISSING),
+        (KP_SPEC, replace(KP_GOOD, cert=None), NOW, Reason.PUBLIC_KEY_MISSING),
+        (KP_SPEC, replace(KP_GOOD, cert=issue.public_pem(issue.new_key(EC))), NOW, Reason.PUBLIC_KEY_MISMATCH),
+        (KP_SPEC, replace(KP_GOOD, key=b"x"), NOW, Reason.KEY_UNREADABLE),
+    ],
+    ids=["ca-ok", "ca-missing", "ca-key-missing", "ca-cert-missing", "ca-mismatch", "ca-unreadable", "ca-31-days",
+         "ca-29-days", "kp-ok", "kp-missing", "kp-key-missing", "kp-pub-missing", "kp-pub-mismatch", "kp-unreadable"],
+)
+def test_ca_and_keypair_rules(spec, existing, now, reason):
+    assert needs_issue(spec, existing, now) is reason
 
 
 def test_an_operators_intermediate_ca_is_kept_even_near_expiry():
@@ -289,18 +306,6 @@ def test_an_operators_intermediate_ca_is_kept_even_near_expiry():
     inter = issue.issue_leaf(issue.CertRequest(common_name="kubernetes-ca", lifetime=timedelta(days=40)), key, root,
                              now=NOW, serial=3)
     assert needs_issue(CA_SPEC, Existing(cert=issue.cert_pem(inter), key=issue.key_pem(key)), NOW + timedelta(days=30)) is None
-
-
-def test_keypair_rules():
-    spec = _plan().keypairs[0]
-    key = issue.new_key(KeyAlgorithm.RSA_2048)
-    good = Existing(key=issue.key_pem(key), cert=issue.public_pem(key))
-    assert needs_issue(spec, good, NOW) is None
-    assert needs_issue(spec, Existing(), NOW) is Reason.MISSING
-    assert needs_issue(spec, replace(good, key=None), NOW) is Reason.KEY_MISSING
-    assert needs_issue(spec, replace(good, cert=None), NOW) is Reason.PUBLIC_KEY_MISSING
-    assert needs_issue(spec, replace(good, cert=issue.public_pem(issue.new_key(EC))), NOW) is Reason.PUBLIC_KEY_MISMATCH
-    assert needs_issue(spec, replace(good, key=b"x"), NOW) is Reason.KEY_UNREADABLE
 
 
 def test_plan_is_pure_and_deterministic():

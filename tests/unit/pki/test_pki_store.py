@@ -17,7 +17,15 @@ from kagent.node.facts import NodeFacts
 from kagent.pki import issue
 from kagent.pki.check import CertState
 from kagent.pki.plan import Reason
-from kagent.pki.store import apply_pki, check_certs, issue_client_kubeconfig, load_ca, read_admin_kubeconfig, renew_pki
+from kagent.pki.store import (
+    apply_pki,
+    check_certs,
+    issue_client_cert,
+    issue_client_kubeconfig,
+    load_ca,
+    read_admin_kubeconfig,
+    renew_pki,
+)
 from tests.fixtures.pki_env import FACTS, PkiEnv, build, replan, snapshot, utcnow
 
 EC = "spec:\n  pki:\n    keyAlgorithm: ecdsa-p256\n"
@@ -274,3 +282,38 @@ def test_files_are_replaced_not_rewritten_in_place(env: PkiEnv):
         replan(env, EC + "  api:\n    sans: [api2.example.com]\n")
         assert fh.read() != path.read_bytes()
     assert path.stat().st_ino != old_inode
+
+
+def test_a_ca_near_expiry_is_recertified_with_its_key_and_old_copies_still_verify(tmp_path: Path):
+    text = EC + '    caExpiresAfter: "2000h"\n    certificatesExpireAfter: "1000h"\n    renewBefore: "100h"\n'
+    t0 = utcnow()
+    env = build(tmp_path, text, now=t0)
+    old_ca = _cert(env.paths.pki("ca.crt"))
+    key_before = env.paths.pki("ca.key").read_bytes()
+    later = t0 + timedelta(hours=1950)
+    result = apply_pki(env.plan, now=later)
+    assert result.reasons[env.paths.pki("ca.crt")] == str(Reason.EXPIRING)
+    assert env.paths.pki("ca.key") not in result.written and env.paths.pki("ca.key").read_bytes() == key_before
+    new_ca = _cert(env.paths.pki("ca.crt"))
+    assert new_ca.not_valid_after_utc > later + timedelta(hours=1900)
+    server = _cert(env.paths.pki("server.crt"))
+    # a client still holding the old CA certificate (same key, same name) verifies the new leaves
+    assert issue.signed_by(server, new_ca) and issue.signed_by(server, old_ca)
+
+
+def test_written_certificates_are_logged_with_their_fingerprint(tmp_path: Path):
+    log.get()
+    with structlog.testing.capture_logs() as logs:
+        env = build(tmp_path, EC)
+    fp = {Path(e["path"]).name: e.get("sha256") for e in logs if e["event"] == "pki_file_written"}
+    assert fp["admin.crt"] == issue.fingerprint(_cert(env.paths.pki("admin.crt")))
+    assert fp["admin.key"] is None
+
+
+def test_issue_client_cert_for_a_joining_kubelet(env: PkiEnv):
+    pair = issue_client_cert(env.paths, env.config, user="system:node:w1", groups=["system:nodes"],
+                             expires_after=timedelta(days=365), now=utcnow())
+    cert = issue.load_cert(pair.cert_pem)
+    assert cert.subject.rfc4514_string() == "CN=system:node:w1,O=system:nodes"
+    assert pair.ca_pem == env.paths.pki("ca.crt").read_bytes() and issue.signed_by(cert, _cert(env.paths.pki("ca.crt")))
+    assert not env.paths.pki("system:node:w1.crt").exists()
