@@ -88,9 +88,11 @@ def _apply_ca(spec: CaSpec, run: _Run) -> Signer:
         return Signer(cert, key)
     key = issue.load_key(key_pem) if key_pem is not None else None
     if key is None:
-        # a new CA: everything it signed is reissued by the issuer check below
+        # a new CA: everything it signed is reissued by the issuer check of each leaf
         key = issue.new_key(spec.key_algorithm)
-        run.logger.warning("pki_ca_created", ca=spec.name, path=str(spec.cert), reason=str(reason))
+        if reason is not Reason.MISSING:
+            run.logger.warning("pki_ca_regenerated", ca=spec.name, path=str(spec.cert), reason=str(reason),
+                               hint="nodes and kubeconfigs that hold the old CA certificate must be given the new one")
         run.write(spec.key, issue.key_pem(key), fsutil.MODE_PRIVATE_KEY, str(reason))
     cert = issue.make_ca(spec.common_name, key, lifetime=spec.lifetime, now=run.now, serial=_serial())
     run.write(spec.cert, issue.cert_pem(cert), fsutil.MODE_CERT, str(reason))
@@ -133,6 +135,20 @@ def _apply_kubeconfig(spec: KubeconfigSpec, ca_pem: bytes, client: tuple[bytes, 
     run.write(spec.path, text.encode(), fsutil.MODE_KUBECONFIG, str(reason))
 
 
+def _fix_modes(plan: PkiPlan, run: _Run) -> None:
+    """Files kept as they are still get the modes of DESIGN §2 (e.g. 0640 keys from a k0s
+    data dir become 0600). Not a write: nothing needs a restart for it."""
+    for path in plan.files():
+        want = fsutil.MODE_PRIVATE_KEY if path.suffix in (".key", ".conf") else fsutil.MODE_CERT
+        try:
+            have = path.stat().st_mode & 0o7777
+        except FileNotFoundError:
+            continue
+        if have != want:
+            os.chmod(path, want)
+            run.logger.info("pki_mode_fixed", path=str(path), mode=oct(want), was=oct(have))
+
+
 def _remove_stale_temps(files: Iterable[Path]) -> None:
     """Delete ``.<name>.*.tmp`` left by a killed ``write_atomic`` of one of ``files`` (and
     nothing else: other writers' temp files in the data dir are not ours to touch)."""
@@ -161,6 +177,7 @@ def apply_pki(plan: PkiPlan, *, now: datetime) -> ApplyResult:
     leaves = {leaf.name: _apply_leaf(leaf, signers[leaf.signer], run) for leaf in plan.leaves}
     for kc in plan.kubeconfigs:
         _apply_kubeconfig(kc, signers[kc.ca].cert_pem, leaves[kc.client], run)
+    _fix_modes(plan, run)
     written = tuple(run.written)
     return ApplyResult(written=written, reasons=MappingProxyType(dict(run.written)), restart=plan.readers_of(written))
 

@@ -100,7 +100,10 @@ def test_expiring_leaves_are_renewed_cas_and_key_pairs_are_kept(env: PkiEnv):
 def test_ca_key_missing_makes_a_new_ca_and_reissues_every_leaf_under_it(env: PkiEnv):
     before = snapshot(env.paths.data_dir)
     env.paths.pki("ca.key").unlink()
-    result = apply_pki(env.plan, now=utcnow())
+    log.get()
+    with structlog.testing.capture_logs() as logs:
+        result = apply_pki(env.plan, now=utcnow())
+    assert [(e["ca"], e["log_level"]) for e in logs if e["event"] == "pki_ca_regenerated"] == [("ca", "warning")]
     under_ca = {leaf.cert for leaf in env.plan.leaves if leaf.signer == "ca"}
     assert under_ca and set(result.written) == {env.paths.pki("ca.key"), env.paths.pki("ca.crt")} | under_ca | {
         kc.path for kc in env.plan.kubeconfigs}
@@ -317,3 +320,17 @@ def test_issue_client_cert_for_a_joining_kubelet(env: PkiEnv):
     assert cert.subject.rfc4514_string() == "CN=system:node:w1,O=system:nodes"
     assert pair.ca_pem == env.paths.pki("ca.crt").read_bytes() and issue.signed_by(cert, _cert(env.paths.pki("ca.crt")))
     assert not env.paths.pki("system:node:w1.crt").exists()
+
+
+def test_wrong_modes_on_kept_files_are_fixed_without_a_rewrite(env: PkiEnv):
+    key = env.paths.pki("admin.key")
+    os.chmod(key, 0o640)
+    os.chmod(env.paths.pki("ca.crt"), 0o600)
+    data = key.read_bytes()
+    log.get()
+    with structlog.testing.capture_logs() as logs:
+        result = apply_pki(env.plan, now=utcnow())
+    assert result.written == ()
+    assert key.stat().st_mode & 0o777 == 0o600 and env.paths.pki("ca.crt").stat().st_mode & 0o777 == 0o644
+    assert key.read_bytes() == data
+    assert {Path(e["path"]).name for e in logs if e["event"] == "pki_mode_fixed"} == {"admin.key", "ca.crt"}
