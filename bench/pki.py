@@ -6,13 +6,13 @@
 
 What runs, for RSA-2048 and for ECDSA P-256, each round in a fresh temp dir:
 - kagent (in process): ``apply_pki(plan_pki(...))``, what ``kagent controller`` does at start:
-  3 CAs, 2 RSA key pairs (sa, etcd jwt), 11 leaves, 4 kubeconfigs, every file written
+  3 CAs, 2 key pairs (sa, etcd jwt), 11 leaves, 4 kubeconfigs, every file written
   atomically with fsync (file and folder);
 - kagent (cold): the same in a fresh ``python`` process, so interpreter start-up and the
   imports of cryptography/structlog/yaml are counted too;
 - openssl: a bash script generated from the same plan that makes the same files with the
   ``openssl`` command line, one ``openssl req -x509 [-CA]`` per certificate (key generated in
-  the same call; the fastest form openssl 3 offers), ``genrsa`` + ``rsa -pubout`` per key pair,
+  the same call; the fastest form openssl 3 offers), ``genrsa``/``ecparam`` + ``pkey -pubout`` per key pair,
   kubeconfigs with ``base64``; no fsync. Its CA/leaf extensions match kagent's (CA
   keyCertSign|cRLSign, leaves' usages and SANs, SKI/AKI).
 
@@ -128,8 +128,11 @@ def openssl_script(plan: PkiPlan, alg: KeyAlgorithm) -> str:
         out.append(shlex.join([OPENSSL, "req", "-x509", "-new", "-noenc", *_newkey(alg), "-keyout", str(ca.key),
                                "-out", str(ca.cert), "-days", str(days_ca), "-sha256", "-config", str(cnf)]))
     for kp in plan.keypairs:
-        out.append(shlex.join([OPENSSL, "genrsa", "-traditional", "-out", str(kp.private), "2048"]) + " 2>/dev/null")
-        out.append(shlex.join([OPENSSL, "rsa", "-in", str(kp.private), "-pubout", "-out", str(kp.public)]) + " 2>/dev/null")
+        if alg is KeyAlgorithm.ECDSA_P256:
+            out.append(shlex.join([OPENSSL, "ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", str(kp.private)]))
+        else:
+            out.append(shlex.join([OPENSSL, "genrsa", "-traditional", "-out", str(kp.private), "2048"]) + " 2>/dev/null")
+        out.append(shlex.join([OPENSSL, "pkey", "-in", str(kp.private), "-pubout", "-out", str(kp.public)]))
     for leaf in plan.leaves:
         ca = plan.ca(leaf.signer)
         cnf = leaf.cert.with_suffix(".cnf")

@@ -13,10 +13,11 @@ The reissue policy, stated once (DESIGN §6; k0s reissues every leaf on every st
   is not signed by the current CA, when its subject, SANs (as sets), usages or key algorithm
   differ from the plan, when it is not yet valid, or when it expires within ``renewBefore``.
   A readable key of the planned algorithm is reused (only the certificate is rewritten).
-- key pair (sa, etcd jwt): kept while the private key is readable; a missing or mismatching
-  public half is derived again from it. Always RSA-2048 (service-account tokens and etcd's
-  ``sign-method=RS256`` keep working whatever ``keyAlgorithm`` says; changing it never
-  invalidates tokens).
+- key pair (sa, etcd jwt): made with ``keyAlgorithm``; kept while the private key is
+  readable; a missing or mismatching public half is derived again from it. A change of
+  ``keyAlgorithm`` re-keys ``etcd/jwt`` (etcd's ``sign-method`` follows the algorithm, RS512 or
+  ES256, and its tokens live minutes) but keeps ``sa`` (re-keying it would invalidate every
+  service-account token in the cluster; the apiserver accepts either key type).
 - kubeconfig: rendered from the files above; written only when its bytes change.
 """
 
@@ -102,6 +103,8 @@ class KeyPairSpec:
     name: str  # "sa", "etcd/jwt"
     private: Path
     public: Path
+    key_algorithm: KeyAlgorithm
+    rekey_on_algorithm_change: bool = False
     readers: tuple[str, ...] = ()
 
 
@@ -193,18 +196,20 @@ class Existing:
 def needs_issue(spec: Spec, existing: Existing, now: datetime) -> Reason | None:
     """Why ``spec``'s files must be (re)written, or None when they are fine as they are."""
     if isinstance(spec, KeyPairSpec):
-        return _keypair_reason(existing)
+        return _keypair_reason(spec, existing)
     if isinstance(spec, CaSpec):
         return _ca_reason(spec, existing, now)
     return _leaf_reason(spec, existing, now)
 
 
-def _keypair_reason(existing: Existing) -> Reason | None:
+def _keypair_reason(spec: KeyPairSpec, existing: Existing) -> Reason | None:
     if existing.key is None:
         return Reason.MISSING if existing.cert is None else Reason.KEY_MISSING
     key = issue.load_key(existing.key)
     if key is None:
         return Reason.KEY_UNREADABLE
+    if spec.rekey_on_algorithm_change and issue.key_algorithm_of(key) is not spec.key_algorithm:
+        return Reason.KEY_ALGORITHM_CHANGED
     if existing.cert is None:
         return Reason.PUBLIC_KEY_MISSING
     pub = issue.load_public(existing.cert)
@@ -374,9 +379,9 @@ def plan_pki(
     cas = [
         ca(CA_NAME, "kubernetes-ca", paths.pki("ca.crt"), paths.pki("ca.key"), (APISERVER, CONTROLLER_MANAGER, CONTROL_API)),
         ca(FRONT_PROXY_CA_NAME, "kubernetes-front-proxy-ca", paths.pki("front-proxy-ca.crt"),
-           paths.pki("front-proxy-ca.key"), (APISERVER,)),
+           paths.pki("front-proxy-ca.key"), (APISERVER, CONTROLLER_MANAGER)),
     ]
-    keypairs = [KeyPairSpec(name="sa", private=paths.pki("sa.key"), public=paths.pki("sa.pub"),
+    keypairs = [KeyPairSpec(name="sa", private=paths.pki("sa.key"), public=paths.pki("sa.pub"), key_algorithm=alg,
                             readers=(APISERVER, CONTROLLER_MANAGER))]
     leaves = [
         leaf("front-proxy-client", FRONT_PROXY_CA_NAME, "front-proxy-client", ("front-proxy-client",), client, (APISERVER,)),
@@ -398,7 +403,8 @@ def plan_pki(
         dirs.append(paths.etcd_pki_dir)
         peer = config.storage.etcd.peer_address
         cas.append(ca(ETCD_CA_NAME, "etcd-ca", paths.etcd_pki("ca.crt"), paths.etcd_pki("ca.key"), (ETCD, APISERVER, CONTROL_API)))
-        keypairs.append(KeyPairSpec(name="etcd/jwt", private=paths.etcd_pki("jwt.key"), public=paths.etcd_pki("jwt.pub"), readers=(ETCD,)))
+        keypairs.append(KeyPairSpec(name="etcd/jwt", private=paths.etcd_pki("jwt.key"), public=paths.etcd_pki("jwt.pub"),
+                                    key_algorithm=alg, rekey_on_algorithm_change=True, readers=(ETCD,)))
         # etcd's gRPC gateway dials etcd itself with the server cert, so it needs clientAuth too
         leaves += [
             leaf("etcd/server", ETCD_CA_NAME, "etcd-server", ("etcd-server",), both, (ETCD,), ("127.0.0.1", "localhost"),

@@ -104,9 +104,9 @@ def _apply_keypair(spec: KeyPairSpec, run: _Run) -> None:
     reason = needs_issue(spec, Existing(cert=public_pem, key=private_pem), run.now)
     if reason is None:
         return
-    key = issue.load_key(private_pem) if private_pem is not None else None
+    key = None if reason in _NEW_KEY_REASONS else (issue.load_key(private_pem) if private_pem is not None else None)
     if key is None:
-        key = issue.new_key(KeyAlgorithm.RSA_2048)
+        key = issue.new_key(spec.key_algorithm)
         run.write(spec.private, issue.key_pem(key), fsutil.MODE_PRIVATE_KEY, str(reason))
     run.write(spec.public, issue.public_pem(key), fsutil.MODE_PUBLIC, str(reason))
 

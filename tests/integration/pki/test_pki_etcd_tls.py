@@ -1,8 +1,9 @@
 """The etcd certificates are accepted by a real etcd (``/usr/bin/etcd`` 3.4) run with
 ``--client-cert-auth`` and ``--peer-client-cert-auth``: a two-member cluster on loopback
 (peers 127.0.0.1 and 127.0.0.2, each with its own PKI sharing the etcd CA, as a joining
-controller would), JWT auth tokens signed with ``etcd/jwt.key``, and ``etcdctl`` with the
-apiserver-etcd-client pair. Without a client certificate, or with one from the Kubernetes CA,
+controller would; one RSA-2048, one ECDSA P-256), JWT auth tokens signed with ``etcd/jwt.key``
+(sign-method RS512 or ES256, as the etcd component picks by ``keyAlgorithm``), and
+``etcdctl`` with the apiserver-etcd-client pair. Without a client certificate, or with one from the Kubernetes CA,
 etcd refuses."""
 
 from __future__ import annotations
@@ -33,6 +34,9 @@ class Member:
     client_url: str
 
 
+SIGN_METHOD = {"rsa-2048": "RS512", "ecdsa-p256": "ES256"}
+
+
 def _etcd_argv(m: Member, initial_cluster: str, data: Path) -> list[str]:
     p = m.env.paths
     return [
@@ -44,7 +48,8 @@ def _etcd_argv(m: Member, initial_cluster: str, data: Path) -> list[str]:
         f"--cert-file={p.etcd_pki('server.crt')}", f"--key-file={p.etcd_pki('server.key')}",
         "--peer-client-cert-auth=true", f"--peer-trusted-ca-file={p.etcd_pki('ca.crt')}",
         f"--peer-cert-file={p.etcd_pki('peer.crt')}", f"--peer-key-file={p.etcd_pki('peer.key')}",
-        f"--auth-token=jwt,pub-key={p.etcd_pki('jwt.pub')},priv-key={p.etcd_pki('jwt.key')},sign-method=RS256,ttl=10m",
+        f"--auth-token=jwt,pub-key={p.etcd_pki('jwt.pub')},priv-key={p.etcd_pki('jwt.key')},"
+        f"sign-method={SIGN_METHOD[m.env.config.pki.key_algorithm.value]},ttl=10m",
         "--log-level=warn", "--logger=zap",
     ]
 
@@ -68,7 +73,7 @@ def members(tmp_path_factory) -> list[Member]:
     b_paths.etcd_pki_dir.mkdir(parents=True)
     for name in ("ca.crt", "ca.key"):
         shutil.copy2(a.paths.etcd_pki(name), b_paths.etcd_pki(name))
-    b = build(base / "b", "spec:\n  storage:\n    etcd:\n      peerAddress: 127.0.0.2\n")
+    b = build(base / "b", "spec:\n  storage:\n    etcd:\n      peerAddress: 127.0.0.2\n  pki:\n    keyAlgorithm: ecdsa-p256\n")
     assert b.paths.etcd_pki("ca.crt").read_bytes() == a.paths.etcd_pki("ca.crt").read_bytes()
     ms = [Member("a", a, f"https://127.0.0.1:{free_port()}", f"https://127.0.0.1:{free_port()}"),
           Member("b", b, f"https://127.0.0.2:{free_port()}", f"https://127.0.0.1:{free_port()}")]

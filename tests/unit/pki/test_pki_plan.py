@@ -269,7 +269,8 @@ def test_leaf_is_flagged_exactly_inside_renew_before(offset: int):
 
 CA_SPEC = _plan().ca("ca")
 CA_GOOD = Existing(cert=CA.cert_pem, key=issue.key_pem(CA.key))
-KP_SPEC = _plan().keypairs[0]
+KP_SPEC = _plan().keypairs[0]  # sa: kept across algorithm changes
+JWT_SPEC = _plan().keypairs[1]  # etcd/jwt: re-keyed when keyAlgorithm changes
 _KP_KEY = issue.new_key(KeyAlgorithm.RSA_2048)
 KP_GOOD = Existing(key=issue.key_pem(_KP_KEY), cert=issue.public_pem(_KP_KEY))
 TEN_YEARS = NOW + timedelta(days=3650)
@@ -292,9 +293,13 @@ TEN_YEARS = NOW + timedelta(days=3650)
         (KP_SPEC, replace(KP_GOOD, cert=None), NOW, Reason.PUBLIC_KEY_MISSING),
         (KP_SPEC, replace(KP_GOOD, cert=issue.public_pem(issue.new_key(EC))), NOW, Reason.PUBLIC_KEY_MISMATCH),
         (KP_SPEC, replace(KP_GOOD, key=b"x"), NOW, Reason.KEY_UNREADABLE),
+        (replace(KP_SPEC, key_algorithm=EC), KP_GOOD, NOW, None),
+        (JWT_SPEC, KP_GOOD, NOW, None),
+        (replace(JWT_SPEC, key_algorithm=EC), KP_GOOD, NOW, Reason.KEY_ALGORITHM_CHANGED),
     ],
     ids=["ca-ok", "ca-missing", "ca-key-missing", "ca-cert-missing", "ca-mismatch", "ca-unreadable", "ca-31-days",
-         "ca-29-days", "kp-ok", "kp-missing", "kp-key-missing", "kp-pub-missing", "kp-pub-mismatch", "kp-unreadable"],
+         "ca-29-days", "kp-ok", "kp-missing", "kp-key-missing", "kp-pub-missing", "kp-pub-mismatch", "kp-unreadable",
+         "sa-kept-on-algorithm-change", "jwt-ok", "jwt-rekeyed-on-algorithm-change"],
 )
 def test_ca_and_keypair_rules(spec, existing, now, reason):
     assert needs_issue(spec, existing, now) is reason

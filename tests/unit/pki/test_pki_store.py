@@ -155,19 +155,22 @@ def test_a_missing_public_key_is_derived_from_the_private_key(env: PkiEnv):
     assert env.paths.pki("sa.pub").read_bytes() == pub and env.paths.pki("sa.key").read_bytes() == private
 
 
-def test_key_pairs_stay_rsa_whatever_the_key_algorithm(env: PkiEnv):
-    assert issue.key_algorithm_of(issue.load_key(env.paths.pki("sa.key").read_bytes())).value == "rsa-2048"
-    assert issue.key_algorithm_of(issue.load_key(env.paths.etcd_pki("jwt.key").read_bytes())).value == "rsa-2048"
-    assert issue.key_algorithm_of(issue.load_key(env.paths.pki("server.key").read_bytes())).value == "ecdsa-p256"
+def _alg(path: Path) -> str:
+    return issue.key_algorithm_of(issue.load_key(path.read_bytes())).value
 
 
-def test_switching_key_algorithm_rekeys_leaves_but_keeps_cas(env: PkiEnv):
-    ca_before = env.paths.pki("ca.crt").read_bytes()
+def test_switching_key_algorithm_rekeys_leaves_and_jwt_but_keeps_cas_and_sa(env: PkiEnv):
+    assert {_alg(env.paths.pki("sa.key")), _alg(env.paths.etcd_pki("jwt.key")), _alg(env.paths.pki("server.key"))} == {"ecdsa-p256"}
+    keep = {p: p.read_bytes() for p in (env.paths.pki("ca.crt"), env.paths.pki("ca.key"), env.paths.pki("sa.key"), env.paths.pki("sa.pub"))}
     after = replan(env, "")
-    assert set(after.result.written) >= {leaf.key for leaf in env.plan.leaves} | {leaf.cert for leaf in env.plan.leaves}
-    assert {after.result.reasons[leaf.cert] for leaf in env.plan.leaves} == {str(Reason.KEY_ALGORITHM_CHANGED)}
-    assert env.paths.pki("ca.crt").read_bytes() == ca_before
-    assert issue.key_algorithm_of(issue.load_key(env.paths.pki("admin.key").read_bytes())).value == "rsa-2048"
+    leaves = {leaf.key for leaf in env.plan.leaves} | {leaf.cert for leaf in env.plan.leaves}
+    jwt = {env.paths.etcd_pki("jwt.key"), env.paths.etcd_pki("jwt.pub")}
+    assert set(after.result.written) == leaves | jwt | {kc.path for kc in env.plan.kubeconfigs}
+    assert {after.result.reasons[p] for p in leaves | jwt} == {str(Reason.KEY_ALGORITHM_CHANGED)}
+    assert {p: p.read_bytes() for p in keep} == keep
+    assert _alg(env.paths.pki("admin.key")) == _alg(env.paths.etcd_pki("jwt.key")) == "rsa-2048"
+    assert _alg(env.paths.pki("sa.key")) == "ecdsa-p256"
+    assert replan(env, "").result.written == ()
 
 
 def test_stale_temp_files_of_planned_files_are_removed_and_no_others(tmp_path: Path):
