@@ -347,11 +347,14 @@ def plan_pki(
     *,
     konnectivity: bool = True,
     kubelet_node: str | None = None,
+    kubelet_kubeconfig: Path | None = None,
     etcd: bool | None = None,
 ) -> PkiPlan:
     """The controller PKI. ``etcd`` (default: storage type is etcd) adds the etcd CA, its
     leaves and the JWT key pair; ``kubelet_node`` (controller+worker) adds the kubelet's
-    client cert and ``<data>/kubelet.conf``."""
+    client cert ``pki/kubelet-client.crt`` and its kubeconfig, by default
+    ``<run>/kubelet-direct.conf`` (the file the kubelet component reads on a
+    controller+worker, as k0s; ``kubelet_kubeconfig`` picks another path)."""
     pki = config.pki
     with_etcd = config.storage.type is StorageType.ETCD if etcd is None else etcd
     alg = pki.key_algorithm
@@ -425,7 +428,7 @@ def plan_pki(
         kubeconfigs.append(KubeconfigSpec(name="konnectivity", path=paths.pki("konnectivity.conf"), client="konnectivity",
                                           ca=CA_NAME, server=local, readers=(KONNECTIVITY,)))
     if kubelet_node:
-        kubeconfigs.append(KubeconfigSpec(name="kubelet", path=paths.kubelet_conf, client="kubelet-client", ca=CA_NAME,
-                                          server=local, readers=(KUBELET,)))
+        kubeconfigs.append(KubeconfigSpec(name="kubelet", path=kubelet_kubeconfig or paths.kubelet_direct_conf,
+                                          client="kubelet-client", ca=CA_NAME, server=local, readers=(KUBELET,)))
     return PkiPlan(dirs=tuple(dirs), cas=tuple(cas), keypairs=tuple(keypairs), leaves=tuple(leaves),
                    kubeconfigs=tuple(kubeconfigs), renew_before=pki.renew_before)

@@ -41,8 +41,8 @@ def crash(base: Path, text: str, kill_at: int, when: str) -> None:
     assert r.returncode == -signal.SIGKILL, (r.returncode, r.stderr[-2000:])
 
 
-def assert_no_half_written_file(data_dir: Path) -> None:
-    for p in data_dir.rglob("*"):
+def assert_no_half_written_file(base: Path) -> None:
+    for p in base.rglob("*"):
         if not p.is_file() or (p.name.startswith(".") and p.name.endswith(".tmp")):
             continue
         data = p.read_bytes()
@@ -57,7 +57,7 @@ def assert_no_half_written_file(data_dir: Path) -> None:
 
 
 def assert_complete_and_valid(env: PkiEnv) -> None:
-    leftovers = [p for p in env.paths.data_dir.rglob(".*.tmp")]
+    leftovers = [*env.paths.data_dir.rglob(".*.tmp"), *env.paths.run_dir.rglob(".*.tmp")]
     assert leftovers == []
     for p in env.plan.files():
         assert p.is_file(), p
@@ -96,9 +96,9 @@ def test_killed_first_run_is_completed_by_the_next(renames: int, when: str, tmp_
     for n in _points(renames):
         base = tmp_path / f"{when}-{n}"
         crash(base, EC, n, when)
-        assert_no_half_written_file(base / "data")
+        assert_no_half_written_file(base)
         if when == "before":
-            assert list((base / "data").rglob(".*.tmp")), "the kill before a rename leaves its finished temp file"
+            assert list(base.rglob(".*.tmp")), "the kill before a rename leaves its finished temp file"
         env = build(base, EC, kubelet_node="node-a")
         assert bool(env.result.written) is (when == "before" or n < renames), n
         assert_complete_and_valid(env)
@@ -109,7 +109,7 @@ def test_rsa_run_killed_between_a_key_and_its_certificate(tmp_path: Path):
     for n in (1, 9):
         base = tmp_path / f"rsa-{n}"
         crash(base, RSA, n, "after")
-        assert_no_half_written_file(base / "data")
+        assert_no_half_written_file(base)
         assert_complete_and_valid(build(base, RSA, kubelet_node="node-a"))
 
 
@@ -145,5 +145,5 @@ def test_sigkill_from_outside_while_files_appear(procs, tmp_path: Path):
         if p.poll() is None:
             os.kill(p.pid, signal.SIGKILL)
         p.wait(timeout=10)
-        assert_no_half_written_file(base / "data")
+        assert_no_half_written_file(base)
         assert_complete_and_valid(build(base, RSA, kubelet_node="node-a"))

@@ -128,13 +128,15 @@ def test_without_konnectivity_there_is_no_konnectivity_cert_or_kubeconfig():
     assert "konnectivity-server" not in plan.leaf("server").readers
 
 
-def test_kubelet_node_adds_its_client_cert_and_kubelet_conf():
+def test_kubelet_node_adds_its_client_cert_and_the_direct_kubeconfig():
     plan = _plan(kubelet_node="node-a")
     leaf = plan.leaf("kubelet-client")
     assert (leaf.request.common_name, leaf.request.organizations, leaf.signer) == ("system:node:node-a", ("system:nodes",), "ca")
     assert leaf.cert == PATHS.pki("kubelet-client.crt")
-    kc = [k for k in plan.kubeconfigs if k.path == PATHS.kubelet_conf]
+    kc = [k for k in plan.kubeconfigs if k.path == PATHS.kubelet_direct_conf]
     assert kc and kc[0].client == "kubelet-client" and kc[0].server == "https://localhost:6443"
+    other = _plan(kubelet_node="node-a", kubelet_kubeconfig=PATHS.kubelet_conf)
+    assert PATHS.kubelet_conf in other.files() and PATHS.kubelet_direct_conf not in other.files()
 
 
 def test_kubeconfigs_point_at_localhost_with_k0s_names():
@@ -315,4 +317,5 @@ def test_an_operators_intermediate_ca_is_kept_even_near_expiry():
 
 def test_plan_is_pure_and_deterministic():
     assert _plan() == _plan()
-    assert all(isinstance(p, Path) and p.is_relative_to(PATHS.data_dir) for p in _plan(kubelet_node="n").files())
+    assert all(isinstance(p, Path) and (p.is_relative_to(PATHS.data_dir) or p == PATHS.kubelet_direct_conf)
+               for p in _plan(kubelet_node="n").files())

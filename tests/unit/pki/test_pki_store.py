@@ -175,8 +175,9 @@ def test_switching_key_algorithm_rekeys_leaves_and_jwt_but_keeps_cas_and_sa(env:
 
 def test_stale_temp_files_of_planned_files_are_removed_and_no_others(tmp_path: Path):
     env = build(tmp_path, EC, kubelet_node="node-a")
-    junk = [env.paths.pki(".ca.key.abc123.tmp"), env.paths.etcd_pki(".peer.crt.x_1.tmp"), env.paths.data_dir / ".kubelet.conf.y.tmp"]
-    others = [env.paths.data_dir / ".konnectivity.conf.zz.tmp", env.paths.pki("notes.tmp")]
+    junk = [env.paths.pki(".ca.key.abc123.tmp"), env.paths.etcd_pki(".peer.crt.x_1.tmp"),
+            env.paths.run_dir / ".kubelet-direct.conf.y.tmp"]
+    others = [env.paths.run_dir / ".containerd.toml.zz.tmp", env.paths.pki("notes.tmp")]
     for j in junk + others:
         j.write_bytes(b"half")
     assert apply_pki(env.plan, now=utcnow()).written == ()
@@ -204,12 +205,13 @@ def test_kubeconfigs_embed_the_ca_and_the_client_pair(env: PkiEnv):
     assert kc.cert_pem == env.paths.pki("ccm.crt").read_bytes() and kc.key_pem == env.paths.pki("ccm.key").read_bytes()
 
 
-def test_kubelet_node_writes_kubelet_conf(tmp_path: Path):
+def test_kubelet_node_writes_the_direct_kubeconfig_in_the_run_dir(tmp_path: Path):
     env = build(tmp_path, EC, kubelet_node="node-a")
-    kc = parse_kubeconfig(env.paths.kubelet_conf.read_text())
+    assert not env.paths.kubelet_conf.exists()
+    kc = parse_kubeconfig(env.paths.kubelet_direct_conf.read_text())
     assert _cert(env.paths.pki("kubelet-client.crt")).subject.rfc4514_string() == "CN=system:node:node-a,O=system:nodes"
     assert kc.cert_pem == env.paths.pki("kubelet-client.crt").read_bytes()
-    assert env.paths.kubelet_conf.stat().st_mode & 0o777 == 0o600
+    assert env.paths.kubelet_direct_conf.stat().st_mode & 0o777 == 0o600
 
 
 # ---- one-off clients --------------------------------------------------------------------
