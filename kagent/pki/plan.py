@@ -9,6 +9,7 @@ The reissue policy, stated once (DESIGN §6; k0s reissues every leaf on every st
   made *from the existing key*, so every leaf stays valid. Key missing or unreadable: a new
   CA (new key); every leaf it signed then fails the issuer check and is reissued, and
   everything that pinned the old CA (workers, other controllers) must be given the new one.
+  A CA certificate that is not self-signed (an operator's intermediate) is never touched.
 - leaf: reissued when missing, when its key is missing, unreadable or does not match, when it
   is not signed by the current CA, when its subject, SANs (as sets), usages or key algorithm
   differ from the plan, when it is not yet valid, or when it expires within ``renewBefore``.
