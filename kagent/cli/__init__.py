@@ -26,6 +26,8 @@ COMMANDS: dict[str, str] = {
     "ctr": "kagent.cli.passthrough:ctr",
     "status": "kagent.cli.status:status",
     "reload": "kagent.cli.status:reload",
+    "kubeconfig": "kagent.cli.kubeconfig:kubeconfig",
+    "certs": "kagent.cli.certs:certs",
 }
 
 

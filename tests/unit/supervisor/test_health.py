@@ -122,7 +122,13 @@ def test_https_check_verifies_the_server_and_presents_a_client_cert(tmp_path):
         cert, key = certs["client"]
         assert run(HttpCheck(url=url, ca_file=ca, cert_file=cert, key_file=key)).ok
         assert not run(HttpCheck(url=url, ca_file=ca)).ok  # no client cert: the server refuses
-        r = run(HttpCheck(url=url, cert_file=cert, key_file=key))  # server not trusted without our CA
+        # ca_file=None: not verified (kube-scheduler and kube-controller-manager serve self-signed certs)
+        assert run(HttpCheck(url=url, cert_file=cert, key_file=key)).ok
+        # a CA that did not sign the server: refused
+        other = tmp_path / "other"
+        other.mkdir()
+        other_ca, _ = _pki(other)
+        r = run(HttpCheck(url=url, ca_file=other_ca, cert_file=cert, key_file=key))
         assert not r.ok and "certificate verify failed" in r.detail
     finally:
         srv.shutdown()
