@@ -450,7 +450,10 @@ class Manager:
     async def shutdown(self) -> None:
         self.phase = "stopping"
         self.log.info("shutdown_started", components=len(self.units))
-        await self.stop_units(list(self.units))
+        # DESIGN §5: one at a time, in reverse start order (units are kept in start order), so a
+        # component never loses what it depends on while it is still shutting down
+        for u in reversed(list(self.units.values())):
+            await self._stop_unit(u)
         for u in self.units.values():
             if u.log_file is not None:
                 u.log_file.close()
