@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -41,6 +41,13 @@ class RunRequest:
 
 def utcnow() -> datetime:
     return datetime.now(timezone.utc)
+
+
+def renew_interval_for(renew_before: timedelta) -> float:
+    """Pure. How often the running agent checks its certificates: a quarter of the renewal
+    window, at least every hour and at most every second, so a leaf is renewed well before it
+    enters its last quarter of the window (30 days -> hourly checks)."""
+    return max(1.0, min(3600.0, renew_before.total_seconds() / 4))
 
 
 def role_label(req: RunRequest) -> str:
@@ -203,6 +210,7 @@ class Agent:
                 role=role_label(self.req),
                 load_specs=self.load_specs,
                 renew=self.renew if self.req.role == Role.CONTROLLER else None,
+                renew_interval=renew_interval_for(self.app.load_config().pki.renew_before),
                 log_dir=self.req.log_dir,
                 on_ready=on_ready,
             )

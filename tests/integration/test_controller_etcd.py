@@ -89,3 +89,22 @@ def test_bad_flag_and_bad_config_are_clear_and_change_nothing(node_factory):
     assert r.returncode == 3
     assert r.stderr.splitlines()[0] == "error: config spec.api.port: 70000 is not a TCP port (1-65535)"
     assert not n.data.exists() and not n.run.exists()
+
+
+def test_running_agent_renews_expiring_certs_and_restarts_only_their_readers(node_factory):
+    """Leaves live 40 s and are renewed in their last 30 s: the agent (checking every 7.5 s)
+    reissues etcd's certs while running and restarts etcd, with no signal from outside."""
+    n = node_factory()
+    cfg = base_config(n)
+    cfg["spec"]["pki"].update({"certificatesExpireAfter": "40s", "renewBefore": "30s"})
+    n.write_config(cfg)
+    n.start("controller", "--init", "--disable-components", KUBE_COMPONENTS)
+    first = n.wait_healthy(["etcd"])["etcd"]["pid"]
+    server_crt = n.data / "pki" / "etcd" / "server.crt"
+    before = server_crt.read_bytes()
+    after = n.wait_for(lambda c: c["etcd"]["pid"] not in (None, first) and c["etcd"]["health"] == "healthy",
+                       timeout=60, what="etcd restarted after renewal")
+    assert server_crt.read_bytes() != before
+    assert any(e.get("event") == "renewed_files_restart" and "etcd" in e.get("components", []) for e in n.events())
+    assert etcdctl(n, "endpoint", "health").returncode == 0
+    assert after["etcd"]["restarts"] >= 1
