@@ -60,6 +60,9 @@ def hosts_files(ctx: Context) -> tuple[Path, tuple[FileSpec, ...]]:
     return base, tuple(FileSpec(path=base / reg / "hosts.toml", data=data, mode=MODE_CONFIG) for reg, data in rendered.items())
 
 
+OPT_PLUGIN = "io.containerd.internal.v1.opt"
+
+
 def config_toml(ctx: Context, hosts_dir: Path) -> bytes:
     cfg = ctx.config.containerd
     version = config_version(ctx.options.containerd_version)
@@ -82,6 +85,10 @@ def config_toml(ctx: Context, hosts_dir: Path) -> bytes:
         lines += ['[plugins."io.containerd.cri.v1.images".pinned_images]', f"  sandbox = {toml_str(sandbox)}", "",
                   '[plugins."io.containerd.cri.v1.images".registry]', f"  config_path = {toml_str(str(hosts_dir))}", "",
                   '[plugins."io.containerd.cri.v1.runtime"]', ""]
+    if OPT_PLUGIN not in cfg.extra_config:
+        # containerd's "opt" plugin defaults to /opt/containerd: keep it in the data dir, so
+        # nothing of the node lives outside the data and run dirs (and reset removes it)
+        lines += [f"[plugins.{toml_str(OPT_PLUGIN)}]", f"  path = {toml_str(str(ctx.paths.containerd_root / 'opt'))}", ""]
     text = "\n".join(lines)
     if cfg.extra_config.strip():
         text += "\n# spec.containerd.extraConfig\n" + cfg.extra_config.rstrip("\n") + "\n"

@@ -28,7 +28,8 @@ def containerd(tmp_path, procs):
     sock = root / "containerd.sock"
     cfg = root / "config.toml"
     cfg.write_text(f'version = 2\nroot = "{root}/root"\nstate = "{root}/state"\n[grpc]\n  address = "{sock}"\n'
-                   '[plugins."io.containerd.grpc.v1.cri"]\n  disable_tcp_service = true\n')
+                   '[plugins."io.containerd.grpc.v1.cri"]\n  disable_tcp_service = true\n'
+                   f'[plugins."io.containerd.internal.v1.opt"]\n  path = "{root}/opt"\n')
     log = (root / "log").open("wb")
     procs.popen([CONTAINERD, "--config", str(cfg)], stdout=log, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 20
