@@ -250,7 +250,9 @@ def is_ours(pid: int, spec: ComponentSpec, instance: str) -> bool:
     if f"{MARKER_ENV}={instance}".encode() not in environ or f"{COMPONENT_ENV}={spec.name}".encode() not in environ:
         return False
     binary = str(spec.binary)
-    return exe == os.path.realpath(binary) or (bool(cmdline) and cmdline[0].decode(errors="replace") == binary)
+    # argv[0] for an executable; argv[1] for a script run through its #! interpreter
+    argv_head = [a.decode(errors="replace") for a in cmdline[:2]]
+    return exe == os.path.realpath(binary) or binary in argv_head
 
 
 async def wait_fd_readable(fd: int, timeout: float) -> bool:

@@ -4,6 +4,7 @@ import asyncio
 import os
 import signal
 import subprocess
+import time
 import sys
 from pathlib import Path
 
@@ -110,6 +111,28 @@ def test_is_ours_needs_marker_component_and_binary(tmp_path):
             p.kill()
             p.wait()
     assert not process.is_ours(ours.pid, ComponentSpec(name="a", binary=sleep), INSTANCE)  # gone
+
+
+def test_is_ours_recognises_a_script_run_through_its_interpreter(tmp_path):
+    """A component binary may be a #! script: /proc/<pid>/exe is the interpreter, argv[1] the script."""
+    script = tmp_path / "kube-thing"
+    script.write_text("#!/bin/sh\nsleep 30\n")
+    script.chmod(0o755)
+    other = tmp_path / "other-thing"
+    other.write_text(script.read_text())
+    other.chmod(0o755)
+    env = {"KAGENT_MANAGED": INSTANCE, "KAGENT_COMPONENT": "a", "PATH": "/usr/bin:/bin"}
+    # run through the interpreter without exec'ing away from it
+    p = subprocess.Popen(["/bin/sh", str(script)], env=env, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 5
+        while b"kube-thing" not in Path(f"/proc/{p.pid}/cmdline").read_bytes() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert process.is_ours(p.pid, ComponentSpec(name="a", binary=script), INSTANCE)
+        assert not process.is_ours(p.pid, ComponentSpec(name="a", binary=other), INSTANCE)
+    finally:
+        os.killpg(p.pid, signal.SIGKILL)
+        p.wait()
 
 
 def test_terminate_stale_only_touches_our_process(tmp_path):
