@@ -136,9 +136,14 @@ class Agent:
         dir's state, the lock, the binaries (specs built without touching the PKI)."""
         from kagent.components import specs_for
 
+        from kagent.bins import binary_version
+
         self.app.load_config()
         self.check_data_dir()
-        self._check_binaries(specs_for(self.build_context(apply_pki=False)))
+        specs = specs_for(self.build_context(apply_pki=False))
+        self._check_binaries(specs)
+        for s in specs:
+            self.log.info("component_binary", component=s.name, path=str(s.binary), version=binary_version(s.binary))
 
     def _check_binaries(self, specs: Sequence[ComponentSpec]) -> None:
         import os

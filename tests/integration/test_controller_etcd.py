@@ -5,6 +5,7 @@ by ``kagent status``, and stops cleanly on SIGTERM."""
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 
 from tests.integration.conftest import KUBE_COMPONENTS, base_config, etcdctl
@@ -16,6 +17,9 @@ def test_etcd_only_controller_survives_kill_9_and_stops_cleanly(node_factory):
     n.start("controller", "--init", "--disable-components", KUBE_COMPONENTS)
     comps = n.wait_healthy(["etcd"])
     assert set(comps) == {"etcd"}
+    found = [e for e in n.events() if e.get("event") == "component_binary"]
+    assert [(e["component"], e["path"]) for e in found] == [("etcd", shutil.which("etcd"))]
+    assert found[0]["version"] and found[0]["version"][0].isdigit()  # kagent names the version it found
     first_pid = comps["etcd"]["pid"]
     assert (n.run / "etcd.pid").read_text().split()[0] == str(first_pid)
 

@@ -5,8 +5,12 @@ runs; ``kagent ctr run`` runs a container from the imported image."""
 from __future__ import annotations
 
 import shutil
+import subprocess
+import sys
 import time
+from pathlib import Path
 
+from tests.conftest import kagent_env
 from tests.fixtures.oci import build_oci_tarball
 from tests.integration.conftest import base_config
 
@@ -38,6 +42,14 @@ def test_worker_imports_airgap_images_and_runs_a_container(node_factory):
                    timeout=120)
     assert run.returncode == 0, run.stderr
     assert run.stdout.strip() == "hello-kagent"
+
+    # kagent invoked through a link named ctr behaves as `kagent ctr` (data/run dirs from the env)
+    link = n.root / "ctr"
+    link.symlink_to(Path(sys.executable).parent / "kagent")
+    via_link = subprocess.run([str(link), "images", "ls", "-q"], capture_output=True, text=True, timeout=60,
+                              env=kagent_env({"KAGENT_DATA_DIR": str(n.data), "KAGENT_RUN_DIR": str(n.run)}))
+    assert via_link.returncode == 0, via_link.stderr
+    assert "docker.io/library/kagent-busybox:1" in via_link.stdout.split()
 
     # a tarball dropped in while the worker runs is imported, the worker keeps running
     pid = comps["containerd"]["pid"]
