@@ -5,17 +5,32 @@ kubeconfig / the containerd socket and the k8s.io namespace preset (k0s's multi-
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import click
 
 from kagent.cli.app import AppContext
 from kagent.errors import PreconditionError
+from kagent.paths import Paths
 
 _PASS = {"ignore_unknown_options": True, "allow_extra_args": True, "help_option_names": []}
 
 
 def _has_flag(args: tuple[str, ...], *names: str) -> bool:
     return any(a == n or a.startswith(n + "=") for a in args for n in names)
+
+
+def _tool(paths: Paths, name: str, package: str) -> tuple[Path, dict[str, str]]:
+    """The tool's path (``<data>/bin`` first) and an environment with ``<data>/bin`` on PATH."""
+    from kagent.bins import find_binary
+
+    binary = find_binary(name, paths)
+    if binary is None:
+        raise PreconditionError(name, "not found in <data>/bin or PATH",
+                                hint=f"install {package} (apt-get install {package}) or place {name} in {paths.bin_dir}")
+    env = dict(os.environ)
+    env["PATH"] = f"{paths.bin_dir}:{env.get('PATH', '/usr/bin:/bin')}"
+    return binary, env
 
 
 def _exec(argv: list[str], env: dict[str, str]) -> None:
@@ -30,15 +45,8 @@ def _exec(argv: list[str], env: dict[str, str]) -> None:
 @click.pass_obj
 def kubectl(app: AppContext, args: tuple[str, ...]) -> None:
     """kubectl with the admin kubeconfig (<data>/pki/admin.conf) preset."""
-    from kagent.bins import find_binary
-
     paths = app.paths
-    binary = find_binary("kubectl", paths)
-    if binary is None:
-        raise PreconditionError("kubectl", "not found in <data>/bin or PATH",
-                                hint=f"install kubectl (apt-get install kubectl) or place it in {paths.bin_dir}")
-    env = dict(os.environ)
-    env["PATH"] = f"{paths.bin_dir}:{env.get('PATH', '/usr/bin:/bin')}"
+    binary, env = _tool(paths, "kubectl", "kubectl")
     if not _has_flag(args, "--kubeconfig") and not env.get("KUBECONFIG"):
         if not paths.admin_conf.exists():
             raise PreconditionError(str(paths.admin_conf), "no admin kubeconfig in this data dir",
@@ -52,18 +60,11 @@ def kubectl(app: AppContext, args: tuple[str, ...]) -> None:
 @click.pass_obj
 def ctr(app: AppContext, args: tuple[str, ...]) -> None:
     """ctr with kagent's containerd socket and the k8s.io namespace preset."""
-    from kagent.bins import find_binary
-
     paths = app.paths
-    binary = find_binary("ctr", paths)
-    if binary is None:
-        raise PreconditionError("ctr", "not found in <data>/bin or PATH",
-                                hint=f"install containerd (apt-get install containerd) or place ctr in {paths.bin_dir}")
+    binary, env = _tool(paths, "ctr", "containerd")
     pre: list[str] = []
     if not _has_flag(args, "--address", "-a"):
         pre += ["--address", str(paths.containerd_sock)]
     if not _has_flag(args, "--namespace", "-n") and not os.environ.get("CONTAINERD_NAMESPACE"):
         pre += ["--namespace", "k8s.io"]
-    env = dict(os.environ)
-    env["PATH"] = f"{paths.bin_dir}:{env.get('PATH', '/usr/bin:/bin')}"
     _exec([str(binary), *pre, *args], env)
