@@ -117,7 +117,10 @@ class Agent:
 
         konnectivity = not self.req.single and "konnectivity-server" not in self.req.disabled
         kubelet_node = facts.node_name if runs_worker(self.req) else None
-        plan = plan_pki(config, self.paths, facts, konnectivity=konnectivity, kubelet_node=kubelet_node)
+        from kagent.config.model import StorageType
+
+        etcd = not self.req.single and config.storage.type is StorageType.ETCD  # --single means kine
+        plan = plan_pki(config, self.paths, facts, konnectivity=konnectivity, kubelet_node=kubelet_node, etcd=etcd)
         result = apply_pki(plan, now=utcnow())
         self._pki_plan = plan
         if result.written:

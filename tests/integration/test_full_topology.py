@@ -45,3 +45,30 @@ def test_controller_with_worker_starts_in_order_and_stops_in_reverse(node_factor
     assert sorted(started) == sorted(order)
     assert stopped == list(reversed(order))
     assert not list(n.run.glob("*.pid"))
+
+
+def test_single_node_runs_kine_and_no_konnectivity(node_factory, netns):
+    n = node_factory()
+    cfg = base_config(n)
+    cfg["spec"]["api"] = {"address": "127.0.0.1"}
+    cfg["spec"].pop("storage")
+    n.write_config(cfg)
+    install(n.data / "bin")
+    n.start("controller", "--init", "--single", prefix=("ip", "netns", "exec", netns))
+    expected = ["kine", "kube-apiserver", "kube-scheduler", "kube-controller-manager", "containerd", "kubelet"]
+    comps = n.wait_healthy(expected, timeout=120)
+    assert set(comps) == set(expected)
+    assert not (n.data / "pki" / "konnectivity.crt").exists()
+    assert not list((n.data / "pki").glob("etcd/*.crt")) and not (n.data / "pki" / "apiserver-etcd-client.crt").exists()
+    assert "--leader-elect=false" in open(f"/proc/{comps['kube-scheduler']['pid']}/cmdline").read().split("\0")
+    assert n.stop(timeout=120) == 0
+
+
+def test_init_only_prepares_and_exits_without_starting_anything(node_factory):
+    n = node_factory()
+    n.write_config(base_config(n))
+    r = n.kagent("controller", "--init", "--init-only", "--disable-components",
+                 "kube-apiserver,kube-controller-manager,kube-scheduler,konnectivity-server", timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert (n.data / "pki" / "ca.crt").exists() and (n.data / "pki" / "admin.conf").stat().st_mode & 0o777 == 0o600
+    assert not list(n.run.glob("*.pid"))
