@@ -58,7 +58,8 @@ def test_term_ignoring_child_is_killed_after_its_stop_timeout(agent):
     assert agent.stop() == 0
     took = time.monotonic() - t0
     assert not alive(pid)
-    assert 1.0 <= took < 4.0
+    assert took >= 1.0, took  # waited its stop_timeout before the KILL
+    assert took < 4.0, took
     assert [e[1] for e in agent.fake_events()] == ["start", "term"]  # it got TERM, ignored it, then KILL
     assert agent.log_events("stop_timed_out")[0]["component"] == "stubborn"
     stopped = agent.log_events("component_stopped")[0]
