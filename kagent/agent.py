@@ -14,13 +14,16 @@ import dataclasses
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 from kagent import fsutil, log
 from kagent.cli.app import AppContext
 from kagent.components.context import Role, Taint
 from kagent.components.spec import ComponentSpec
 from kagent.errors import PreconditionError
+
+if TYPE_CHECKING:
+    from kagent.pki.plan import PkiPlan
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -68,7 +71,7 @@ class Agent:
         self.req = req
         self.paths = app.paths
         self.log = log.get(role=role_label(req))
-        self._pki_plan = None
+        self._pki_plan: PkiPlan | None = None
 
     # ---- preconditions -------------------------------------------------------------
     def check_data_dir(self) -> None:
@@ -191,7 +194,10 @@ class Agent:
         importer = ImageImporter(images_dir=self.paths.images_dir, ctr=ctr, socket=self.paths.containerd_sock,
                                  state_file=self.paths.containerd_root / "kagent-imported.json")
         threading.Thread(target=importer.sync, name="kagent-images-import", daemon=True).start()
-        watcher = DirWatcher(self.paths.images_dir, lambda _name: importer.sync())
+        def on_new_tarball(_name: str) -> None:
+            importer.sync()
+
+        watcher = DirWatcher(self.paths.images_dir, on_new_tarball)
         return watcher.close
 
     # ---- run -------------------------------------------------------------------------

@@ -101,7 +101,7 @@ def spec(ctx: Context) -> ComponentSpec:
                                 "front-proxy-client.key", "sa.key", "sa.pub")]
     if ctx.storage == StorageType.ETCD:
         reads += [p.etcd_pki("ca.crt"), p.pki("apiserver-etcd-client.crt"), p.pki("apiserver-etcd-client.key")]
-    after = (etcd_component.NAME if ctx.storage == StorageType.ETCD else kine_component.NAME,)
+    after: tuple[str, ...] = (etcd_component.NAME if ctx.storage == StorageType.ETCD else kine_component.NAME,)
     if konn:
         after += ("konnectivity-server",)
     return ComponentSpec(

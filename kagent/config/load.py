@@ -305,10 +305,15 @@ def p_profiles(v: Any, where: str) -> tuple[WorkerProfile, ...]:
         if name in seen:
             raise ConfigError(sec.sub("name"), f"{name!r} is defined twice")
         seen.add(name)
-        values = sec.get("values", lambda x, w: x if isinstance(x, dict) else _bad_values(x, w), {})
+        empty: dict[str, Any] = {}
+        values: dict[str, Any] = sec.get("values", _p_values, empty)
         sec.done()
         out.append(WorkerProfile(name=name, values=_freeze(values, sec.sub("values"))))
     return tuple(out)
+
+
+def _p_values(x: Any, w: str) -> dict[str, Any]:
+    return x if isinstance(x, dict) else _bad_values(x, w)
 
 
 def _bad_values(x: Any, w: str) -> dict[str, Any]:
@@ -350,7 +355,7 @@ def _strict_loader() -> Any:
         ch: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:timestamp"]
         for ch, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
     }
-    StrictLoader.add_constructor("tag:yaml.org,2002:timestamp", yaml.SafeLoader.construct_yaml_str)
+    StrictLoader.add_constructor("tag:yaml.org,2002:timestamp", yaml.SafeLoader.construct_yaml_str)  # type: ignore[type-var]  # stub is narrower than PyYAML
     _loader = StrictLoader
     return _loader
 
@@ -497,7 +502,8 @@ def build_config(doc: Any, *, host_address: str) -> ClusterConfig:
     if containerd.imports_dir is not None and not containerd.imports_dir.startswith("/"):
         raise ConfigError(ctd_s.sub("importsDir"), f"{containerd.imports_dir!r} is not an absolute path")
 
-    profiles = spec.get("workerProfiles", p_profiles, ())
+    no_profiles: tuple[WorkerProfile, ...] = ()
+    profiles = spec.get("workerProfiles", p_profiles, no_profiles)
 
     warnings: list[str] = []
     for s in (api_s, etcd_s, kine_s, net_s, kon_s, cm_s, sched_s, pki_s, ctd_s, meta):

@@ -55,8 +55,8 @@ def interface_addresses() -> tuple[str, ...]:
             elif a.family == socket.AF_INET6:
                 v6.append(a.address.split("%", 1)[0])
     seen: dict[str, None] = {}
-    for a in v4 + v6:
-        seen.setdefault(a, None)
+    for addr in v4 + v6:
+        seen.setdefault(addr, None)
     return tuple(seen)
 
 
