@@ -23,6 +23,7 @@ from kagent.components.spec import ComponentSpec
 from kagent.errors import PreconditionError
 
 if TYPE_CHECKING:
+    from kagent.config.model import ClusterConfig
     from kagent.pki.plan import PkiPlan
 
 
@@ -72,6 +73,7 @@ class Agent:
         self.paths = app.paths
         self.log = log.get(role=role_label(req))
         self._pki_plan: PkiPlan | None = None
+        self.config: ClusterConfig | None = None  # the config of the last (re)load
 
     # ---- preconditions -------------------------------------------------------------
     def check_data_dir(self) -> None:
@@ -107,6 +109,7 @@ class Agent:
         from kagent.node.detect import detect_node
 
         config = self.app.reload_config()  # re-read on every call: this is also the SIGHUP path
+        self.config = config
         for w in config.warnings:
             self.log.warning("config_warning", reason=w)
         facts = self.app.facts()
@@ -140,13 +143,12 @@ class Agent:
     def preflight(self) -> None:
         """Everything that can be refused before anything is written: the config, the data
         dir's state, the lock, the binaries (specs built without touching the PKI)."""
+        from kagent.bins import binary_version
         from kagent.components import specs_for
 
-        from kagent.bins import binary_version
-
-        self.app.load_config()
+        ctx = self.build_context(apply_pki=False)  # a bad config is exit 3 before anything else
         self.check_data_dir()
-        specs = specs_for(self.build_context(apply_pki=False))
+        specs = specs_for(ctx)
         self._check_binaries(specs)
         for s in specs:
             self.log.info("component_binary", component=s.name, path=str(s.binary), version=binary_version(s.binary))
@@ -207,6 +209,8 @@ class Agent:
         self.preflight()  # bad config (3), no cluster / already running / missing binary (4): nothing written
         self.ensure_dirs()
         specs = self.load_specs()
+        assert self.config is not None  # set by load_specs
+        renew_interval = renew_interval_for(self.config.pki.renew_before)
         if self.req.init_only:
             self.log.info("init_only_done", components=[s.name for s in specs])
             return 0
@@ -224,7 +228,7 @@ class Agent:
                 role=role_label(self.req),
                 load_specs=self.load_specs,
                 renew=self.renew if self.req.role == Role.CONTROLLER else None,
-                renew_interval=renew_interval_for(self.app.load_config().pki.renew_before),
+                renew_interval=renew_interval,
                 log_dir=self.req.log_dir,
                 on_ready=on_ready,
             )

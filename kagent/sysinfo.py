@@ -25,6 +25,8 @@ from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from kagent.node.kernel import loaded_modules
+
 if TYPE_CHECKING:
     from kagent.config.model import ClusterConfig
     from kagent.paths import Paths
@@ -274,10 +276,6 @@ def check_bridge_sysctl(key: str, value: str | None) -> Check:
     return Check(name, Status.WARN, v, f"kagent worker sets it to 1 at start, or: sysctl -w {key}=1")
 
 
-def _module_names(proc_modules: str | None) -> set[str]:
-    return {line.split()[0] for line in (proc_modules or "").splitlines() if line.strip()}
-
-
 def _norm(name: str) -> str:
     return name.replace("-", "_")
 
@@ -307,7 +305,7 @@ def check_module(name: str, k: KernelReadings) -> Check:
     /proc), loadable (a module file under <modules root>/<release>: warn) or missing (fail)."""
     title = f"kernel module {name}"
     want = _norm(name)
-    if want in {_norm(m) for m in _module_names(k.proc_modules)}:
+    if want in {_norm(m) for m in loaded_modules(k.proc_modules or "")}:
         return Check(title, Status.PASS, "loaded")
     if k.modules_builtin is not None and any(_ko_name(line) == want for line in k.modules_builtin.splitlines()):
         return Check(title, Status.PASS, "built in (modules.builtin)")
