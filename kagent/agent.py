@@ -77,11 +77,10 @@ class Agent:
 
     # ---- preconditions -------------------------------------------------------------
     def check_data_dir(self) -> None:
-        from kagent.node.lock import is_held
+        from kagent.node.lock import already_running, is_held
 
         if is_held(self.paths.lock_file):
-            raise PreconditionError(str(self.paths.lock_file), "another kagent is already running with this run dir",
-                                    hint="stop it first (kagent stop), or use another --run-dir")
+            raise already_running(self.paths.lock_file)
         if self.req.role == Role.CONTROLLER:
             has_cluster = self.paths.pki("ca.crt").exists() and self.paths.pki("ca.key").exists()
             if not has_cluster and not self.req.init:

@@ -9,6 +9,13 @@ from pathlib import Path
 from kagent.errors import PreconditionError
 
 
+def already_running(lock_path: Path) -> PreconditionError:
+    """The one error for "an agent holds this run dir's lock"."""
+    pidfile = lock_path.parent / "kagent.pid"
+    return PreconditionError(str(lock_path), "another kagent is already running with this run dir",
+                             hint=f'stop it first (kill "$(cat {pidfile})"), or use another --run-dir')
+
+
 class InstanceLock:
     """Held for the agent's lifetime. The lock file is never deleted (flock is on the inode)."""
 
@@ -23,11 +30,7 @@ class InstanceLock:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(fd)
-            raise PreconditionError(
-                str(self.path),
-                "another kagent is already running with this run dir",
-                hint="stop it first (kagent stop, or kill the pid in kagent.pid), or use another --run-dir",
-            ) from None
+            raise already_running(self.path) from None
         self.fd = fd
         return self
 
