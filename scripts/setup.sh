@@ -8,8 +8,12 @@ missing=()
 for p in "${pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if ((${#missing[@]})); then
     export DEBIAN_FRONTEND=noninteractive
+    # one apt at a time, also when several checkouts set up at once
+    exec 9>/tmp/kagent-setup-apt.lock
+    flock 9
     apt-get update -q
     apt-get install -y -q --no-install-recommends "${missing[@]}"
+    exec 9>&-
 fi
 # Debian's packages may start their own daemons on hosts with an init system; kagent runs its own.
 for svc in etcd containerd supervisor; do
