@@ -86,7 +86,7 @@ class Agent:
         fsutil.check_writable_dir(self.paths.run_dir, "run")
 
     def check_data_dir(self) -> None:
-        """Under the instance lock: the data dir's state fits the request."""
+        """The data dir's state fits the request (reads only)."""
         if self.req.role == Role.CONTROLLER:
             has_cluster = self.paths.pki("ca.crt").exists() and self.paths.pki("ca.key").exists()
             if not has_cluster and not self.req.init:
@@ -151,8 +151,8 @@ class Agent:
         return specs
 
     def preflight(self, ctx: Context) -> None:
-        """Under the lock, before anything is written: the data dir's state and the binaries
-        (specs built from ``ctx``, made without touching the PKI)."""
+        """Before anything is written: the data dir's state and the binaries (specs built from
+        ``ctx``, made without touching the PKI). Reads only."""
         from kagent.bins import cached_version
         from kagent.components import specs_for
 
@@ -221,16 +221,17 @@ class Agent:
 
     # ---- run -------------------------------------------------------------------------
     def run(self) -> int:
-        """config (exit 3) -> dirs usable (4) -> instance lock (4: another kagent, also a
-        concurrent --init) -> data dir state, binaries (4) -> the first write. The lock is held
+        """config (exit 3) -> dirs usable, data dir state, binaries (4) -> instance lock (4:
+        another kagent, also a concurrent --init) -> the data dir state again -> the first write. The lock is held
         until the agent (or --init-only) is done, so two runs never interleave their writes."""
         from kagent.node.lock import InstanceLock
 
         ctx = self.build_context(apply_pki=False)  # a bad config is exit 3 before anything else
         self.check_dirs()
+        self.preflight(ctx)  # reads only: a refusal leaves no trace, not even the run dir
         lock = InstanceLock(self.paths.lock_file).acquire()
         try:
-            self.preflight(ctx)
+            self.check_data_dir()  # again, under the lock: another run may have changed it
             return self._run_locked(lock)
         finally:
             lock.release()
