@@ -8,7 +8,7 @@ import json
 import click
 
 from kagent.cli.app import AppContext
-from kagent.errors import ConfigError, PreconditionError
+from kagent.errors import ComponentError, ConfigError, PreconditionError
 
 
 @click.command()
@@ -49,3 +49,7 @@ def reload(app: AppContext, timeout: float) -> None:
         raise ConfigError("", f"new config rejected, nothing was changed: {reason}",
                           hint="fix the config and run kagent reload again")
     click.echo(render_plan(plan))
+    failing = plan.get("failing") or []
+    if failing:
+        raise ComponentError("reload", f"not healthy within the startup timeout after the reload: {', '.join(failing)}",
+                             hint="see kagent status and the log lines with component=" + failing[0])
