@@ -15,8 +15,8 @@ from kagent.errors import ConfigError, PreconditionError
 _HINT = "check the agent's log (or restart it); is the process on this socket a kagent?"
 
 # what render_text reads; every field of DESIGN §3's document
-_AGENT_FIELDS = {"version": str, "role": str, "pid": int, "uptime_s": (int, float)}
-_COMPONENT_FIELDS = {"name": str, "state": str, "pid": (int, type(None)), "restarts": int, "health": str,
+_AGENT_FIELDS: dict[str, type | tuple[type, ...]] = {"version": str, "role": str, "pid": int, "uptime_s": (int, float)}
+_COMPONENT_FIELDS: dict[str, type | tuple[type, ...]] = {"name": str, "state": str, "pid": (int, type(None)), "restarts": int, "health": str,
                      "uptime_s": (int, float, type(None)), "last_exit": (dict, type(None))}
 _PLAN_LISTS = ("restarted", "signalled", "started", "stopped", "unchanged")
 
