@@ -29,6 +29,8 @@ COMMANDS: dict[str, str] = {
     "kubeconfig": "kagent.cli.kubeconfig:kubeconfig",
     "certs": "kagent.cli.certs:certs",
     "reset": "kagent.cli.reset:reset",
+    "backup": "kagent.cli.backup:backup",
+    "restore": "kagent.cli.backup:restore",
 }
 
 
@@ -70,6 +72,8 @@ _SUMMARIES: dict[str, str] = {
     "kubeconfig": "Print the admin kubeconfig or create one for a user.",
     "certs": "Check every certificate's expiry.",
     "reset": "Stop leftovers, unmount and remove this node's data dir and run dir.",
+    "backup": "Back up a controller (etcd snapshot or kine db, pki, manifests, images, config); backup list.",
+    "restore": "Restore a backup into an empty data dir.",
     "kubectl": "kubectl with the admin kubeconfig preset.",
     "ctr": "ctr with the containerd socket and the k8s.io namespace preset.",
 }
