@@ -111,6 +111,7 @@ class Agent:
 
         config = self.app.reload_config()  # re-read on every call: this is also the SIGHUP path
         self.config = config
+        self.log.debug("config_loaded", source=self.app.config_source())
         for w in config.warnings:
             self.log.warning("config_warning", reason=w)
         facts = self.app.facts()
@@ -137,8 +138,12 @@ class Agent:
         """Config -> PKI -> specs (in start order). Also the SIGHUP path of the supervisor."""
         from kagent.components import specs_for
 
+        from kagent.components.spec import spec_hash
+
         specs = specs_for(self.build_context())
         self._check_binaries(specs)
+        for s in specs:
+            self.log.debug("component_spec", component=s.name, argv=list(s.argv), spec_hash=spec_hash(s)[:12])
         return specs
 
     def preflight(self) -> None:
@@ -152,12 +157,20 @@ class Agent:
         specs = specs_for(ctx)
         self._check_binaries(specs)
         for s in specs:
-            self.log.info("component_binary", component=s.name, path=str(s.binary), version=binary_version(s.binary))
+            if s.binary.is_file():
+                self.log.info("component_binary", component=s.name, path=str(s.binary), version=binary_version(s.binary))
 
     def _check_binaries(self, specs: Sequence[ComponentSpec]) -> None:
+        """Exit 4 when a component that would run has no executable binary. ``--init-only``
+        starts nothing: a missing binary is a warning there (the data dir is still prepared)."""
         import os
 
         missing = [s for s in specs if not (s.binary.is_file() and os.access(s.binary, os.X_OK))]
+        if missing and self.req.init_only:
+            for s in missing:
+                self.log.warning("binary_missing", component=s.name, path=str(s.binary),
+                                 reason="--init-only starts nothing; the component needs it to run")
+            return
         if missing:
             names = ", ".join(f"{s.name} ({s.binary})" for s in missing)
             raise PreconditionError(

@@ -80,8 +80,7 @@ def request(sock: Path, method: str, target: str, *, timeout: float = 10.0) -> t
         return resp.status, json.loads(resp.read() or b"null")
     except (FileNotFoundError, ConnectionRefusedError):
         raise PreconditionError(str(sock), "no kagent is running with this run dir",
-                                hint="start it (kagent controller / kagent worker, or kagent start), "
-                                     "or pass the agent's --run-dir") from None
+                                hint="start it (kagent controller or kagent worker), or pass the agent's --run-dir") from None
     except PermissionError:
         raise PreconditionError(str(sock), "permission denied", hint="run as the agent's user (root)") from None
     finally:
