@@ -163,7 +163,7 @@ def snapshot_etcd(paths: Paths, endpoint: EtcdEndpoint, dest: Path, *, live: boo
 def snapshot_kine(paths: Paths, data_source: str | None, dest: Path) -> Snapshot:
     if data_source:
         raise PreconditionError("spec.storage.kine.dataSource", f"{data_source!r} is an external database",
-                                hint="back that database up with its own tools; kagent backs up only its own SQLite file")
+                                hint="back that database up with its own tools; only the SQLite file in the data dir is backed up")
     src = paths.kine_db
     if not src.is_file():
         raise PreconditionError(str(src), "no kine database in this data dir", hint="check --data-dir")
@@ -242,7 +242,7 @@ class _Writer:
         info = self._info(name, mode & 0o777)
         info.size = size
         reader = _HashingReader(fh)
-        self.tar.addfile(info, reader)  # type: ignore[arg-type]  # a readable raw stream
+        self.tar.addfile(info, reader)
         self.entries.append(Entry(name, "file", mode & 0o777, size, reader.h.hexdigest()))
 
     def add_tree(self, base: Path, top: str) -> None:
@@ -311,7 +311,7 @@ def create_backup(paths: Paths, *, storage: str, etcd_client_port: int, kine_dat
             raise PreconditionError(str(dest_dir), "is not writable")
     if not paths.pki("ca.crt").is_file():
         raise PreconditionError(str(paths.data_dir), "holds no controller (no pki/ca.crt)",
-                                hint="run kagent backup on a controller, with its --data-dir")
+                                hint="back up a controller: pass its --data-dir")
     lock: InstanceLock | None = None
     work = Path(tempfile.mkdtemp(prefix=".kagent-backup-", dir=dest_dir))
     try:
@@ -424,7 +424,7 @@ def check_name(name: str) -> str:
         elif parts[0] not in (*TREES, "config") and name not in (ETCD_SNAPSHOT, KINE_SNAPSHOT, MANIFEST):
             bad = "an entry outside the backup layout"
     if bad:
-        raise ArchiveError(f"archive entry {name[:200]!r}", f"is {bad}", hint="this is not an archive kagent wrote; nothing was written")
+        raise ArchiveError(f"archive entry {name[:200]!r}", f"is {bad}", hint="this archive was not written by `kagent backup`; nothing was written")
     return name.rstrip("/")
 
 
@@ -472,7 +472,7 @@ def _open_tar(path: Path) -> tarfile.TarFile:
     try:
         return tarfile.open(path, mode="r:gz")
     except (tarfile.TarError, OSError, EOFError, zlib.error) as err:
-        raise ArchiveError(str(path), f"is not a gzip-compressed tar archive ({err})", hint="pass a file kagent backup wrote") from None
+        raise ArchiveError(str(path), f"is not a gzip-compressed tar archive ({err})", hint="pass an archive written by `kagent backup`") from None
 
 
 def verify_archive(path: Path) -> Verified:
@@ -509,7 +509,7 @@ def verify_archive(path: Path) -> Verified:
     finally:
         tar.close()
     if manifest_raw is None:
-        raise ArchiveError(str(path), f"holds no {MANIFEST}", hint="this is not an archive kagent wrote (or it is truncated)")
+        raise ArchiveError(str(path), f"holds no {MANIFEST}", hint="this archive was not written by `kagent backup` (or it is truncated)")
     manifest = _parse_manifest(manifest_raw, path)
     listed = {e["name"]: e for e in manifest["entries"] if e.get("type") == "file"}
     actual = {n: e for n, e in files.items() if n != MANIFEST}

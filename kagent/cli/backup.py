@@ -7,11 +7,15 @@ import json
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from kagent.cli.app import AppContext
 from kagent.errors import UsageError
+
+if TYPE_CHECKING:
+    from kagent.backup import BackupResult
 
 
 def storage_of(app: AppContext) -> str:
@@ -25,7 +29,7 @@ def storage_of(app: AppContext) -> str:
     return str(cfg.storage.type)
 
 
-def run_backup(app: AppContext, save_path: str, *, scheduled: bool = False):  # -> kagent.backup.BackupResult
+def run_backup(app: AppContext, save_path: str, *, scheduled: bool = False) -> BackupResult:
     from kagent.backup import create_backup
 
     cfg = app.load_config()
