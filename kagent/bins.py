@@ -14,6 +14,7 @@ import shutil
 import signal
 import subprocess
 from pathlib import Path
+from typing import Callable
 
 from kagent.paths import Paths
 
@@ -95,6 +96,36 @@ def binary_version(path: Path, *, timeout: float = 5.0) -> str | None:
 def binary_major_minor(path: Path) -> tuple[int, int] | None:
     """``(major, minor)`` of ``<path> --version`` (containerd, etcd); None when unknown."""
     return major_minor(binary_version(path))
+
+
+# (realpath, st_mtime_ns, st_size) -> version: a binary is asked once per version of its file,
+# not on every reload; realpath -> the last answer, whatever the file's version
+_PROBED: dict[tuple[str, int, int], str] = {}
+_LAST_GOOD: dict[str, str] = {}
+
+
+def cached_version(path: Path, *, probe: Callable[[Path], str | None] = binary_version) -> str | None:
+    """``binary_version`` probed once per (path, mtime, size). A failed probe (error, timeout, no
+    version in the output) is not remembered as an answer: it returns the last good answer for
+    this path (so a reload never changes a spec because a probe failed), None when there never
+    was one; the next call probes again."""
+    real = os.path.realpath(path)
+    try:
+        st = os.stat(real)
+    except OSError:
+        return _LAST_GOOD.get(real)
+    key = (real, st.st_mtime_ns, st.st_size)
+    if key in _PROBED:
+        return _PROBED[key]
+    found = probe(Path(real))
+    if found is None:
+        return _LAST_GOOD.get(real)
+    _PROBED[key] = _LAST_GOOD[real] = found
+    return found
+
+
+def cached_major_minor(path: Path) -> tuple[int, int] | None:
+    return major_minor(cached_version(path))
 
 
 def missing_hint(name: str) -> str:
