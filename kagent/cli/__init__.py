@@ -28,6 +28,9 @@ COMMANDS: dict[str, str] = {
     "reload": "kagent.cli.status:reload",
     "kubeconfig": "kagent.cli.kubeconfig:kubeconfig",
     "certs": "kagent.cli.certs:certs",
+    "reset": "kagent.cli.reset:reset",
+    "backup": "kagent.cli.backup:backup",
+    "restore": "kagent.cli.backup:restore",
 }
 
 
@@ -167,6 +170,9 @@ _SUMMARIES: dict[str, str] = {
     "reload": "Re-read the config and restart only the components that changed.",
     "kubeconfig": "Print the admin kubeconfig or create one for a user.",
     "certs": "Check every certificate's expiry.",
+    "reset": "Stop leftovers, unmount and remove this node's data dir and run dir.",
+    "backup": "Back up a controller (etcd snapshot or kine db, pki, manifests, images, config); backup list.",
+    "restore": "Restore a backup into an empty data dir.",
     "kubectl": "kubectl with the admin kubeconfig preset.",
     "ctr": "ctr with the containerd socket and the k8s.io namespace preset.",
 }

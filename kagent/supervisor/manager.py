@@ -31,7 +31,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, Awaitable, Callable, Collection, Iterable, Protocol, Sequence
+from typing import IO, Any, Awaitable, Callable, Collection, Coroutine, Iterable, Mapping, Protocol, Sequence
 
 import kagent
 from kagent import fsutil, log
@@ -641,6 +641,8 @@ async def run_agent(
     policy: RestartPolicy | None = None,
     lock: InstanceLock | None = None,
     hooks: Hooks | None = None,
+    background: Sequence[Callable[[], Coroutine[Any, Any, None]]] = (),
+    status_extra: Mapping[str, Callable[[], Any]] | None = None,
     spawner: Spawner = process.spawn,
     prober: Prober = health_mod.probe,
     clock: Clock | None = None,
@@ -650,7 +652,10 @@ async def run_agent(
     Returns the exit code.
 
     ``lock``: the instance lock the caller already holds (and releases); else it is taken here.
-    ``hooks``: see ``Hooks``; ``on_ready`` is the same as ``Hooks.on_ready``."""
+    ``hooks``: see ``Hooks``; ``on_ready`` is the same as ``Hooks.on_ready``, ``background``
+    (tasks started once the agent is ready and cancelled at stop, e.g. scheduled backups) the
+    same as ``Hooks.tasks``, ``status_extra`` (name -> value function: more top-level fields
+    of ``GET /status``) the same as ``Hooks.status``."""
     own_lock = lock is None
     if lock is None:
         try:
@@ -661,6 +666,11 @@ async def run_agent(
     hooks = hooks or Hooks()
     if on_ready is not None:
         hooks.on_ready.append(on_ready)
+    for i, job in enumerate(background):
+        hooks.tasks.append((f"background-{i}", _ignore_manager(job)))
+    if status_extra:
+        extra = dict(status_extra)
+        hooks.status.append(lambda: {k: f() for k, f in extra.items()})
     mgr = Manager(paths=paths, role=role, version=version, log_dir=log_dir, policy=policy or RestartPolicy(),
                   load_specs=load_specs, hooks=hooks, spawner=spawner, prober=prober, clock=clock)
     signals: list[int] = []
@@ -729,11 +739,25 @@ async def _run(mgr: Manager, paths: Paths, tasks: Tasks, renew: Callable[[], Col
 
             tasks.add("renew-timer", renew_timer)
         for name, fn in mgr.hooks.tasks:
-            tasks.add(name, lambda fn=fn: fn(mgr))  # type: ignore[misc]
+            tasks.add(name, _bind(fn, mgr))
         await _command_loop(mgr, renew)
     await mgr.shutdown()
     mgr.log.info("agent_stopped")
     return int(ExitCode.OK)
+
+
+def _bind(fn: Callable[[Manager], Awaitable[None]], mgr: Manager) -> Callable[[], Awaitable[None]]:
+    def task() -> Awaitable[None]:
+        return fn(mgr)
+
+    return task
+
+
+def _ignore_manager(job: Callable[[], Awaitable[None]]) -> Callable[[Manager], Awaitable[None]]:
+    def task(_mgr: Manager) -> Awaitable[None]:
+        return job()
+
+    return task
 
 
 def run_agent_sync(**kw: Any) -> int:
