@@ -10,18 +10,20 @@ import os
 import tempfile
 from pathlib import Path
 
-# Named modes (CIS Kubernetes Benchmark 1.1.x: keys and kubeconfigs 0600, PKI dirs not world-readable)
-MODE_PRIVATE_KEY = 0o600
-MODE_KUBECONFIG = 0o600
-MODE_TOKEN = 0o600
-MODE_CERT = 0o644
-MODE_PUBLIC = 0o644
-MODE_CONFIG = 0o644
-MODE_PIDFILE = 0o644
-MODE_PRIVATE_DIR = 0o700
-MODE_DATA_DIR = 0o755
-MODE_BIN_DIR = 0o755
-MODE_BINARY = 0o750
+# Named modes, re-exported for the writers (defined in the pure kagent.modes)
+from kagent.modes import (
+    MODE_PRIVATE_KEY as MODE_PRIVATE_KEY,
+    MODE_KUBECONFIG as MODE_KUBECONFIG,
+    MODE_TOKEN as MODE_TOKEN,
+    MODE_CERT as MODE_CERT,
+    MODE_PUBLIC as MODE_PUBLIC,
+    MODE_CONFIG as MODE_CONFIG,
+    MODE_PIDFILE as MODE_PIDFILE,
+    MODE_PRIVATE_DIR as MODE_PRIVATE_DIR,
+    MODE_DATA_DIR as MODE_DATA_DIR,
+    MODE_BIN_DIR as MODE_BIN_DIR,
+    MODE_BINARY as MODE_BINARY,
+)
 
 
 def ensure_dir(path: Path, mode: int = MODE_DATA_DIR) -> bool:
@@ -35,6 +37,37 @@ def ensure_dir(path: Path, mode: int = MODE_DATA_DIR) -> bool:
         os.chmod(path, mode)
         changed = True
     return changed
+
+
+def check_writable_dir(path: Path, what: str) -> None:
+    """Refuse (PreconditionError, exit 4, naming ``path``) a ``what`` dir that is not a directory
+    or cannot be written: checked before anything is written. A dir that does not exist yet is
+    judged by its nearest existing parent, which must be a writable directory."""
+    import stat
+
+    from kagent.errors import PreconditionError
+
+    probe = path
+    while True:
+        try:
+            st = probe.stat()
+            break
+        except FileNotFoundError:
+            if probe.parent == probe:
+                return
+            probe = probe.parent
+        except NotADirectoryError:
+            probe = probe.parent  # a regular file on the way: found below as "not a directory"
+        except OSError as err:
+            raise PreconditionError(str(probe), f"cannot use it as the {what} dir: {err.strerror}") from None
+    role = f"the {what} dir" if probe == path else f"a parent of the {what} dir {path}"
+    if not stat.S_ISDIR(st.st_mode):
+        raise PreconditionError(str(probe), f"{role} is not a directory",
+                                hint=f"remove or move it, or pass another --{what}-dir")
+    readonly = bool(os.statvfs(probe).f_flag & os.ST_RDONLY)
+    if readonly or not os.access(probe, os.W_OK | os.X_OK):
+        why = "is on a read-only file system" if readonly else "is not writable by this user"
+        raise PreconditionError(str(probe), f"{role} {why}", hint=f"make it writable, or pass another --{what}-dir")
 
 
 def _fsync_dir(path: Path) -> None:
