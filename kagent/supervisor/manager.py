@@ -20,7 +20,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, Callable, Collection, Iterable, Sequence
+from typing import IO, Any, Callable, Collection, Coroutine, Iterable, Mapping, Sequence
 
 import kagent
 from kagent import fsutil, log
@@ -89,6 +89,7 @@ class Manager:
         self._failure: asyncio.Future[ComponentError] | None = None
         self.stop_requested = False
         self.stop_event = asyncio.Event()  # set as soon as a stop is queued: long waits give way
+        self.extra_status: dict[str, Callable[[], Any]] = {}  # more top-level fields of GET /status (backup)
         self.readiness = Readiness(None)  # sd_notify; run_agent sets the real one
 
     def changed(self) -> None:
@@ -123,7 +124,7 @@ class Manager:
             })
         return {"agent": {"pid": os.getpid(), "role": self.role, "version": self.version,
                           "uptime_s": round(now - self.started_mono, 3)},
-                "components": comps}
+                "components": comps, **{k: f() for k, f in self.extra_status.items()}}
 
     async def handle_http(self, method: str, target: str) -> tuple[int, Any]:
         if method == "GET" and target == "/status":
@@ -530,11 +531,15 @@ async def run_agent(
     on_ready: Callable[[], None] | None = None,
     policy: RestartPolicy | None = None,
     lock: InstanceLock | None = None,
+    background: Sequence[Callable[[], Coroutine[Any, Any, None]]] = (),
+    status_extra: Mapping[str, Callable[[], Any]] | None = None,
 ) -> int:
     """Run the agent until SIGTERM/SIGINT: lock, pidfile, status socket, ordered start, watch,
     reload on SIGHUP or ``POST /reload``, reverse-order stop. Returns the exit code.
 
-    ``lock``: the instance lock the caller already holds (and releases); else it is taken here."""
+    ``lock``: the instance lock the caller already holds (and releases); else it is taken here.
+    ``background``: tasks started once the agent is ready and cancelled at stop (scheduled
+    backups); ``status_extra``: more fields of ``GET /status``."""
     own_lock = lock is None
     if lock is None:
         try:
@@ -546,6 +551,8 @@ async def run_agent(
                   load_specs=load_specs)
     mgr.readiness = Readiness.from_env()  # and NOTIFY_SOCKET leaves the environment children inherit
     mgr.readiness.start_watchdog()
+    mgr.extra_status.update(status_extra or {})
+    tasks: list[asyncio.Task[None]] = []
     server: asyncio.AbstractServer | None = None
     signals: list[int] = []
     renewer: asyncio.Task[None] | None = None
@@ -578,6 +585,7 @@ async def run_agent(
                 on_ready()
         if renew is not None:
             renewer = asyncio.ensure_future(_renew_loop(mgr, renew, renew_interval))
+        tasks.extend(asyncio.ensure_future(job()) for job in background)
         while not mgr.stop_requested:
             cmd = await mgr.queue.get()
             if cmd.kind == "stop":
@@ -600,6 +608,8 @@ async def run_agent(
     finally:
         if renewer is not None:
             renewer.cancel()
+        for t in tasks:
+            t.cancel()
         loop = asyncio.get_running_loop()
         for sig in signals:
             loop.remove_signal_handler(sig)
