@@ -39,6 +39,7 @@ from kagent.components.spec import ComponentSpec
 from kagent.errors import ComponentError, ExitCode, KagentError
 from kagent.node.lock import InstanceLock
 from kagent.paths import Paths
+from kagent.service.notify import Readiness
 from kagent.supervisor import health as health_mod
 from kagent.supervisor import machine as sm
 from kagent.supervisor import process, status
@@ -165,6 +166,8 @@ class Manager:
         self._dispatching = False
         self._waiters: list[tuple[Callable[[sm.Machine], bool], asyncio.Future[None], bool]] = []
         self._background: set[asyncio.Task[None]] = set()
+        self.readiness = Readiness(None)  # sd_notify; run_agent sets the real one
+        self._summary: tuple[tuple[str, str, str], ...] = ()
 
     # ---- commands ------------------------------------------------------------------------
     def request(self, cmd: _Cmd) -> None:
@@ -194,6 +197,17 @@ class Manager:
         finally:
             self._dispatching = False
         self._notify()
+        self.changed()
+
+    def changed(self) -> None:
+        """After each event: when a component's state or health changed, the one-line STATUS=
+        of sd_notify follows it (nothing is computed without a notify socket)."""
+        if not self.readiness.enabled:
+            return
+        summary = tuple((u.name, str(u.state), str(u.health)) for u in self.m.units.values())
+        if summary != self._summary:
+            self._summary = summary
+            self.readiness.status(self.phase, self.status_doc()["components"])
 
     def _do(self, a: sm.Action) -> None:
         if isinstance(a, sm.Log):
@@ -562,6 +576,7 @@ class Manager:
 
     async def shutdown(self) -> None:
         self.phase = "stopping"
+        self.readiness.stopping()
         self._hook("on_stopping", self.hooks.on_stopping)
         self.log.info("shutdown_started", components=len(self.m.units))
         # DESIGN §5: one at a time, in reverse start order: the same Stop as a reload's
@@ -609,7 +624,9 @@ async def _command_loop(mgr: Manager, renew: Callable[[], Collection[Path]] | No
         if cmd.kind == "stop":
             return
         if cmd.kind == "reload":
+            mgr.readiness.reloading()
             plan = await mgr.reload()
+            mgr.readiness.ready(mgr.phase, mgr.status_doc()["components"])
             if cmd.reply is not None and not cmd.reply.done():
                 cmd.reply.set_result(plan)
         elif cmd.kind == "renew" and renew is not None:
@@ -673,6 +690,8 @@ async def run_agent(
         hooks.status.append(lambda: {k: f() for k, f in extra.items()})
     mgr = Manager(paths=paths, role=role, version=version, log_dir=log_dir, policy=policy or RestartPolicy(),
                   load_specs=load_specs, hooks=hooks, spawner=spawner, prober=prober, clock=clock)
+    mgr.readiness = Readiness.from_env()  # and NOTIFY_SOCKET leaves the environment children inherit
+    mgr.readiness.start_watchdog()
     signals: list[int] = []
     try:
         async with asyncio.TaskGroup() as tg:
@@ -690,6 +709,7 @@ async def run_agent(
             loop.remove_signal_handler(sig)
         paths.status_sock.unlink(missing_ok=True)
         paths.agent_pidfile.unlink(missing_ok=True)
+        mgr.readiness.close()
         if own_lock:
             lock.release()
 
@@ -730,6 +750,7 @@ async def _run(mgr: Manager, paths: Paths, tasks: Tasks, renew: Callable[[], Col
     if not mgr.stop_requested:
         mgr.phase = "running"
         mgr.log.info("agent_ready", components=len(mgr.m.units))
+        mgr.readiness.ready(mgr.phase, mgr.status_doc()["components"])
         mgr._hook("on_ready", mgr.hooks.on_ready)
         if renew is not None:
             async def renew_timer() -> None:
