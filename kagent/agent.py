@@ -14,7 +14,7 @@ import dataclasses
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from kagent import fsutil, log
 from kagent.cli.app import AppContext
@@ -23,7 +23,9 @@ from kagent.components.spec import ComponentSpec
 from kagent.errors import PreconditionError
 
 if TYPE_CHECKING:
+    from kagent.components.context import Context
     from kagent.config.model import ClusterConfig
+    from kagent.node.model import NodeFacts
     from kagent.pki.plan import PkiPlan
 
 
@@ -103,7 +105,7 @@ class Agent:
             fsutil.ensure_dir(self.paths.images_dir, fsutil.MODE_DATA_DIR)
 
     # ---- the spec builder ----------------------------------------------------------
-    def build_context(self, *, apply_pki: bool = True):  # -> components.context.Context
+    def build_context(self, *, apply_pki: bool = True) -> Context:
         from kagent.components.context import build
         from kagent.node.detect import detect_node
 
@@ -116,7 +118,7 @@ class Agent:
             self._apply_pki(config, facts)
         return build(config=config, paths=self.paths, facts=facts, req=self.req, detected=detect_node(self.paths))
 
-    def _apply_pki(self, config, facts) -> None:
+    def _apply_pki(self, config: ClusterConfig, facts: NodeFacts) -> None:
         from kagent.pki.plan import plan_pki
         from kagent.pki.store import apply_pki
 
@@ -236,5 +238,5 @@ class Agent:
                 stop()
 
 
-def with_updates(req: RunRequest, **kw) -> RunRequest:
+def with_updates(req: RunRequest, **kw: Any) -> RunRequest:
     return dataclasses.replace(req, **kw)

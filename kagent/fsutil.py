@@ -10,18 +10,20 @@ import os
 import tempfile
 from pathlib import Path
 
-# Named modes (CIS Kubernetes Benchmark 1.1.x: keys and kubeconfigs 0600, PKI dirs not world-readable)
-MODE_PRIVATE_KEY = 0o600
-MODE_KUBECONFIG = 0o600
-MODE_TOKEN = 0o600
-MODE_CERT = 0o644
-MODE_PUBLIC = 0o644
-MODE_CONFIG = 0o644
-MODE_PIDFILE = 0o644
-MODE_PRIVATE_DIR = 0o700
-MODE_DATA_DIR = 0o755
-MODE_BIN_DIR = 0o755
-MODE_BINARY = 0o750
+# Named modes, re-exported for the writers (defined in the pure kagent.modes)
+from kagent.modes import (
+    MODE_PRIVATE_KEY as MODE_PRIVATE_KEY,
+    MODE_KUBECONFIG as MODE_KUBECONFIG,
+    MODE_TOKEN as MODE_TOKEN,
+    MODE_CERT as MODE_CERT,
+    MODE_PUBLIC as MODE_PUBLIC,
+    MODE_CONFIG as MODE_CONFIG,
+    MODE_PIDFILE as MODE_PIDFILE,
+    MODE_PRIVATE_DIR as MODE_PRIVATE_DIR,
+    MODE_DATA_DIR as MODE_DATA_DIR,
+    MODE_BIN_DIR as MODE_BIN_DIR,
+    MODE_BINARY as MODE_BINARY,
+)
 
 
 def ensure_dir(path: Path, mode: int = MODE_DATA_DIR) -> bool:

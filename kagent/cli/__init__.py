@@ -46,7 +46,7 @@ class LazyGroup(click.Group):
         if target is None:
             return None
         module, attr = target.split(":")
-        cmd = getattr(importlib.import_module(module), attr)
+        cmd: click.Command = getattr(importlib.import_module(module), attr)
         self.add_command(cmd, name)
         return cmd
 

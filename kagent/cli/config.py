@@ -42,7 +42,7 @@ def validate(app: AppContext) -> None:
               help="Node role (default: worker for containerd/kubelet, controller otherwise).")
 @node_flags
 @click.pass_obj
-def print_args(app: AppContext, component: str, role: str | None, **flags: object) -> None:
+def print_args(app: AppContext, /, component: str, role: str | None, **flags: object) -> None:
     """Print COMPONENT's exact argv, one item per line (the binary first), as this node would
     run it with the given flags. Notes about overridden flags go to stderr."""
     from kagent.components import BY_NAME, specs_for

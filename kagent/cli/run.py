@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any, Callable, TypeVar
 
 import click
 
 from kagent.cli.app import AppContext
 
 
-def _common(f):
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _common(f: F) -> F:
     opts = [
         click.option("--labels", default="", metavar="K=V,..", help="Node labels for the kubelet."),
         click.option("--taints", default="", metavar="K[=V]:EFFECT,..", help="Node taints for the kubelet."),

@@ -11,7 +11,7 @@ from kagent.components.common import CIPHER_SUITES, assemble, flag_value, port_o
 from kagent.components.context import Context, Role
 from kagent.components.spec import ComponentSpec, FileSpec, HttpCheck
 from kagent.config.model import StorageType
-from kagent.fsutil import MODE_CONFIG
+from kagent.modes import MODE_CONFIG
 
 NAME = "kube-apiserver"
 ROLES = (Role.CONTROLLER,)

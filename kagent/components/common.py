@@ -4,6 +4,7 @@ one way argv is assembled (defaults < derived < extraArgs < forced < rawArgs).""
 from __future__ import annotations
 
 import ipaddress
+from pathlib import Path
 from typing import Mapping
 
 from kagent.components.context import Context
@@ -78,7 +79,7 @@ def port_of(value: str, default: int) -> int:
 
 
 def control_loop_spec(ctx: Context, *, name: str, defaults: Mapping[str, str], overrides: ComponentOverrides,
-                      source: str, default_port: int, reads: tuple) -> ComponentSpec:
+                      source: str, default_port: int, reads: tuple[Path, ...]) -> ComponentSpec:
     """kube-controller-manager and kube-scheduler: leader election forced off on a single
     controller, ``/healthz`` over TLS on ``--secure-port`` (self-signed: not verified), after
     the apiserver."""

@@ -16,7 +16,7 @@ from kagent import versions
 from kagent.components.common import STOP_TIMEOUT, assemble
 from kagent.components.context import Context, Role
 from kagent.components.spec import ComponentSpec, FileSpec, OnChange, UnixSocketCheck
-from kagent.fsutil import MODE_CONFIG
+from kagent.modes import MODE_CONFIG
 
 NAME = "containerd"
 ROLES = (Role.WORKER, Role.CONTROLLER)

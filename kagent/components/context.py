@@ -18,7 +18,8 @@ from typing import Any, Mapping
 
 from kagent.config.model import ClusterConfig, StorageType
 from kagent.errors import UsageError
-from kagent.node.facts import NodeFacts
+from kagent.node.model import Detected as Detected  # re-exported: the type build() takes
+from kagent.node.model import NodeFacts
 from kagent.paths import Paths
 
 
@@ -207,18 +208,6 @@ def pick_resolv_conf(text: str | None) -> Path:
 
 
 # ---- building a Context from a run request -------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Detected:
-    """What the edge found on this node (``kagent.node.detect.detect_node``)."""
-
-    bins: Mapping[str, Path] = field(default_factory=lambda: MappingProxyType({}))
-    containerd_version: tuple[int, int] = (1, 7)
-    etcd_version: tuple[int, int] = (3, 5)
-    arch: str = "amd64"
-    cluster_ca: bytes = b""
-    resolv_conf: Path = Path("/etc/resolv.conf")
 
 
 def build(*, config: ClusterConfig, paths: Paths, facts: NodeFacts, req: Any, detected: Detected) -> Context:

@@ -8,7 +8,7 @@ from kagent.components.common import CIPHER_SUITES, STOP_TIMEOUT, assemble, flag
 from kagent.components.context import ETCD_SUPPORTED_ARCHES, Context, Role
 from kagent.components.spec import ComponentSpec, HttpCheck
 from kagent.config.model import KeyAlgorithm, StorageType
-from kagent.fsutil import MODE_PRIVATE_DIR
+from kagent.modes import MODE_PRIVATE_DIR
 
 NAME = "etcd"
 ROLES = (Role.CONTROLLER,)

@@ -14,7 +14,7 @@ from kagent.components.common import CIPHER_SUITES, STOP_TIMEOUT, assemble
 from kagent.components.context import CONTROL_PLANE_LABEL, CONTROL_PLANE_TAINT, Context, Role
 from kagent.components.spec import ComponentSpec, FileSpec, HttpCheck
 from kagent.errors import UsageError
-from kagent.fsutil import MODE_CERT, MODE_KUBECONFIG
+from kagent.modes import MODE_CERT, MODE_KUBECONFIG
 
 NAME = "kubelet"
 ROLES = (Role.WORKER, Role.CONTROLLER)

@@ -11,7 +11,8 @@ from pathlib import Path
 from types import MappingProxyType
 
 from kagent import bins
-from kagent.components.context import Detected, go_arch, pick_resolv_conf
+from kagent.components.context import go_arch, pick_resolv_conf
+from kagent.node.model import Detected
 from kagent.paths import Paths
 
 # every binary a component module may name

@@ -1,46 +1,15 @@
-"""Edge. NodeFacts: what kagent needs to know about this host, gathered once per command.
+"""Edge. Gathers NodeFacts (defined in the pure ``kagent.node.model``) once per command.
 
 Pure builders read ``ctx.facts``; nothing else in the core asks the machine.
 """
 
 from __future__ import annotations
 
-import ipaddress
 import os
 import socket
-from dataclasses import dataclass
 
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class NodeFacts:
-    hostname: str
-    addresses: tuple[str, ...]  # every interface address, IPv4 first
-    uid: int = 0
-
-    @property
-    def node_name(self) -> str:
-        """Kubernetes node name: the lowercased hostname (as k0s)."""
-        return self.hostname.lower()
-
-    @property
-    def default_address(self) -> str:
-        return pick_default_address(self.addresses)
-
-    @property
-    def is_root(self) -> bool:
-        return self.uid == 0
-
-
-def pick_default_address(addresses: tuple[str, ...] | list[str]) -> str:
-    """Pure. The first non-loopback, non-link-local IPv4 address; 127.0.0.1 when there is none."""
-    for a in addresses:
-        try:
-            ip = ipaddress.ip_address(a)
-        except ValueError:
-            continue
-        if ip.version == 4 and not ip.is_loopback and not ip.is_link_local:
-            return a
-    return "127.0.0.1"
+from kagent.node.model import NodeFacts as NodeFacts
+from kagent.node.model import pick_default_address as pick_default_address
 
 
 def interface_addresses() -> tuple[str, ...]:

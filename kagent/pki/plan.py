@@ -37,7 +37,7 @@ from kagent.pki import issue
 from kagent.pki.issue import CertRequest, Usage
 
 if TYPE_CHECKING:  # NodeFacts is a plain value, but its module gathers facts (an edge)
-    from kagent.node.facts import NodeFacts
+    from kagent.node.model import NodeFacts
 
 # component names, as the component specs name them
 APISERVER = "kube-apiserver"
