@@ -341,6 +341,19 @@ def external_api_url(config: ClusterConfig) -> str:
     return https_url(config.api.external_address or config.api.address, config.api.port)
 
 
+def etcd_peer_hosts(peer_address: str) -> tuple[str, ...]:
+    """The etcd peer cert's SANs. etcd checks a peer's source IP against its client cert, and
+    the kernel sends from 127.0.0.1 to any loopback address, so a loopback peer address
+    (127.0.0.2, ...: several controllers on one host) also carries 127.0.0.1."""
+    try:
+        ip = ipaddress.ip_address(peer_address)
+    except ValueError:
+        return (peer_address,)
+    if ip.version == 4 and ip.is_loopback and str(ip) != "127.0.0.1":
+        return (peer_address, "127.0.0.1")
+    return (peer_address,)
+
+
 def plan_pki(
     config: ClusterConfig,
     paths: Paths,
@@ -413,7 +426,7 @@ def plan_pki(
         leaves += [
             leaf("etcd/server", ETCD_CA_NAME, "etcd-server", ("etcd-server",), both, (ETCD,), ("127.0.0.1", "localhost"),
                  base=paths.etcd_pki_dir),
-            leaf("etcd/peer", ETCD_CA_NAME, peer, ("etcd-peer",), both, (ETCD,), (peer,), base=paths.etcd_pki_dir),
+            leaf("etcd/peer", ETCD_CA_NAME, peer, ("etcd-peer",), both, (ETCD,), etcd_peer_hosts(peer), base=paths.etcd_pki_dir),
             leaf("apiserver-etcd-client", ETCD_CA_NAME, "apiserver-etcd-client", ("apiserver-etcd-client",), client,
                  (APISERVER, CONTROL_API), ("127.0.0.1", "localhost")),
         ]

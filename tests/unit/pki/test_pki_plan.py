@@ -115,6 +115,16 @@ def test_etcd_peer_cn_and_san_is_the_peer_address_and_server_is_loopback():
     assert server.cert == PATHS.etcd_pki("server.crt") and plan.leaf("apiserver-etcd-client").cert == PATHS.pki("apiserver-etcd-client.crt")
 
 
+@pytest.mark.parametrize(("peer", "ips"), [
+    ("127.0.0.2", ("127.0.0.2", "127.0.0.1")),  # loopback peers connect from 127.0.0.1
+    ("127.0.0.1", ("127.0.0.1",)),
+    ("10.1.2.3", ("10.1.2.3",)),
+])
+def test_a_loopback_etcd_peer_cert_also_carries_127_0_0_1(peer: str, ips: tuple[str, ...]):
+    req = _plan(f"spec:\n  storage:\n    etcd:\n      peerAddress: {peer}\n").leaf("etcd/peer").request
+    assert req.common_name == peer and req.ip_addresses == ips
+
+
 def test_kine_storage_plans_no_etcd_pki():
     plan = _plan("spec:\n  storage:\n    type: kine\n")
     assert plan.dirs == (PATHS.pki_dir,)
