@@ -17,13 +17,12 @@ import importlib
 import signal
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from typing import Any, Callable, TypeVar
+from typing import Any, Callable, NoReturn, TypeVar
 
 from aiohttp import web
 from cryptography import x509
 
 from kagent import log
-from kagent.config.model import ClusterConfig
 from kagent.join.server import HttpError, Server, make_app, peer_certificate, server_ssl_context
 from kagent.join.store import JoinStore, Kv
 from kagent.join.token import TokenRecord, TokenRole, hash_secret, secret_matches, split_value
@@ -46,7 +45,6 @@ def utcnow() -> datetime:
 @dataclass
 class ApiContext:
     paths: Paths
-    config: ClusterConfig
     kv: Kv
     ca: Signer  # the cluster CA: signs kubelet client certs, verifies node certs
     apiserver_url: str  # what joined workers put in kubelet.conf
@@ -56,7 +54,7 @@ class ApiContext:
     store: JoinStore = field(init=False)
 
     def __post_init__(self) -> None:
-        self.store = JoinStore(self.kv)
+        self.store = JoinStore(self.kv, self.log)
 
     async def call(self, fn: Callable[..., T], *args: Any, **kw: Any) -> T:
         """A blocking (etcd) call, off the event loop."""
@@ -83,7 +81,7 @@ class ApiContext:
             return self._refuse(request, token_id, f"a {rec.role} token, this needs a {role} token")
         return rec
 
-    def _refuse(self, request: web.Request, token_id: str | None, reason: str) -> TokenRecord:
+    def _refuse(self, request: web.Request, token_id: str | None, reason: str) -> NoReturn:
         self.log.warning("api_auth_refused", path=request.path, token_id=token_id, reason=reason, peer=request.remote)
         raise HttpError(401, "unauthorized", "create a valid token with `kagent token create` on a controller")
 

@@ -157,7 +157,7 @@ class Server:
 
     @property
     def bound_port(self) -> int:
-        assert self._server is not None
+        assert isinstance(self._server, asyncio.base_events.Server)
         return int(self._server.sockets[0].getsockname()[1])
 
     async def close(self) -> None:

@@ -17,8 +17,8 @@ import secrets
 from datetime import datetime, timedelta
 from typing import Any, Protocol, Sequence
 
-from kagent import log
 from kagent.errors import PreconditionError
+from kagent.paths import Paths
 from kagent.join.nodes import NodeRecord
 from kagent.join.token import JoinToken, TokenRecord, TokenRole, credentials_from, new_record
 
@@ -45,10 +45,18 @@ class Kv(Protocol):
     def replace(self, key: str | bytes, value: str | bytes, mod_revision: int, *, timeout: float | None = None) -> bool: ...
 
 
+class _Quiet:
+    def __getattr__(self, name: str) -> Any:
+        return lambda *a, **kw: None
+
+
 class JoinStore:
-    def __init__(self, kv: Kv) -> None:
+    """``logger``: where token/node changes are logged (the API's log); None for one-off CLI
+    commands, which report on stdout instead."""
+
+    def __init__(self, kv: Kv, logger: Any = None) -> None:
         self.kv = kv
-        self.log = log.get()
+        self.log = logger if logger is not None else _Quiet()
 
     # ---- tokens --------------------------------------------------------------------------
     def create_token(self, *, role: TokenRole, expiry: timedelta, now: datetime, server: str, ca_pem: bytes) -> JoinToken:
@@ -128,3 +136,23 @@ class JoinStore:
         if removed:
             self.log.info("node_removed", node=name)
         return removed
+
+
+def local_store(paths: Paths, client_port: int) -> JoinStore:
+    """The store of the controller running on this host, through its etcd on loopback with
+    the apiserver-etcd-client cert. PreconditionError (exit 4) with a hint when there is no
+    such etcd (no controller here, not started, or a kine controller)."""
+    from kagent.join.etcdclient import EtcdError, EtcdUnavailable, local_client
+
+    if not paths.etcd_pki("ca.crt").exists():
+        raise PreconditionError(str(paths.data_dir), "holds no etcd PKI: this is not an etcd controller's data dir",
+                                hint="run this on a controller (not a worker, not --single/kine), or pass its --data-dir")
+    try:
+        kv = local_client(paths, client_port, timeout=5.0)
+        kv.get(PREFIX + "ping")
+    except EtcdUnavailable as err:
+        raise PreconditionError(err.where, "no etcd answers: is the controller running on this host?",
+                                hint="start it (kagent controller), or run this on a running controller") from None
+    except EtcdError:
+        raise
+    return JoinStore(kv)

@@ -280,7 +280,7 @@ class TokenRecord:
         if not isinstance(sha, str) or not re.fullmatch(r"[0-9a-f]{64}", sha):
             raise ValueError("bad secret hash")
         expires = doc.get("expires")
-        return cls(token_id=tid, role=TokenRole(doc.get("role")), created=_parse_time(doc.get("created")),
+        return cls(token_id=tid, role=TokenRole(str(doc.get("role"))), created=_parse_time(doc.get("created")),
                    expires=_parse_time(expires) if expires is not None else None, secret_sha256=sha,
                    description=str(doc.get("description") or ""))
 
