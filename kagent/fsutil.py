@@ -39,6 +39,37 @@ def ensure_dir(path: Path, mode: int = MODE_DATA_DIR) -> bool:
     return changed
 
 
+def check_writable_dir(path: Path, what: str) -> None:
+    """Refuse (PreconditionError, exit 4, naming ``path``) a ``what`` dir that is not a directory
+    or cannot be written: checked before anything is written. A dir that does not exist yet is
+    judged by its nearest existing parent, which must be a writable directory."""
+    import stat
+
+    from kagent.errors import PreconditionError
+
+    probe = path
+    while True:
+        try:
+            st = probe.stat()
+            break
+        except FileNotFoundError:
+            if probe.parent == probe:
+                return
+            probe = probe.parent
+        except NotADirectoryError:
+            probe = probe.parent  # a regular file on the way: found below as "not a directory"
+        except OSError as err:
+            raise PreconditionError(str(probe), f"cannot use it as the {what} dir: {err.strerror}") from None
+    role = f"the {what} dir" if probe == path else f"a parent of the {what} dir {path}"
+    if not stat.S_ISDIR(st.st_mode):
+        raise PreconditionError(str(probe), f"{role} is not a directory",
+                                hint=f"remove or move it, or pass another --{what}-dir")
+    readonly = bool(os.statvfs(probe).f_flag & os.ST_RDONLY)
+    if readonly or not os.access(probe, os.W_OK | os.X_OK):
+        why = "is on a read-only file system" if readonly else "is not writable by this user"
+        raise PreconditionError(str(probe), f"{role} {why}", hint=f"make it writable, or pass another --{what}-dir")
+
+
 def _fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:

@@ -7,26 +7,52 @@ Logs go to stderr so that command output on stdout stays machine-readable.
 
 from __future__ import annotations
 
-import logging
 import sys
 from typing import Any
 
 _configured = False
+# what the command line asked for (root options, possibly given after the subcommand); the
+# defaults of configure() and of the lazy set-up in get(). Cheap: no structlog import.
+_preset: dict[str, Any] = {"fmt": None, "verbose": False, "debug": False}
 
 
-def configure(*, fmt: str | None = None, verbose: bool = False, debug: bool = False) -> None:
-    """Set up structlog. ``fmt`` is ``console`` or ``json``; None picks by whether stderr is a TTY."""
+def preset(*, fmt: str | None = None, verbose: bool = False, debug: bool = False) -> None:
+    """Record the CLI's log options (the defaults of the next configure())."""
+    _preset.update(fmt=fmt, verbose=verbose, debug=debug)
+
+
+def _drop_traceback(_logger: Any, _name: str, event: dict[str, Any]) -> dict[str, Any]:
+    """Without --debug an exception is logged as one line (``error``), not a traceback."""
+    exc = event.pop("exc_info", None)
+    if exc:
+        err = sys.exc_info()[1] if exc is True else (exc if isinstance(exc, BaseException) else exc[1])
+        if err is not None:
+            event.setdefault("error", f"{type(err).__name__}: {err}")
+    return event
+
+
+def configure(*, fmt: str | None = None, verbose: bool | None = None, debug: bool | None = None) -> None:
+    """Set up structlog. ``fmt`` is ``console`` or ``json``; None picks by whether stderr is a
+    TTY. ``verbose`` shows debug-level events; ``debug`` does too and adds tracebacks to logged
+    exceptions. Arguments left out take the CLI's preset."""
     global _configured
+    import logging
+
     import structlog
 
+    fmt = fmt if fmt is not None else _preset["fmt"]
+    verbose = _preset["verbose"] if verbose is None else verbose
+    debug = _preset["debug"] if debug is None else debug
     if fmt is None:
         fmt = "console" if sys.stderr.isatty() else "json"
-    level = logging.DEBUG if debug else (logging.INFO if verbose else logging.INFO)
+    level = logging.DEBUG if (debug or verbose) else logging.INFO
     processors: list[Any] = [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
     ]
+    if not debug:
+        processors.append(_drop_traceback)
     if fmt == "json":
         processors += [structlog.processors.format_exc_info, structlog.processors.JSONRenderer()]
     else:

@@ -10,7 +10,7 @@ import platform
 from pathlib import Path
 from types import MappingProxyType
 
-from kagent import bins
+from kagent import bins, log
 from kagent.components.context import go_arch, pick_resolv_conf
 from kagent.node.model import Detected
 from kagent.paths import Paths
@@ -20,14 +20,29 @@ COMPONENT_BINARIES = ("etcd", "kine", "kube-apiserver", "kube-controller-manager
                       "konnectivity-server", "containerd", "kubelet")
 
 
+# the version assumed when a binary never answered ``--version``: the one whose flags and config
+# every supported release accepts (etcd 3.4 has no --tls-min-version; containerd 2.x still reads
+# a version 2 config)
+UNKNOWN_VERSION: dict[str, tuple[int, int]] = {"etcd": (3, 4), "containerd": (1, 7)}
+
+
+def _version(name: str, path: Path | None) -> tuple[int, int]:
+    found = bins.cached_major_minor(path) if path is not None else None
+    if found is None:
+        found = UNKNOWN_VERSION[name]
+        if path is not None:
+            log.get().warning("binary_version_unknown", component=name, path=str(path),
+                              assumed=".".join(map(str, found)), reason=f"{path} --version gave no version")
+    return found
+
+
 def detect_node(paths: Paths, *, containerd_version: tuple[int, int] | None = None) -> Detected:
+    """Each binary's version is probed once per (path, mtime) (``bins.cached_major_minor``); a
+    failed probe keeps the last answer, so it never changes a spec."""
     found = {name: bins.find_binary(name, paths) for name in COMPONENT_BINARIES}
-    defaults = Detected()
     if containerd_version is None:
-        ctd = found.get("containerd")
-        containerd_version = (bins.binary_major_minor(ctd) if ctd else None) or defaults.containerd_version
-    etcd = found.get("etcd")
-    etcd_version = (bins.binary_major_minor(etcd) if etcd else None) or defaults.etcd_version
+        containerd_version = _version("containerd", found.get("containerd"))
+    etcd_version = _version("etcd", found.get("etcd"))
     return Detected(
         bins=MappingProxyType({k: v for k, v in found.items() if v is not None}),
         containerd_version=containerd_version,

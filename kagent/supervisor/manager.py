@@ -331,7 +331,14 @@ class Manager:
             ex, killed = await child.stop(u.spec.stop_signal, u.spec.stop_timeout)
             if killed:
                 self.log.warning("stop_timed_out", component=u.spec.name, pid=child.pid, timeout_s=u.spec.stop_timeout)
-            self.log.info("component_stopped", component=u.spec.name, pid=child.pid, exit_code=ex.code, signal=ex.signal)
+            if ex is None:
+                self.log.error("stop_abandoned", component=u.spec.name, pid=child.pid,
+                               reason=f"still there {process.KILL_WAIT:g}s after SIGKILL")
+                if u.task is not None:
+                    u.task.cancel()
+            else:
+                self.log.info("component_stopped", component=u.spec.name, pid=child.pid, exit_code=ex.code,
+                              signal=ex.signal)
         if u.task is not None:
             await u.task
         if u.state is not State.FAILED:
@@ -508,15 +515,19 @@ async def run_agent(
     version: str = kagent.__version__,
     on_ready: Callable[[], None] | None = None,
     policy: RestartPolicy | None = None,
+    lock: InstanceLock | None = None,
 ) -> int:
     """Run the agent until SIGTERM/SIGINT: lock, pidfile, status socket, ordered start, watch,
-    reload on SIGHUP or ``POST /reload``, reverse-order stop. Returns the exit code."""
-    try:
-        paths.run_dir.mkdir(parents=True, exist_ok=True)
-        lock = InstanceLock(paths.lock_file).acquire()
-    except KagentError as err:
-        _print_error(err)
-        return int(err.exit_code)
+    reload on SIGHUP or ``POST /reload``, reverse-order stop. Returns the exit code.
+
+    ``lock``: the instance lock the caller already holds (and releases); else it is taken here."""
+    own_lock = lock is None
+    if lock is None:
+        try:
+            lock = InstanceLock(paths.lock_file).acquire()
+        except KagentError as err:
+            _print_error(err)
+            return int(err.exit_code)
     mgr = Manager(paths=paths, role=role, version=version, log_dir=log_dir, policy=policy or RestartPolicy(),
                   load_specs=load_specs)
     server: asyncio.AbstractServer | None = None
@@ -577,7 +588,8 @@ async def run_agent(
             server.close()
         paths.status_sock.unlink(missing_ok=True)
         paths.agent_pidfile.unlink(missing_ok=True)
-        lock.release()
+        if own_lock:
+            lock.release()
 
 
 def run_agent_sync(**kw: Any) -> int:

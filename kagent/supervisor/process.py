@@ -29,6 +29,7 @@ COMPONENT_ENV = "KAGENT_COMPONENT"
 MAX_LINE = 64 * 1024  # longer lines are cut (the rest up to the newline is dropped, and counted)
 READ_CHUNK = 64 * 1024
 TAIL_LINES = 20  # last lines kept per child for error messages
+KILL_WAIT = 5.0  # after SIGKILL: how long a stop waits before it gives the process up
 
 LineSink = Callable[[str, str], None]  # (stream, line)
 
@@ -162,22 +163,36 @@ class Child:
 
     def signal(self, sig: int, *, group: bool = False) -> None:
         """Signal the child (or its whole process group); only while it is unreaped, so the
-        PID is still ours."""
-        if self.alive:
-            try:
-                (os.killpg if group else os.kill)(self.pid, sig)
-            except ProcessLookupError:
-                pass
+        PID is still ours. A child that left its group (``setpgid`` into another one, or
+        ``setsid`` after that) is signalled by its PID as well: the group alone would miss it."""
+        if not self.alive:
+            return
+        try:
+            if group:
+                try:
+                    os.killpg(self.pid, sig)
+                except ProcessLookupError:
+                    pass  # the group is gone (the child left it): its pid below
+                if _pgid(self.pid) == self.pid:
+                    return
+            os.kill(self.pid, sig)
+        except ProcessLookupError:
+            pass
 
-    async def stop(self, sig: int, timeout: float) -> tuple[ExitStatus, bool]:
-        """``sig`` to the group, wait ``timeout``, then SIGKILL the group. Returns the exit
-        status and whether the KILL was needed."""
+    async def stop(self, sig: int, timeout: float) -> tuple[ExitStatus | None, bool]:
+        """``sig`` to the group (and the pid), wait ``timeout``, then SIGKILL both. Returns the
+        exit status (None when even SIGKILL did not end it within KILL_WAIT, e.g. a process in
+        uninterruptible sleep: the caller moves on, so a stop always finishes) and whether the
+        KILL was needed."""
         self.signal(sig, group=True)
         try:
             return await asyncio.wait_for(asyncio.shield(self.exited), timeout), False
         except TimeoutError:
             self.signal(signal.SIGKILL, group=True)
-            return await self.exited, True
+        try:
+            return await asyncio.wait_for(asyncio.shield(self.exited), KILL_WAIT), True
+        except TimeoutError:
+            return None, True
 
     async def drain(self, timeout: float) -> None:
         """Wait (a little) for the output pipes to reach EOF, e.g. before quoting the tail."""
@@ -295,6 +310,13 @@ async def terminate_stale(pidfile: Path, spec: ComponentSpec, instance: str) -> 
         return pid, "killed"
     finally:
         os.close(pidfd)
+
+
+def _pgid(pid: int) -> int | None:
+    try:
+        return os.getpgid(pid)
+    except ProcessLookupError:
+        return None
 
 
 def _own_group(pid: int) -> bool:

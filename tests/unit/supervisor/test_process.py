@@ -85,6 +85,22 @@ def test_stop_escalates_to_kill_for_a_term_ignoring_child():
     assert killed and ex == ExitStatus(signal=signal.SIGKILL)
 
 
+def test_a_child_that_left_its_process_group_is_still_stopped():
+    """Its group is gone, so killpg finds nothing: the stop signals the pid and finishes."""
+    code = ("import os, signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+            "os.setpgid(0, os.getpgid(os.getppid())); print('left', flush=True); time.sleep(60)")
+
+    async def main():
+        child, lines = await spawn_collect(py("a", code))
+        while not lines:
+            await asyncio.sleep(0.01)
+        assert os.getpgid(child.pid) != child.pid
+        return await asyncio.wait_for(child.stop(signal.SIGTERM, 0.3), 10)
+
+    ex, killed = run(main())
+    assert killed and ex == ExitStatus(signal=signal.SIGKILL)
+
+
 def test_missing_binary_is_a_component_error_naming_it(tmp_path):
     spec = ComponentSpec(name="etcd", binary=tmp_path / "etcd")
 
