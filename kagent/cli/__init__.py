@@ -31,6 +31,9 @@ COMMANDS: dict[str, str] = {
     "api": "kagent.cli.api:api",
     "token": "kagent.cli.token:token",
     "node": "kagent.cli.node:node",
+    "reset": "kagent.cli.reset:reset",
+    "backup": "kagent.cli.backup:backup",
+    "restore": "kagent.cli.backup:restore",
 }
 
 
@@ -176,6 +179,9 @@ _SUMMARIES: dict[str, str] = {
     "certs": "Check every certificate's expiry.",
     "token": "Create, list or invalidate join tokens (on a running controller).",
     "node": "List or remove the worker nodes that joined with a token.",
+    "reset": "Stop leftovers, unmount and remove this node's data dir and run dir.",
+    "backup": "Back up a controller (etcd snapshot or kine db, pki, manifests, images, config); backup list.",
+    "restore": "Restore a backup into an empty data dir.",
     "kubectl": "kubectl with the admin kubeconfig preset.",
     "ctr": "ctr with the containerd socket and the k8s.io namespace preset.",
 }

@@ -22,6 +22,7 @@ from kagent.config.model import (
     K0S_API_VERSION,
     KIND,
     ApiSpec,
+    BackupSpec,
     ClusterConfig,
     ComponentOverrides,
     ContainerdSpec,
@@ -502,11 +503,14 @@ def build_config(doc: Any, *, host_address: str) -> ClusterConfig:
     if containerd.imports_dir is not None and not containerd.imports_dir.startswith("/"):
         raise ConfigError(ctd_s.sub("importsDir"), f"{containerd.imports_dir!r} is not an absolute path")
 
+    bk_s = spec.section("backup")
+    backup = _backup(bk_s)
+
     no_profiles: tuple[WorkerProfile, ...] = ()
     profiles = spec.get("workerProfiles", p_profiles, no_profiles)
 
     warnings: list[str] = []
-    for s in (api_s, etcd_s, kine_s, net_s, kon_s, cm_s, sched_s, pki_s, ctd_s, meta):
+    for s in (api_s, etcd_s, kine_s, net_s, kon_s, cm_s, sched_s, pki_s, ctd_s, bk_s, meta):
         warnings.extend(s.done())
     st_s.seen.update({"etcd", "kine"})
     warnings.extend(st_s.done())
@@ -525,8 +529,36 @@ def build_config(doc: Any, *, host_address: str) -> ClusterConfig:
         pki=pki,
         containerd=containerd,
         worker_profiles=profiles,
+        backup=backup,
         warnings=tuple(warnings),
     )
+
+
+def p_retention(v: Any, where: str) -> int:
+    if isinstance(v, bool) or not isinstance(v, int):
+        raise ConfigError(where, f"{v!r} is {_typename(v)}, expected a number of backups to keep (1-10000)")
+    if not 1 <= v <= 10000:
+        raise ConfigError(where, f"{v} is not between 1 and 10000")
+    return v
+
+
+def _backup(sec: _Section) -> BackupSpec | None:
+    """``spec.backup: {schedule, retention, directory}``; absent or empty means no schedule."""
+    if not sec.raw:
+        return None
+    schedule = sec.get("schedule", p_duration, None)
+    directory = sec.get("directory", p_nonempty, None)
+    retention = sec.get("retention", p_retention, 5)
+    sec.done()  # an unknown (misspelt) field first: it explains a "missing" one
+    if schedule is None:
+        raise ConfigError(sec.sub("schedule"), "is required with spec.backup", hint='e.g. schedule: "6h"')
+    if schedule.total_seconds() < 1:
+        raise ConfigError(sec.sub("schedule"), f"{format_duration(schedule)} is shorter than one second")
+    if directory is None:
+        raise ConfigError(sec.sub("directory"), "is required with spec.backup", hint="an absolute directory outside the data dir, e.g. /var/backups/kagent")
+    if not directory.startswith("/"):
+        raise ConfigError(sec.sub("directory"), f"{directory!r} is not an absolute path")
+    return BackupSpec(schedule=schedule, directory=directory, retention=retention)
 
 
 def render_config(cfg: ClusterConfig) -> dict[str, Any]:
@@ -581,6 +613,8 @@ def render_config(cfg: ClusterConfig) -> dict[str, Any]:
                 **({"sandboxImage": cfg.containerd.sandbox_image} if cfg.containerd.sandbox_image else {}),
             },
             "workerProfiles": [{"name": p.name, "values": _thaw(p.values)} for p in cfg.worker_profiles],
+            **({"backup": {"schedule": format_duration(cfg.backup.schedule), "retention": cfg.backup.retention,
+                           "directory": cfg.backup.directory}} if cfg.backup else {}),
         },
     }
 
