@@ -35,12 +35,15 @@ import zlib
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import IO, Any, BinaryIO, Iterator, Sequence
+from typing import IO, TYPE_CHECKING, Any, BinaryIO, Iterator, Sequence
 
 import kagent
 from kagent import fsutil
 from kagent.errors import ComponentError, KagentError, PreconditionError, UsageError
 from kagent.paths import Paths
+
+if TYPE_CHECKING:
+    from kagent.cli.app import AppContext
 
 FORMAT = "kagent-backup/1"
 MANIFEST = "manifest.json"
@@ -367,6 +370,24 @@ def create_backup(paths: Paths, *, storage: str, etcd_client_port: int, kine_dat
         if lock is not None:
             lock.release()
         shutil.rmtree(work, ignore_errors=True)
+
+
+def storage_of(paths: Paths, configured: str) -> str:
+    """etcd or kine: what this data dir holds (``--single`` runs kine whatever the config says),
+    else the config's storage type."""
+    has_etcd, has_kine = paths.etcd_data_dir.is_dir(), paths.kine_db.is_file()
+    if has_etcd != has_kine:
+        return "etcd" if has_etcd else "kine"
+    return configured
+
+
+def backup_from_app(app: AppContext, save_path: str, *, scheduled: bool = False) -> BackupResult:
+    """``kagent backup`` and the scheduled backups: the config the app runs with."""
+    cfg = app.load_config()
+    return create_backup(app.paths, storage=storage_of(app.paths, str(cfg.storage.type)),
+                         etcd_client_port=cfg.storage.etcd.client_port, kine_data_source=cfg.storage.kine.data_source,
+                         config_text=app.config_text(), cluster_name=cfg.name, save_path=save_path,
+                         now=datetime.now(timezone.utc), scheduled=scheduled)
 
 
 # ---- listing and pruning -------------------------------------------------------------------

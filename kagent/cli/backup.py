@@ -5,37 +5,11 @@ from __future__ import annotations
 
 import json
 import sys
-from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING
-
 import click
 
 from kagent.cli.app import AppContext
 from kagent.errors import UsageError
-
-if TYPE_CHECKING:
-    from kagent.backup import BackupResult
-
-
-def storage_of(app: AppContext) -> str:
-    """etcd or kine: what this data dir holds (``--single`` runs kine whatever the config says),
-    else the config's storage type."""
-    cfg = app.load_config()
-    p = app.paths
-    has_etcd, has_kine = p.etcd_data_dir.is_dir(), p.kine_db.is_file()
-    if has_etcd != has_kine:
-        return "etcd" if has_etcd else "kine"
-    return str(cfg.storage.type)
-
-
-def run_backup(app: AppContext, save_path: str, *, scheduled: bool = False) -> BackupResult:
-    from kagent.backup import create_backup
-
-    cfg = app.load_config()
-    return create_backup(app.paths, storage=storage_of(app), etcd_client_port=cfg.storage.etcd.client_port,
-                         kine_data_source=cfg.storage.kine.data_source, config_text=app.config_text(),
-                         cluster_name=cfg.name, save_path=save_path, now=datetime.now(timezone.utc), scheduled=scheduled)
 
 
 @click.group(invoke_without_command=True)
@@ -53,8 +27,10 @@ def backup(ctx: click.Context, save_path: str | None) -> int:
         return 0
     if save_path is None:
         raise UsageError("--save-path", "is required", hint="pass a directory, or - to write the archive to stdout")
+    from kagent.backup import backup_from_app
+
     app: AppContext = ctx.obj
-    result = run_backup(app, save_path)
+    result = backup_from_app(app, save_path)
     for s in result.skipped:
         click.echo(f"skipped (not a regular file or directory): {s}", err=True)
     m = result.manifest

@@ -17,6 +17,7 @@ from types import MappingProxyType
 from typing import Any, Callable, Mapping, TypeVar
 
 from kagent.errors import ConfigError
+from kagent.config.containerd_toml import check_extra_config
 from kagent.config.model import (
     API_VERSION,
     K0S_API_VERSION,
@@ -192,6 +193,24 @@ def p_address(v: Any, where: str) -> str:
     raise ConfigError(where, f"{s!r} is not an IP address or DNS name", hint="write a bare address such as 10.0.0.5 or api.example.com (no scheme, no port)")
 
 
+def p_ip(hint: str) -> Callable[[Any, str], str]:
+    """An IP address only: the field ends up in argv where a name is invalid."""
+
+    def parse(v: Any, where: str) -> str:
+        s = p_nonempty(v, where).strip()
+        try:
+            return str(ipaddress.ip_address(s))
+        except ValueError:
+            raise ConfigError(where, f"{s!r} is not an IP address", hint=hint) from None
+
+    return parse
+
+
+_API_ADDRESS = p_ip("write this node's IP, e.g. 10.0.0.5 (it becomes kube-apiserver's --advertise-address); "
+                    "a DNS name belongs in spec.api.externalAddress or spec.api.sans")
+_PEER_ADDRESS = p_ip("write this node's IP, e.g. 10.0.0.5 (etcd listens on it and cannot listen on a name)")
+
+
 def p_cidr(v: Any, where: str) -> str:
     s = p_nonempty(v, where).strip()
     try:
@@ -240,6 +259,12 @@ def p_address_list(v: Any, where: str) -> tuple[str, ...]:
     if not isinstance(v, list):
         raise ConfigError(where, f"expected a list of addresses, got {_typename(v)}")
     return tuple(p_address(item, f"{where}[{i}]") for i, item in enumerate(v))
+
+
+def p_containerd_toml(v: Any, where: str) -> str:
+    text = p_str(v, where)
+    check_extra_config(text, where)
+    return text
 
 
 def _enum(enum_cls: type[T]) -> Callable[[Any, str], T]:
@@ -325,6 +350,10 @@ def _bad_values(x: Any, w: str) -> dict[str, Any]:
 
 
 _loader: Any = None
+# YAML 1.2 core-schema numbers, minus octal: decimal without a leading zero, 0x hex; floats
+# need a dot or an exponent (so 0123 is not a float either)
+_INT_RE = re.compile(r"^(?:[-+]?(?:0|[1-9][0-9]*)|0x[0-9a-fA-F]+)$")
+_FLOAT_RE = re.compile(r"^(?:[-+]?(?:\.[0-9]+|(?:0|[1-9][0-9]*)(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$")
 
 
 def _strict_loader() -> Any:
@@ -352,10 +381,16 @@ def _strict_loader() -> Any:
                     seen.add(key)
             return super().construct_mapping(node, deep=deep)
 
+    # YAML 1.1's number traps are strings here: a leading-zero integer (02370 would be octal
+    # 1272), sexagesimal (1:30:00 would be 5400), binary and underscored digits. A field that
+    # wants a number then refuses the string by its dotted path; a string field keeps the text.
+    replaced = {"tag:yaml.org,2002:timestamp", "tag:yaml.org,2002:int", "tag:yaml.org,2002:float"}
     StrictLoader.yaml_implicit_resolvers = {
-        ch: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+        ch: [(tag, rx) for tag, rx in resolvers if tag not in replaced]
         for ch, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
     }
+    StrictLoader.add_implicit_resolver("tag:yaml.org,2002:int", _INT_RE, list("-+0123456789"))
+    StrictLoader.add_implicit_resolver("tag:yaml.org,2002:float", _FLOAT_RE, list("-+.0123456789"))
     StrictLoader.add_constructor("tag:yaml.org,2002:timestamp", yaml.SafeLoader.construct_yaml_str)  # type: ignore[type-var]  # stub is narrower than PyYAML
     _loader = StrictLoader
     return _loader
@@ -408,7 +443,7 @@ def build_config(doc: Any, *, host_address: str) -> ClusterConfig:
 
     # api
     api_s = spec.section("api")
-    address = api_s.get("address", p_address, host_address)
+    address = api_s.get("address", _API_ADDRESS, host_address)
     port_key = "k0sApiPort" if k0s and "k0sApiPort" in api_s.raw else "controlApiPort"
     api = ApiSpec(
         address=address,
@@ -437,7 +472,7 @@ def build_config(doc: Any, *, host_address: str) -> ClusterConfig:
         raise ConfigError(etcd_s.sub("externalCluster"), "an external etcd cluster is not supported by kagent",
                           hint="remove it: kagent runs etcd (or kine) itself")
     etcd = EtcdSpec(
-        peer_address=etcd_s.get("peerAddress", p_address, address),
+        peer_address=etcd_s.get("peerAddress", _PEER_ADDRESS, address),
         client_port=etcd_s.get("clientPort", p_port, 2379),
         peer_port=etcd_s.get("peerPort", p_port, 2380),
         extra_args=etcd_s.get("extraArgs", p_extra_args, MappingProxyType({})),
@@ -497,7 +532,7 @@ def build_config(doc: Any, *, host_address: str) -> ClusterConfig:
     containerd = ContainerdSpec(
         registry_mirrors=ctd_s.get("registryMirrors", p_mirrors, MappingProxyType({})),
         imports_dir=ctd_s.get("importsDir", p_nonempty, None),
-        extra_config=ctd_s.get("extraConfig", p_str, ""),
+        extra_config=ctd_s.get("extraConfig", p_containerd_toml, ""),
         sandbox_image=ctd_s.get("sandboxImage", p_nonempty, None),
     )
     if containerd.imports_dir is not None and not containerd.imports_dir.startswith("/"):

@@ -20,7 +20,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, Callable, Collection, Iterable, Sequence
+from typing import IO, Any, Callable, Collection, Coroutine, Iterable, Mapping, Sequence
 
 import kagent
 from kagent import fsutil, log
@@ -28,6 +28,7 @@ from kagent.components.spec import ComponentSpec
 from kagent.errors import ComponentError, ExitCode, KagentError
 from kagent.node.lock import InstanceLock
 from kagent.paths import Paths
+from kagent.service.notify import Readiness
 from kagent.supervisor import health as health_mod
 from kagent.supervisor import process, status
 from kagent.supervisor.policy import ExitStatus, Health, RestartPolicy, State, decide_restart
@@ -88,6 +89,13 @@ class Manager:
         self._failure: asyncio.Future[ComponentError] | None = None
         self.stop_requested = False
         self.stop_event = asyncio.Event()  # set as soon as a stop is queued: long waits give way
+        self.extra_status: dict[str, Callable[[], Any]] = {}  # more top-level fields of GET /status (backup)
+        self.readiness = Readiness(None)  # sd_notify; run_agent sets the real one
+
+    def changed(self) -> None:
+        """A component's state or health changed: the one-line STATUS= follows it."""
+        if self.readiness.enabled:
+            self.readiness.status(self.phase, self.status_doc()["components"])
 
     def request(self, cmd: _Cmd) -> None:
         """Enqueue a command (what signal handlers and the socket do, and nothing more)."""
@@ -116,7 +124,7 @@ class Manager:
             })
         return {"agent": {"pid": os.getpid(), "role": self.role, "version": self.version,
                           "uptime_s": round(now - self.started_mono, 3)},
-                "components": comps}
+                "components": comps, **{k: f() for k, f in self.extra_status.items()}}
 
     async def handle_http(self, method: str, target: str) -> tuple[int, Any]:
         if method == "GET" and target == "/status":
@@ -230,6 +238,7 @@ class Manager:
             u.spawns += 1
             fsutil.write_atomic(self.paths.pidfile(spec.name), f"{child.pid}\n", mode=fsutil.MODE_PIDFILE)
             spec_log.info("component_started", pid=child.pid, attempt=u.failures + 1)
+            self.changed()
             watcher = asyncio.ensure_future(self._watch_health(u, child, spec_log))
             try:
                 ex = await child.exited
@@ -240,6 +249,7 @@ class Manager:
             at = _utc_now()
             u.last_exit = (ex, at)
             self.paths.pidfile(spec.name).unlink(missing_ok=True)
+            self.changed()
             if u.stop_req.is_set():
                 break
             exited_at = time.monotonic()
@@ -262,6 +272,7 @@ class Manager:
             return not u.stop_req.is_set()
         u.state = State.BACKOFF
         spec_log.info("component_backoff", restart_in_s=d.delay, attempt=d.failures)
+        self.changed()
         try:
             await asyncio.wait_for(u.stop_req.wait(), d.delay)
             return False
@@ -299,6 +310,7 @@ class Manager:
         u.state, u.health = State.RUNNING, Health.HEALTHY
         u.healthy.set()
         spec_log.info("component_healthy", pid=child.pid, duration_ms=round((time.monotonic() - child.started_at) * 1000))
+        self.changed()
         while child.alive:
             await asyncio.sleep(u.spec.health_interval)
             if not child.alive:
@@ -307,7 +319,8 @@ class Manager:
             new = Health.HEALTHY if result.ok else Health.UNHEALTHY
             if new is not u.health:
                 spec_log.log(20 if result.ok else 30, "component_health_changed", health=str(new), reason=result.detail)
-            u.health = new
+                u.health = new
+                self.changed()
 
     def _launch(self, spec: ComponentSpec, *, strict: bool) -> Unit:
         u = self.units.get(spec.name)
@@ -343,6 +356,7 @@ class Manager:
             await u.task
         if u.state is not State.FAILED:
             u.state = State.STOPPED
+        self.changed()
 
     async def stop_units(self, names: Collection[str]) -> None:
         """Stop ``names``, each only after the ones among them that depend on it have stopped."""
@@ -456,6 +470,7 @@ class Manager:
 
     async def shutdown(self) -> None:
         self.phase = "stopping"
+        self.readiness.stopping()
         self.log.info("shutdown_started", components=len(self.units))
         # DESIGN §5: one at a time, in reverse start order (units are kept in start order), so a
         # component never loses what it depends on while it is still shutting down
@@ -516,11 +531,15 @@ async def run_agent(
     on_ready: Callable[[], None] | None = None,
     policy: RestartPolicy | None = None,
     lock: InstanceLock | None = None,
+    background: Sequence[Callable[[], Coroutine[Any, Any, None]]] = (),
+    status_extra: Mapping[str, Callable[[], Any]] | None = None,
 ) -> int:
     """Run the agent until SIGTERM/SIGINT: lock, pidfile, status socket, ordered start, watch,
     reload on SIGHUP or ``POST /reload``, reverse-order stop. Returns the exit code.
 
-    ``lock``: the instance lock the caller already holds (and releases); else it is taken here."""
+    ``lock``: the instance lock the caller already holds (and releases); else it is taken here.
+    ``background``: tasks started once the agent is ready and cancelled at stop (scheduled
+    backups); ``status_extra``: more fields of ``GET /status``."""
     own_lock = lock is None
     if lock is None:
         try:
@@ -530,6 +549,10 @@ async def run_agent(
             return int(err.exit_code)
     mgr = Manager(paths=paths, role=role, version=version, log_dir=log_dir, policy=policy or RestartPolicy(),
                   load_specs=load_specs)
+    mgr.readiness = Readiness.from_env()  # and NOTIFY_SOCKET leaves the environment children inherit
+    mgr.readiness.start_watchdog()
+    mgr.extra_status.update(status_extra or {})
+    tasks: list[asyncio.Task[None]] = []
     server: asyncio.AbstractServer | None = None
     signals: list[int] = []
     renewer: asyncio.Task[None] | None = None
@@ -557,17 +580,21 @@ async def run_agent(
         if not mgr.stop_requested:
             mgr.phase = "running"
             mgr.log.info("agent_ready", components=len(mgr.units))
+            mgr.readiness.ready(mgr.phase, mgr.status_doc()["components"])
             if on_ready is not None:
                 on_ready()
         if renew is not None:
             renewer = asyncio.ensure_future(_renew_loop(mgr, renew, renew_interval))
+        tasks.extend(asyncio.ensure_future(job()) for job in background)
         while not mgr.stop_requested:
             cmd = await mgr.queue.get()
             if cmd.kind == "stop":
                 mgr.stop_requested = True
                 break
             if cmd.kind == "reload":
+                mgr.readiness.reloading()
                 plan = await mgr.reload()
+                mgr.readiness.ready(mgr.phase, mgr.status_doc()["components"])
                 if cmd.reply is not None and not cmd.reply.done():
                     cmd.reply.set_result(plan)
             elif cmd.kind == "renew":
@@ -581,6 +608,8 @@ async def run_agent(
     finally:
         if renewer is not None:
             renewer.cancel()
+        for t in tasks:
+            t.cancel()
         loop = asyncio.get_running_loop()
         for sig in signals:
             loop.remove_signal_handler(sig)
@@ -588,6 +617,7 @@ async def run_agent(
             server.close()
         paths.status_sock.unlink(missing_ok=True)
         paths.agent_pidfile.unlink(missing_ok=True)
+        mgr.readiness.close()
         if own_lock:
             lock.release()
 
