@@ -80,6 +80,7 @@ class NodeOptions:
     arch: str = "amd64"  # Go arch name of this node (go_arch(platform.machine()))
     cluster_ca: bytes = b""  # PEM of the cluster CA (kubelet's client CA file); read by the edge
     resolv_conf: Path = Path("/etc/resolv.conf")  # pick_resolv_conf() of the edge
+    containerd_dropins: tuple[tuple[str, str], ...] = ()  # (path, sha256) of <imports dir>/*.toml
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -233,5 +234,6 @@ def build(*, config: ClusterConfig, paths: Paths, facts: NodeFacts, req: Any, de
         arch=detected.arch,
         cluster_ca=detected.cluster_ca,
         resolv_conf=detected.resolv_conf,
+        containerd_dropins=detected.containerd_dropins,
     )
     return Context(config=config, paths=paths, facts=facts, role=Role(req.role), options=options)

@@ -53,3 +53,5 @@ class Detected:
     arch: str = "amd64"
     cluster_ca: bytes = b""
     resolv_conf: Path = Path("/etc/resolv.conf")
+    # containerd's drop-ins (<imports dir>/*.toml) as (path, sha256), sorted by path
+    containerd_dropins: tuple[tuple[str, str], ...] = ()
