@@ -318,14 +318,6 @@ class BackupResult:
     skipped: list[str] = field(default_factory=list)
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _link_no_clobber(tmp: Path, dest_dir: Path, name: str) -> Path:
     """Link ``tmp`` as ``dest_dir/name`` (``-1``, ``-2``... when taken), never replacing a file."""
     stem = name[: -len(SUFFIX)]
@@ -405,7 +397,7 @@ def create_backup(paths: Paths, *, storage: str, etcd_client_port: int, kine_dat
             return BackupResult(None, size, manifest, w.skipped)
         assert dest_dir is not None
         final = _link_no_clobber(archive, dest_dir, archive_name(now, scheduled=scheduled))
-        _fsync_dir(dest_dir)
+        fsutil.fsync_dir(dest_dir)
         return BackupResult(final, size, manifest, w.skipped)
     finally:
         if lock is not None:
@@ -778,7 +770,7 @@ def restore(paths: Paths, archive: Path, target: RestoreTarget, *, config_out: P
             written.append(str(paths.data_dir / name))
         staging.rmdir()
         staging = None
-        _fsync_dir(paths.data_dir)
+        fsutil.fsync_dir(paths.data_dir)
         if config_out is not None and v.config_text is not None:
             fsutil.write_atomic(config_out, v.config_text, mode=0o600)
         return RestoreResult(v.manifest, written, config_out)

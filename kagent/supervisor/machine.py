@@ -261,6 +261,16 @@ class Signal:
 
 
 @dataclass(frozen=True, slots=True)
+class Up:
+    """The unit just became RUNNING (healthy, or up without a check): per-component work that
+    waits for it (e.g. pruning the files of the spec it replaced) runs now."""
+
+    name: str
+    gen: int
+    spec: ComponentSpec
+
+
+@dataclass(frozen=True, slots=True)
 class Failed:
     """The initial start failed: the agent stops everything and exits 5 with this message
     (the edge adds the child's last output)."""
@@ -277,7 +287,7 @@ class Log:
     fields: tuple[tuple[str, Any], ...] = ()
 
 
-Action = Union[Spawn, WatchHealth, SetTimer, Signal, Failed, Log]
+Action = Union[Spawn, WatchHealth, SetTimer, Signal, Up, Failed, Log]
 
 
 # ---- the transition -------------------------------------------------------------------------
@@ -377,7 +387,7 @@ def _apply(st: _Step, ev: Event, now: float) -> None:  # noqa: C901 - one branch
             return
         st.set(u, phase=Phase.RUNNING, health=Health.HEALTHY, health_detail="", late=False)
         up_ms = round((now - (u.started_at or now)) * 1000)
-        st.emit(_log("info", "component_healthy", u.name, pid=u.pid, duration_ms=up_ms))
+        st.emit(_log("info", "component_healthy", u.name, pid=u.pid, duration_ms=up_ms), Up(u.name, u.gen, u.spec))
     elif isinstance(ev, HealthChanged):
         u = _current(st, ev.name, ev.gen)
         if u is None or u.pid is None:
@@ -450,6 +460,7 @@ def _after_start(st: _Step, u: Unit) -> None:
         return
     if u.spec.health is None:
         st.set(u, phase=Phase.RUNNING)
+        st.emit(Up(u.name, u.gen, u.spec))
         return
     st.set(u, phase=Phase.STARTING)
     st.emit(WatchHealth(u.name, u.gen, u.spec), SetTimer(u.name, u.gen, TimerKind.STARTUP, u.spec.startup_timeout))

@@ -37,6 +37,7 @@ import kagent
 from kagent import fsutil, log
 from kagent.components.spec import ComponentSpec
 from kagent.errors import ComponentError, ExitCode, KagentError
+from kagent.node import files
 from kagent.node.lock import InstanceLock
 from kagent.paths import Paths
 from kagent.service.notify import Readiness
@@ -230,6 +231,9 @@ class Manager:
             if old_task is not None:
                 old_task.cancel()
             self._health[a.name] = asyncio.ensure_future(self._watch_health(a))
+        elif isinstance(a, sm.Up):
+            if a.spec.prune_siblings_of:  # the dirs of the spec this one replaced are no longer read
+                files.prune_superseded(a.spec.prune_siblings_of, self.log.bind(component=a.name))
         elif isinstance(a, sm.Failed):
             self._background_task(self._report_failure(a))
 
