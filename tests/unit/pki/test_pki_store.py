@@ -52,7 +52,7 @@ def test_first_run_writes_the_whole_set_with_modes(env: PkiEnv):
         mode = p.stat().st_mode & 0o7777
         expected = 0o600 if p.suffix in (".key", ".conf") else 0o644
         assert mode == expected, p
-    assert restarted(env, env.result.written) == ("etcd", "konnectivity-server", "kube-apiserver",
+    assert restarted(env, env.result.written) == ("control-api", "etcd", "konnectivity-server", "kube-apiserver",
                                                   "kube-controller-manager", "kube-scheduler")
 
 
@@ -68,7 +68,7 @@ def test_changing_api_sans_reissues_exactly_the_certs_carrying_them(env: PkiEnv)
     after = replan(env, EC + "  api:\n    sans: [203.0.113.7, api.example.com]\n")
     assert set(after.result.written) == {env.paths.pki("server.crt"), env.paths.pki("control-api.crt")}
     assert set(after.result.reasons.values()) == {str(Reason.SANS_CHANGED)}
-    assert restarted(after, after.result.written) == ("konnectivity-server", "kube-apiserver")
+    assert restarted(after, after.result.written) == ("control-api", "konnectivity-server", "kube-apiserver")
     dns, ips = issue.cert_sans(_cert(env.paths.pki("server.crt")))
     assert "api.example.com" in dns and "203.0.113.7" in ips
     # keys are kept: only the certificates changed
