@@ -122,7 +122,7 @@ def render_service(spec: ServiceSpec, template: str) -> str:
     else:
         if any(c.isspace() for c in exe):
             raise UsageError("executable", f"{exe!r} holds whitespace, which openrc-run's $command cannot carry",
-                             hint="put the kagent executable in a folder whose path has no spaces")
+                             hint="move the executable to a folder whose path has no spaces")
         values = {
             "@EXPORTS@": "\n".join(f"export {k}={sh_single(v)}" for k, v in spec.env),
             "@COMMAND@": sh_single(exe),
