@@ -25,6 +25,7 @@ from kagent.errors import PreconditionError
 if TYPE_CHECKING:
     from kagent.components.context import Context
     from kagent.config.model import ClusterConfig
+    from kagent.join.token import JoinToken
     from kagent.node.lock import InstanceLock
     from kagent.node.model import NodeFacts
     from kagent.pki.plan import PkiPlan
@@ -44,6 +45,7 @@ class RunRequest:
     kubelet_extra_args: tuple[tuple[str, str], ...] = ()
     init_only: bool = False
     log_dir: Path | None = None
+    token_file: Path | None = None  # join with this token (worker: kagent.join.worker; controller: the controller join)
 
 
 def utcnow() -> datetime:
@@ -77,6 +79,7 @@ class Agent:
         self.log = log.get(role=role_label(req))
         self._pki_plan: PkiPlan | None = None
         self.config: ClusterConfig | None = None  # the config of the last (re)load
+        self._join_token: JoinToken | None = None  # a worker's validated token, when it still has to join
 
     # ---- preconditions -------------------------------------------------------------
     def check_dirs(self) -> None:
@@ -93,9 +96,23 @@ class Agent:
                 raise PreconditionError(str(self.paths.data_dir), "holds no cluster (no pki/ca.crt)",
                                         hint="pass --init to create a new cluster here")
         if runs_worker(self.req) and self.req.role == Role.WORKER and "kubelet" not in self.req.disabled:
-            if not self.paths.kubelet_conf.exists():
+            if not self.paths.kubelet_conf.exists() and self.req.token_file is None:
                 raise PreconditionError(str(self.paths.kubelet_conf), "no kubelet kubeconfig in this data dir",
-                                        hint="place the node's kubeconfig there, or run with --disable-components kubelet for containerd alone")
+                                        hint="join with --token-file FILE (a token from `kagent token create` on a controller), place the "
+                                             "node's kubeconfig there, or run with --disable-components kubelet for containerd alone")
+
+    def check_token(self) -> None:
+        """A worker that still has to join: its token file is read and validated now (exit 4
+        naming the file: unreadable, garbage, truncated, wrong role), before anything is written."""
+        if self.req.role != Role.WORKER or self.req.token_file is None:
+            return
+        from kagent.join.worker import load_token_file
+
+        if self.paths.kubelet_conf.exists():
+            # joined before: the data dir is the truth; a stale or expired token is not even read
+            self.log.info("worker_join_skipped", reason="already joined", kubeconfig=str(self.paths.kubelet_conf))
+        else:
+            self._join_token = load_token_file(self.req.token_file)
 
     def ensure_dirs(self) -> None:
         fsutil.ensure_dir(self.paths.data_dir, fsutil.MODE_DATA_DIR)
@@ -111,6 +128,7 @@ class Agent:
     # ---- the spec builder ----------------------------------------------------------
     def build_context(self, *, apply_pki: bool = True) -> Context:
         from kagent.components.context import build
+        from kagent.components.containerd import imports_dir_of
         from kagent.node.detect import detect_node
 
         config = self.app.reload_config()  # re-read on every call: this is also the SIGHUP path
@@ -121,7 +139,7 @@ class Agent:
         facts = self.app.facts()
         if apply_pki and self.req.role == Role.CONTROLLER:
             self._apply_pki(config, facts)
-        return build(config=config, paths=self.paths, facts=facts, req=self.req, detected=detect_node(self.paths))
+        return build(config=config, paths=self.paths, facts=facts, req=self.req, detected=detect_node(self.paths, containerd_imports=imports_dir_of(config, self.paths)))
 
     def _apply_pki(self, config: ClusterConfig, facts: NodeFacts) -> None:
         from kagent.pki.plan import plan_pki
@@ -157,6 +175,7 @@ class Agent:
         from kagent.components import specs_for
 
         self.check_data_dir()
+        self.check_token()
         specs = specs_for(ctx)
         self._check_binaries(specs)
         for s in specs:
@@ -188,6 +207,25 @@ class Agent:
         if self._pki_plan is None:
             return ()
         return renew_pki(self._pki_plan, now=utcnow())
+
+    # ---- worker join and renewal ---------------------------------------------------
+    def join_worker(self, token: JoinToken) -> None:
+        from kagent.join.worker import join
+
+        assert self.config is not None  # set by preflight
+        join(self.paths, token, node=self.app.facts().node_name, key_algorithm=self.config.pki.key_algorithm,
+             log=self.log, now=utcnow())
+
+    def renew_worker(self) -> Sequence[Path]:
+        """The kubelet client certificate of a worker that joined with a token, renewed through
+        the controller API within renewBefore; the manager restarts only the kubelet."""
+        from kagent.join.worker import renew
+
+        config = self.config
+        if config is None or "kubelet" in self.req.disabled or not self.paths.kubelet_conf.exists():
+            return ()
+        return renew(self.paths, node=self.app.facts().node_name, renew_before=config.pki.renew_before,
+                     key_algorithm=config.pki.key_algorithm, now=utcnow(), log=self.log)
 
     # ---- worker extras -------------------------------------------------------------
     def kernel_setup(self) -> None:
@@ -257,6 +295,8 @@ class Agent:
         from kagent.supervisor.manager import run_agent_sync
 
         self.ensure_dirs()
+        if self._join_token is not None:
+            self.join_worker(self._join_token)
         specs = self.load_specs()
         assert self.config is not None  # set by load_specs
         renew_interval = renew_interval_for(self.config.pki.renew_before)
@@ -277,7 +317,7 @@ class Agent:
                 paths=self.paths,
                 role=role_label(self.req),
                 load_specs=self.load_specs,
-                renew=self.renew if self.req.role == Role.CONTROLLER else None,
+                renew=self.renew if self.req.role == Role.CONTROLLER else self.renew_worker,
                 renew_interval=renew_interval,
                 log_dir=self.req.log_dir,
                 on_ready=on_ready,

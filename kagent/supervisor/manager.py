@@ -24,6 +24,7 @@ from typing import IO, Any, Callable, Collection, Coroutine, Iterable, Mapping, 
 
 import kagent
 from kagent import fsutil, log
+from kagent.node import files
 from kagent.components.spec import ComponentSpec
 from kagent.errors import ComponentError, ExitCode, KagentError
 from kagent.node.lock import InstanceLock
@@ -310,6 +311,8 @@ class Manager:
         u.state, u.health = State.RUNNING, Health.HEALTHY
         u.healthy.set()
         spec_log.info("component_healthy", pid=child.pid, duration_ms=round((time.monotonic() - child.started_at) * 1000))
+        if u.spec.prune_siblings_of:  # the dirs of the spec this one replaced are no longer read
+            files.prune_superseded(u.spec.prune_siblings_of, spec_log)
         self.changed()
         while child.alive:
             await asyncio.sleep(u.spec.health_interval)
