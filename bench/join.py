@@ -45,28 +45,11 @@ from kagent.config.model import KeyAlgorithm  # noqa: E402
 from kagent.join.nodes import make_csr  # noqa: E402
 from kagent.join.token import decode_token  # noqa: E402
 from kagent.pki import issue  # noqa: E402
+from tests.conftest import free_port  # noqa: E402
+from tests.conftest import kagent_cmd as kagent  # noqa: E402
+from tests.conftest import kagent_env as env  # noqa: E402
 
 KUBE = "kube-apiserver,kube-controller-manager,kube-scheduler,konnectivity-server"
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def kagent(*args: str) -> list[str]:
-    return [sys.executable, "-m", "kagent", *args]
-
-
-def env() -> dict[str, str]:
-    e = dict(os.environ)
-    e["PYTHONPATH"] = str(REPO) + (os.pathsep + e["PYTHONPATH"] if e.get("PYTHONPATH") else "")
-    for k in ("KAGENT_CONFIG", "KAGENT_DATA_DIR", "KAGENT_RUN_DIR"):
-        e.pop(k, None)
-    return e
 
 
 class Controller:
