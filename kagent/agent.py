@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from kagent.node.lock import InstanceLock
     from kagent.node.model import NodeFacts
     from kagent.pki.plan import PkiPlan
+    from kagent.supervisor.reload import Loaded
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -78,6 +79,7 @@ class Agent:
         self.paths = app.paths
         self.log = log.get(role=role_label(req))
         self._pki_plan: PkiPlan | None = None
+        self._pki_written: tuple[Path, ...] = ()  # what the last PKI apply rewrote
         self.config: ClusterConfig | None = None  # the config of the last (re)load
         self._join_token: JoinToken | None = None  # a worker's validated token, when it still has to join
 
@@ -153,8 +155,18 @@ class Agent:
         plan = plan_pki(config, self.paths, facts, konnectivity=konnectivity, kubelet_node=kubelet_node, etcd=etcd)
         result = apply_pki(plan, now=utcnow())
         self._pki_plan = plan
+        self._pki_written = tuple(result.written)
         if result.written:
             self.log.info("pki_applied", written=len(result.written))
+
+    def reload_specs(self) -> Loaded:
+        """The supervisor's loader (start and every reload): the specs and the files this load's
+        PKI step rewrote, whose readers (``spec.reads``) the reload restarts."""
+        from kagent.supervisor.reload import Loaded
+
+        self._pki_written = ()
+        specs = self.load_specs()
+        return Loaded(specs=specs, rewritten=self._pki_written)
 
     def load_specs(self) -> Sequence[ComponentSpec]:
         """Config -> PKI -> specs (in start order). Also the SIGHUP path of the supervisor."""
@@ -316,7 +328,7 @@ class Agent:
             return run_agent_sync(
                 paths=self.paths,
                 role=role_label(self.req),
-                load_specs=self.load_specs,
+                load_specs=self.reload_specs,
                 renew=self.renew if self.req.role == Role.CONTROLLER else self.renew_worker,
                 renew_interval=renew_interval,
                 log_dir=self.req.log_dir,
