@@ -28,6 +28,7 @@ COMMANDS: dict[str, str] = {
     "reload": "kagent.cli.status:reload",
     "kubeconfig": "kagent.cli.kubeconfig:kubeconfig",
     "certs": "kagent.cli.certs:certs",
+    "etcd": "kagent.cli.etcd:etcd",
 }
 
 
@@ -167,6 +168,7 @@ _SUMMARIES: dict[str, str] = {
     "reload": "Re-read the config and restart only the components that changed.",
     "kubeconfig": "Print the admin kubeconfig or create one for a user.",
     "certs": "Check every certificate's expiry.",
+    "etcd": "List the etcd members, or leave the etcd cluster.",
     "kubectl": "kubectl with the admin kubeconfig preset.",
     "ctr": "ctr with the containerd socket and the k8s.io namespace preset.",
 }
