@@ -34,7 +34,7 @@ from kagent.join.etcdclient import EtcdClient, EtcdError, Member, local_client
 from kagent.join.server import HttpError, read_json
 from kagent.join.token import TokenRole
 from kagent.pki import issue
-from kagent.pki.plan import ETCD_MEMBER_ORG, etcd_member_cn, https_url
+from kagent.pki.plan import ETCD_MEMBER_ORG, etcd_member_cn
 
 
 def member_json(m: Member, name: str | None = None) -> dict[str, Any]:
@@ -72,9 +72,6 @@ def routes(api: ApiContext) -> list[web.RouteDef]:
             raise HttpError(500, "the etcd CA of this controller is unreadable")
         return ca
 
-    def own_api_url() -> str:
-        return https_url(api.config.api.address, api.config.api.control_api_port)
-
     def authorized_member(request: web.Request, name: str) -> None:
         proven = member_of_cert(api.client_cert(request), etcd_ca())
         if proven != name:
@@ -104,7 +101,8 @@ def routes(api: ApiContext) -> list[web.RouteDef]:
         await api.call(api.store.record_use, token.token_id, f"controller-{node}", api.now())
         api.log.info("controller_joined", node=node, token_id=token.token_id, member_id=f"{added.member.id:x}",
                      existing=added.existing, peer=request.remote)
-        urls = list(dict.fromkeys([own_api_url(), *(c["apiURL"] for c in ctrls if c.get("node") != node)]))
+        # this API as the joiner reached it (the token's URL), then the other controllers it knows
+        urls = list(dict.fromkeys([f"https://{request.host}", *(c["apiURL"] for c in ctrls if c.get("node") != node)]))
         material = await api.call(shared_material, api.paths)
         return web.json_response({
             "member": member_json(added.member, node), "existing": added.existing,

@@ -358,9 +358,6 @@ def check_controller_join(paths: Paths, token_file: Path | None) -> JoinToken | 
     dir is a member already (a joined controller starts from its data dir and ignores a stale
     or expired token) or no token was given. Refuses a data dir whose join did not complete or
     that left the cluster, when no token is given."""
-    from kagent.join.token import TokenRole
-    from kagent.join.worker import load_token_file
-
     st = load_state(paths)
     has_ca = paths.pki("ca.crt").exists()
     if st is not None and st.state == "left" and token_file is None:
@@ -375,6 +372,9 @@ def check_controller_join(paths: Paths, token_file: Path | None) -> JoinToken | 
             raise PreconditionError(str(state_path(paths)), f"the join of etcd member {st.name} did not complete",
                                     hint="run again with --token-file FILE (a controller token)")
         return None
+    from kagent.join.token import TokenRole
+    from kagent.join.worker import load_token_file
+
     token = load_token_file(token_file, TokenRole.CONTROLLER)  # exit 4 naming the file, nothing written
     check_same_cluster(paths, token.ca_pem)
     return token
