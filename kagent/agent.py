@@ -25,8 +25,8 @@ from kagent.errors import PreconditionError
 if TYPE_CHECKING:
     from kagent.components.context import Context
     from kagent.config.model import ClusterConfig
-    from kagent.node.lock import InstanceLock
     from kagent.join.token import JoinToken
+    from kagent.node.lock import InstanceLock
     from kagent.node.model import NodeFacts
     from kagent.pki.plan import PkiPlan
 
@@ -84,6 +84,7 @@ class Agent:
         self._pki_plan: PkiPlan | None = None
         self.config: ClusterConfig | None = None  # the config of the last (re)load
         self._controller_token: JoinToken | None = None  # a controller's validated token, when it still has to join
+        self._join_token: JoinToken | None = None  # a worker's validated token, when it still has to join
 
     # ---- preconditions -------------------------------------------------------------
     def check_dirs(self) -> None:
@@ -104,9 +105,23 @@ class Agent:
 
                 self._controller_token = check_controller_join(self.paths, self.req.token_file)
         if runs_worker(self.req) and self.req.role == Role.WORKER and "kubelet" not in self.req.disabled:
-            if not self.paths.kubelet_conf.exists():
+            if not self.paths.kubelet_conf.exists() and self.req.token_file is None:
                 raise PreconditionError(str(self.paths.kubelet_conf), "no kubelet kubeconfig in this data dir",
-                                        hint="place the node's kubeconfig there, or run with --disable-components kubelet for containerd alone")
+                                        hint="join with --token-file FILE (a token from `kagent token create` on a controller), place the "
+                                             "node's kubeconfig there, or run with --disable-components kubelet for containerd alone")
+
+    def check_token(self) -> None:
+        """A worker that still has to join: its token file is read and validated now (exit 4
+        naming the file: unreadable, garbage, truncated, wrong role), before anything is written."""
+        if self.req.role != Role.WORKER or self.req.token_file is None:
+            return
+        from kagent.join.worker import load_token_file
+
+        if self.paths.kubelet_conf.exists():
+            # joined before: the data dir is the truth; a stale or expired token is not even read
+            self.log.info("worker_join_skipped", reason="already joined", kubeconfig=str(self.paths.kubelet_conf))
+        else:
+            self._join_token = load_token_file(self.req.token_file)
 
     def ensure_dirs(self) -> None:
         fsutil.ensure_dir(self.paths.data_dir, fsutil.MODE_DATA_DIR)
@@ -169,6 +184,7 @@ class Agent:
         from kagent.components import specs_for
 
         self.check_data_dir()
+        self.check_token()
         specs = specs_for(ctx)
         self._check_binaries(specs)
         for s in specs:
@@ -263,6 +279,25 @@ class Agent:
         threading.Thread(target=loop, name="kagent-etcd-membership", daemon=True).start()
         return stop.set
 
+    # ---- worker join and renewal ---------------------------------------------------
+    def join_worker(self, token: JoinToken) -> None:
+        from kagent.join.worker import join
+
+        assert self.config is not None  # set by preflight
+        join(self.paths, token, node=self.app.facts().node_name, key_algorithm=self.config.pki.key_algorithm,
+             log=self.log, now=utcnow())
+
+    def renew_worker(self) -> Sequence[Path]:
+        """The kubelet client certificate of a worker that joined with a token, renewed through
+        the controller API within renewBefore; the manager restarts only the kubelet."""
+        from kagent.join.worker import renew
+
+        config = self.config
+        if config is None or "kubelet" in self.req.disabled or not self.paths.kubelet_conf.exists():
+            return ()
+        return renew(self.paths, node=self.app.facts().node_name, renew_before=config.pki.renew_before,
+                     key_algorithm=config.pki.key_algorithm, now=utcnow(), log=self.log)
+
     # ---- worker extras -------------------------------------------------------------
     def kernel_setup(self) -> None:
         from kagent.node.kernel import Outcome, apply_kernel_setup
@@ -315,6 +350,8 @@ class Agent:
 
         self.ensure_dirs()
         self.setup_etcd_member()
+        if self._join_token is not None:
+            self.join_worker(self._join_token)
         specs = self.load_specs()
         if self._controller_token is not None:
             self.join_etcd()
@@ -339,7 +376,7 @@ class Agent:
                 paths=self.paths,
                 role=role_label(self.req),
                 load_specs=self.load_specs,
-                renew=self.renew if self.req.role == Role.CONTROLLER else None,
+                renew=self.renew if self.req.role == Role.CONTROLLER else self.renew_worker,
                 renew_interval=renew_interval,
                 log_dir=self.req.log_dir,
                 on_ready=on_ready,

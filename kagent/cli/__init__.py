@@ -29,7 +29,14 @@ COMMANDS: dict[str, str] = {
     "kubeconfig": "kagent.cli.kubeconfig:kubeconfig",
     "certs": "kagent.cli.certs:certs",
     "etcd": "kagent.cli.etcd:etcd",
+    "api": "kagent.cli.api:api",
+    "token": "kagent.cli.token:token",
+    "node": "kagent.cli.node:node",
 }
+
+
+# run by the agent itself, not by operators: callable, but not listed in --help
+HIDDEN: frozenset[str] = frozenset({"api"})
 
 
 def register(name: str, target: str) -> None:
@@ -56,7 +63,7 @@ class LazyGroup(click.Group):
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         # help lists names and one-line summaries without importing every command module
-        rows = [(name, _SUMMARIES.get(name, "")) for name in self.list_commands(ctx)]
+        rows = [(name, _SUMMARIES.get(name, "")) for name in self.list_commands(ctx) if name not in HIDDEN]
         if rows:
             with formatter.section("Commands"):
                 formatter.write_dl(rows)
@@ -169,6 +176,8 @@ _SUMMARIES: dict[str, str] = {
     "kubeconfig": "Print the admin kubeconfig or create one for a user.",
     "certs": "Check every certificate's expiry.",
     "etcd": "List the etcd members, or leave the etcd cluster.",
+    "token": "Create, list or invalidate join tokens (on a running controller).",
+    "node": "List or remove the worker nodes that joined with a token.",
     "kubectl": "kubectl with the admin kubeconfig preset.",
     "ctr": "ctr with the containerd socket and the k8s.io namespace preset.",
 }

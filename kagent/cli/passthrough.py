@@ -4,8 +4,11 @@ kubeconfig / the containerd socket and the k8s.io namespace preset (k0s's multi-
 
 from __future__ import annotations
 
+import hashlib
 import os
+import sys
 from pathlib import Path
+from typing import Sequence
 
 import click
 
@@ -20,24 +23,68 @@ def _has_flag(args: tuple[str, ...], *names: str) -> bool:
     return any(a == n or a.startswith(n + "=") for a in args for n in names)
 
 
-def _tool(paths: Paths, name: str, package: str) -> tuple[Path, dict[str, str]]:
-    """The tool's path (``<data>/bin`` first) and an environment with ``<data>/bin`` on PATH."""
-    from kagent.bins import find_binary
-
-    binary = find_binary(name, paths)
-    if binary is None:
-        raise PreconditionError(name, "not found in <data>/bin or PATH",
-                                hint=f"install {package} (apt-get install {package}) or place {name} in {paths.bin_dir}")
-    env = dict(os.environ)
-    env["PATH"] = f"{paths.bin_dir}:{env.get('PATH', '/usr/bin:/bin')}"
-    return binary, env
+# Set in the tool's environment: "<tool> <pid> <args hash> <path>[:<path>..]", the paths kagent
+# exec'd as that tool with those arguments. exec keeps the pid, so meeting our own pid (or our
+# parent's, for a wrapper that forks kagent) with the same tool and the same arguments means the
+# "tool" was kagent again: those paths are passed over. A kubectl plugin that calls
+# `kagent kubectl` with other arguments is not mistaken for a loop.
+_GUARD = "KAGENT_PASSTHROUGH"
 
 
-def _exec(argv: list[str], env: dict[str, str]) -> None:
+def _args_key(args: Sequence[str]) -> str:
+    return hashlib.sha256("\0".join(args).encode()).hexdigest()[:16]
+
+
+def _same_file(a: Path, b: Path) -> bool:
     try:
-        os.execve(argv[0], argv, env)
-    except OSError as err:
-        raise PreconditionError(argv[0], f"cannot run: {err.strerror}") from None
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def _looped(name: str, args: Sequence[str]) -> list[Path]:
+    """The paths that already ran kagent again as ``name`` with ``args`` in this exec chain."""
+    fields = os.environ.get(_GUARD, "").split(" ", 3)
+    if len(fields) != 4:
+        return []
+    tool, pid, key, seen = fields
+    if tool != name or key != _args_key(args) or not pid.isdigit() or int(pid) not in (os.getpid(), os.getppid()):
+        return []
+    return [Path(x) for x in seen.split(os.pathsep) if x]
+
+
+class _Tool:
+    """The real tool: its path (``<data>/bin`` first, then PATH) and an environment with
+    ``<data>/bin`` on PATH. A candidate that is kagent itself (a ``kubectl``/``ctr`` link to it
+    earlier on PATH) or one that already led back here (a wrapper script) is passed over, so
+    kagent never execs itself in a loop."""
+
+    def __init__(self, paths: Paths, name: str, package: str, args: Sequence[str]) -> None:
+        from kagent.bins import find_binary
+
+        me = Path(sys.argv[0]) if sys.argv and sys.argv[0] else None
+        self.name = name
+        self.looped = _looped(name, args)
+
+        def is_kagent(candidate: Path) -> bool:
+            return (me is not None and _same_file(candidate, me)) or any(_same_file(candidate, x) for x in self.looped)
+
+        self.env = dict(os.environ)
+        self.env["PATH"] = f"{paths.bin_dir}:{self.env.get('PATH', '/usr/bin:/bin')}"
+        binary = find_binary(name, paths, search_path=self.env["PATH"], exclude=is_kagent)
+        if binary is None:
+            also = f" ({', '.join(map(str, self.looped))} only run kagent again)" if self.looped else ""
+            raise PreconditionError(name, f"not found in <data>/bin or PATH{also}",
+                                    hint=f"install {package} (apt-get install {package}) or place the real {name} in {paths.bin_dir}")
+        self.binary = binary
+
+    def exec(self, args: Sequence[str]) -> None:
+        argv = [str(self.binary), *args]
+        self.env[_GUARD] = f"{self.name} {os.getpid()} {_args_key(args)} {os.pathsep.join(map(str, [*self.looped, self.binary]))}"
+        try:
+            os.execve(argv[0], argv, self.env)
+        except OSError as err:
+            raise PreconditionError(argv[0], f"cannot run: {err.strerror}") from None
 
 
 @click.command(context_settings=_PASS)
@@ -46,13 +93,13 @@ def _exec(argv: list[str], env: dict[str, str]) -> None:
 def kubectl(app: AppContext, args: tuple[str, ...]) -> None:
     """kubectl with the admin kubeconfig (<data>/pki/admin.conf) preset."""
     paths = app.paths
-    binary, env = _tool(paths, "kubectl", "kubectl")
-    if not _has_flag(args, "--kubeconfig") and not env.get("KUBECONFIG"):
+    tool = _Tool(paths, "kubectl", "kubectl", args)
+    if not _has_flag(args, "--kubeconfig") and not tool.env.get("KUBECONFIG"):
         if not paths.admin_conf.exists():
             raise PreconditionError(str(paths.admin_conf), "no admin kubeconfig in this data dir",
                                     hint="run this on a controller (kagent controller --init), or pass --kubeconfig")
-        env["KUBECONFIG"] = str(paths.admin_conf)
-    _exec([str(binary), *args], env)
+        tool.env["KUBECONFIG"] = str(paths.admin_conf)
+    tool.exec(args)
 
 
 @click.command(context_settings=_PASS)
@@ -61,10 +108,10 @@ def kubectl(app: AppContext, args: tuple[str, ...]) -> None:
 def ctr(app: AppContext, args: tuple[str, ...]) -> None:
     """ctr with kagent's containerd socket and the k8s.io namespace preset."""
     paths = app.paths
-    binary, env = _tool(paths, "ctr", "containerd")
+    tool = _Tool(paths, "ctr", "containerd", args)
     pre: list[str] = []
     if not _has_flag(args, "--address", "-a"):
         pre += ["--address", str(paths.containerd_sock)]
     if not _has_flag(args, "--namespace", "-n") and not os.environ.get("CONTAINERD_NAMESPACE"):
         pre += ["--namespace", "k8s.io"]
-    _exec([str(binary), *pre, *args], env)
+    tool.exec([*pre, *args])

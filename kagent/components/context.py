@@ -80,6 +80,7 @@ class NodeOptions:
     bins: Mapping[str, Path] = field(default_factory=lambda: MappingProxyType({}))
     arch: str = "amd64"  # Go arch name of this node (go_arch(platform.machine()))
     cluster_ca: bytes = b""  # PEM of the cluster CA (kubelet's client CA file); read by the edge
+    kagent_argv: tuple[str, ...] = ("/usr/local/bin/kagent",)  # runs kagent itself (bins.self_argv())
     resolv_conf: Path = Path("/etc/resolv.conf")  # pick_resolv_conf() of the edge
 
 
@@ -234,6 +235,7 @@ def build(*, config: ClusterConfig, paths: Paths, facts: NodeFacts, req: Any, de
         bins=detected.bins,
         arch=detected.arch,
         cluster_ca=detected.cluster_ca,
+        kagent_argv=detected.kagent_argv,
         resolv_conf=detected.resolv_conf,
     )
     return Context(config=config, paths=paths, facts=facts, role=Role(req.role), options=options)

@@ -52,4 +52,6 @@ class Detected:
     etcd_version: tuple[int, int] = (3, 5)
     arch: str = "amd64"
     cluster_ca: bytes = b""
+    # argv prefix that runs this kagent (its own children: control-api); bins.self_argv()
+    kagent_argv: tuple[str, ...] = ("/usr/local/bin/kagent",)
     resolv_conf: Path = Path("/etc/resolv.conf")

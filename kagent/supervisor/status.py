@@ -71,20 +71,50 @@ class _UnixHTTPConnection(http.client.HTTPConnection):
         self.sock = s
 
 
+MAX_RESPONSE = 4 * 1024 * 1024  # a status document of thousands of components is far below this
+
+
 def request(sock: Path, method: str, target: str, *, timeout: float = 10.0) -> tuple[int, Any]:
-    """One request to the agent. No agent: PreconditionError (exit 4) naming the socket."""
+    """One request to the agent: (HTTP status, decoded JSON body). Every way the answer can
+    fail (no agent, a reset or closed connection, no answer within ``timeout``, a reply that
+    is not HTTP, a body that is not JSON or is too large) is a PreconditionError (exit 4)
+    naming the socket. The body's shape is the caller's to check."""
     conn = _UnixHTTPConnection(sock, timeout)
+    answer = "check the agent's log (or restart it); is the process on this socket a kagent?"
     try:
         conn.request(method, target, body=b"" if method == "POST" else None)
         resp = conn.getresponse()
-        return resp.status, json.loads(resp.read() or b"null")
+        raw = resp.read(MAX_RESPONSE + 1)
     except (FileNotFoundError, ConnectionRefusedError):
         raise PreconditionError(str(sock), "no kagent is running with this run dir",
                                 hint="start it (kagent controller or kagent worker), or pass the agent's --run-dir") from None
     except PermissionError:
         raise PreconditionError(str(sock), "permission denied", hint="run as the agent's user (root)") from None
+    except TimeoutError:
+        raise PreconditionError(str(sock), f"the agent did not answer within {timeout:g} s",
+                                hint="it may be busy or stuck: retry with a longer --timeout, or check its log") from None
+    except http.client.HTTPException as err:
+        if isinstance(err, ConnectionError):
+            what = "closed the connection without answering"
+        elif isinstance(err, http.client.IncompleteRead):
+            what = "closed the connection in the middle of its answer"
+        else:
+            what = f"answered something that is not HTTP ({type(err).__name__})"
+        raise PreconditionError(str(sock), f"the agent {what}", hint=answer) from None
+    except OSError as err:  # reset, broken pipe, ...
+        raise PreconditionError(str(sock), f"the connection to the agent failed: {err.strerror or err}", hint=answer) from None
     finally:
         conn.close()
+    length = resp.getheader("Content-Length") or ""
+    if length.isdigit() and len(raw) < int(length):
+        raise PreconditionError(str(sock), "the agent closed the connection in the middle of its answer", hint=answer)
+    if len(raw) > MAX_RESPONSE:
+        raise PreconditionError(str(sock), f"the agent's answer is larger than {MAX_RESPONSE // (1024 * 1024)} MiB", hint=answer)
+    try:
+        return resp.status, json.loads(raw or b"null")
+    except (ValueError, UnicodeDecodeError):
+        raise PreconditionError(str(sock), f"the agent answered HTTP {resp.status} with a body that is not JSON: "
+                                           f"{raw[:60]!r}", hint=answer) from None
 
 
 # ---- rendering (pure) ---------------------------------------------------------------------
