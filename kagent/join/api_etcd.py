@@ -30,7 +30,7 @@ from cryptography import x509
 from kagent.join import membership
 from kagent.join.api import ApiContext
 from kagent.join.controller import shared_material
-from kagent.join.etcdclient import EtcdClient, EtcdError, Member, local_client
+from kagent.join.etcdclient import EtcdClient, EtcdError, Member
 from kagent.join.server import HttpError, read_json
 from kagent.join.token import TokenRole
 from kagent.pki import issue
@@ -62,8 +62,9 @@ def _status(err: EtcdError | membership.MembershipError) -> HttpError:
 
 
 def routes(api: ApiContext) -> list[web.RouteDef]:
-    etcd: EtcdClient = api.kv if isinstance(api.kv, EtcdClient) else local_client(
-        api.paths, api.config.storage.etcd.client_port, timeout=5)
+    etcd = api.kv
+    if not isinstance(etcd, EtcdClient):  # membership changes need the etcd client, not only its kv calls
+        raise TypeError("the controller-join routes need ApiContext.kv to be an EtcdClient")
     etcd_ca_path = api.paths.etcd_pki("ca.crt")
 
     def etcd_ca() -> x509.Certificate:

@@ -250,11 +250,12 @@ def remove(etcd: EtcdClient, *, node: str | None = None, address: str | None = N
     if len(members) == 1:
         raise MembershipError(f"etcd member {what}", "is the only member: removing it would destroy the cluster",
                               hint="to take the whole cluster down, stop the controller and run kagent reset", status=409)
-    left = _retry(f"remove member {what}", lambda: etcd.member_remove(m.id), deadline, sleep)
     name = m.name or node
     if name:
+        # first: a member removing itself (kagent etcd leave on a running controller) stops serving at once
         etcd.delete(PENDING + name)
         etcd.delete(CONTROLLERS + name)
+    left = _retry(f"remove member {what}", lambda: etcd.member_remove(m.id), deadline, sleep)
     log.get().info("etcd_member_removed", node=name or "", member_id=f"{m.id:x}", peer_url=",".join(m.peer_urls))
     return m, left
 
