@@ -14,7 +14,7 @@ import dataclasses
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Coroutine, Sequence
 
 from kagent import fsutil, log
 from kagent.cli.app import AppContext
@@ -328,6 +328,23 @@ class Agent:
         watcher = DirWatcher(self.paths.images_dir, on_new_tarball)
         return watcher.close
 
+    def backup_schedule(self) -> tuple[list[Callable[[], Coroutine[Any, Any, None]]], dict[str, Callable[[], Any]]]:
+        """spec.backup on a controller: the scheduled-backup task and its status field."""
+        if self.req.role != Role.CONTROLLER or self.config is None or self.config.backup is None:
+            return [], {}
+        from kagent.backup import backup_from_app
+        from kagent.backup_schedule import ScheduleStatus, run_schedule
+
+        status = ScheduleStatus(spec=self.config.backup)
+
+        def take(directory: str) -> Any:
+            return backup_from_app(self.app, directory, scheduled=True)
+
+        def job() -> Coroutine[Any, Any, None]:
+            return run_schedule(status, take, lambda: self.config.backup if self.config else None)
+
+        return [job], {"backup": status.as_dict}
+
     # ---- run -------------------------------------------------------------------------
     def run(self) -> int:
         """config (exit 3) -> dirs usable, data dir state, binaries (4) -> instance lock (4:
@@ -371,6 +388,7 @@ class Agent:
             if runs_worker(self.req) and any(s.name == "containerd" for s in specs):
                 stoppers.append(self.start_image_import())
 
+        background, status_extra = self.backup_schedule()
         try:
             return run_agent_sync(
                 paths=self.paths,
@@ -381,6 +399,8 @@ class Agent:
                 log_dir=self.req.log_dir,
                 on_ready=on_ready,
                 lock=lock,
+                background=background,
+                status_extra=status_extra,
             )
         finally:
             for stop in stoppers:

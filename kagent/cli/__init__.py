@@ -32,6 +32,9 @@ COMMANDS: dict[str, str] = {
     "api": "kagent.cli.api:api",
     "token": "kagent.cli.token:token",
     "node": "kagent.cli.node:node",
+    "reset": "kagent.cli.reset:reset",
+    "backup": "kagent.cli.backup:backup",
+    "restore": "kagent.cli.backup:restore",
 }
 
 
@@ -178,6 +181,9 @@ _SUMMARIES: dict[str, str] = {
     "etcd": "List the etcd members, or leave the etcd cluster.",
     "token": "Create, list or invalidate join tokens (on a running controller).",
     "node": "List or remove the worker nodes that joined with a token.",
+    "reset": "Stop leftovers, unmount and remove this node's data dir and run dir.",
+    "backup": "Back up a controller (etcd snapshot or kine db, pki, manifests, images, config); backup list.",
+    "restore": "Restore a backup into an empty data dir.",
     "kubectl": "kubectl with the admin kubeconfig preset.",
     "ctr": "ctr with the containerd socket and the k8s.io namespace preset.",
 }

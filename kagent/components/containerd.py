@@ -13,6 +13,7 @@ import json
 from pathlib import Path
 
 from kagent import versions
+from kagent.config.containerd_toml import OPT_PLUGIN, RENDERED_TABLES
 from kagent.components.common import STOP_TIMEOUT, assemble
 from kagent.components.context import Context, Role
 from kagent.components.spec import ComponentSpec, FileSpec, OnChange, UnixSocketCheck
@@ -60,10 +61,10 @@ def hosts_files(ctx: Context) -> tuple[Path, tuple[FileSpec, ...]]:
     return base, tuple(FileSpec(path=base / reg / "hosts.toml", data=data, mode=MODE_CONFIG) for reg, data in rendered.items())
 
 
-OPT_PLUGIN = "io.containerd.internal.v1.opt"
-
-
 def config_toml(ctx: Context, hosts_dir: Path) -> bytes:
+    """``version`` and ``imports``, then spec.containerd.extraConfig (so its top-level keys
+    stay top-level), then kagent's tables (config/containerd_toml.py: the loader refuses an
+    extraConfig that declares one of them)."""
     cfg = ctx.config.containerd
     version = config_version(ctx.options.containerd_version)
     sandbox = cfg.sandbox_image or versions.PAUSE_IMAGE
@@ -77,22 +78,17 @@ def config_toml(ctx: Context, hosts_dir: Path) -> bytes:
         f"imports = [{imports}]",
         "",
     ]
-    if version == 2:
-        cri = '[plugins."io.containerd.grpc.v1.cri"]'
-        lines += [cri, f"  sandbox_image = {toml_str(sandbox)}", "",
-                  '[plugins."io.containerd.grpc.v1.cri".registry]', f"  config_path = {toml_str(str(hosts_dir))}", ""]
-    else:
-        lines += ['[plugins."io.containerd.cri.v1.images".pinned_images]', f"  sandbox = {toml_str(sandbox)}", "",
-                  '[plugins."io.containerd.cri.v1.images".registry]', f"  config_path = {toml_str(str(hosts_dir))}", "",
-                  '[plugins."io.containerd.cri.v1.runtime"]', ""]
+    if cfg.extra_config.strip():
+        lines += ["# spec.containerd.extraConfig", cfg.extra_config.rstrip("\n"), "# end of spec.containerd.extraConfig", ""]
+    sandbox_table, registry_table = RENDERED_TABLES[version]
+    sandbox_key = "sandbox_image" if version == 2 else "sandbox"  # v3: the cri images plugin's pinned_images
+    lines += [f"[{sandbox_table}]", f"  {sandbox_key} = {toml_str(sandbox)}", "",
+              f"[{registry_table}]", f"  config_path = {toml_str(str(hosts_dir))}", ""]
     if OPT_PLUGIN not in cfg.extra_config:
         # containerd's "opt" plugin defaults to /opt/containerd: keep it in the data dir, so
         # nothing of the node lives outside the data and run dirs (and reset removes it)
         lines += [f"[plugins.{toml_str(OPT_PLUGIN)}]", f"  path = {toml_str(str(ctx.paths.containerd_root / 'opt'))}", ""]
-    text = "\n".join(lines)
-    if cfg.extra_config.strip():
-        text += "\n# spec.containerd.extraConfig\n" + cfg.extra_config.rstrip("\n") + "\n"
-    return text.encode()
+    return "\n".join(lines).encode()
 
 
 def spec(ctx: Context) -> ComponentSpec:

@@ -17,11 +17,13 @@ from types import MappingProxyType
 from typing import Any, Callable, Mapping, TypeVar
 
 from kagent.errors import ConfigError
+from kagent.config.containerd_toml import check_extra_config
 from kagent.config.model import (
     API_VERSION,
     K0S_API_VERSION,
     KIND,
     ApiSpec,
+    BackupSpec,
     ClusterConfig,
     ComponentOverrides,
     ContainerdSpec,
@@ -191,6 +193,24 @@ def p_address(v: Any, where: str) -> str:
     raise ConfigError(where, f"{s!r} is not an IP address or DNS name", hint="write a bare address such as 10.0.0.5 or api.example.com (no scheme, no port)")
 
 
+def p_ip(hint: str) -> Callable[[Any, str], str]:
+    """An IP address only: the field ends up in argv where a name is invalid."""
+
+    def parse(v: Any, where: str) -> str:
+        s = p_nonempty(v, where).strip()
+        try:
+            return str(ipaddress.ip_address(s))
+        except ValueError:
+            raise ConfigError(where, f"{s!r} is not an IP address", hint=hint) from None
+
+    return parse
+
+
+_API_ADDRESS = p_ip("write this node's IP, e.g. 10.0.0.5 (it becomes kube-apiserver's --advertise-address); "
+                    "a DNS name belongs in spec.api.externalAddress or spec.api.sans")
+_PEER_ADDRESS = p_ip("write this node's IP, e.g. 10.0.0.5 (etcd listens on it and cannot listen on a name)")
+
+
 def p_cidr(v: Any, where: str) -> str:
     s = p_nonempty(v, where).strip()
     try:
@@ -239,6 +259,12 @@ def p_address_list(v: Any, where: str) -> tuple[str, ...]:
     if not isinstance(v, list):
         raise ConfigError(where, f"expected a list of addresses, got {_typename(v)}")
     return tuple(p_address(item, f"{where}[{i}]") for i, item in enumerate(v))
+
+
+def p_containerd_toml(v: Any, where: str) -> str:
+    text = p_str(v, where)
+    check_extra_config(text, where)
+    return text
 
 
 def _enum(enum_cls: type[T]) -> Callable[[Any, str], T]:
@@ -324,6 +350,10 @@ def _bad_values(x: Any, w: str) -> dict[str, Any]:
 
 
 _loader: Any = None
+# YAML 1.2 core-schema numbers, minus octal: decimal without a leading zero, 0x hex; floats
+# need a dot or an exponent (so 0123 is not a float either)
+_INT_RE = re.compile(r"^(?:[-+]?(?:0|[1-9][0-9]*)|0x[0-9a-fA-F]+)$")
+_FLOAT_RE = re.compile(r"^(?:[-+]?(?:\.[0-9]+|(?:0|[1-9][0-9]*)(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$")
 
 
 def _strict_loader() -> Any:
@@ -351,10 +381,16 @@ def _strict_loader() -> Any:
                     seen.add(key)
             return super().construct_mapping(node, deep=deep)
 
+    # YAML 1.1's number traps are strings here: a leading-zero integer (02370 would be octal
+    # 1272), sexagesimal (1:30:00 would be 5400), binary and underscored digits. A field that
+    # wants a number then refuses the string by its dotted path; a string field keeps the text.
+    replaced = {"tag:yaml.org,2002:timestamp", "tag:yaml.org,2002:int", "tag:yaml.org,2002:float"}
     StrictLoader.yaml_implicit_resolvers = {
-        ch: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+        ch: [(tag, rx) for tag, rx in resolvers if tag not in replaced]
         for ch, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
     }
+    StrictLoader.add_implicit_resolver("tag:yaml.org,2002:int", _INT_RE, list("-+0123456789"))
+    StrictLoader.add_implicit_resolver("tag:yaml.org,2002:float", _FLOAT_RE, list("-+.0123456789"))
     StrictLoader.add_constructor("tag:yaml.org,2002:timestamp", yaml.SafeLoader.construct_yaml_str)  # type: ignore[type-var]  # stub is narrower than PyYAML
     _loader = StrictLoader
     return _loader
@@ -407,7 +443,7 @@ def build_config(doc: Any, *, host_address: str) -> ClusterConfig:
 
     # api
     api_s = spec.section("api")
-    address = api_s.get("address", p_address, host_address)
+    address = api_s.get("address", _API_ADDRESS, host_address)
     port_key = "k0sApiPort" if k0s and "k0sApiPort" in api_s.raw else "controlApiPort"
     api = ApiSpec(
         address=address,
@@ -436,7 +472,7 @@ def build_config(doc: Any, *, host_address: str) -> ClusterConfig:
         raise ConfigError(etcd_s.sub("externalCluster"), "an external etcd cluster is not supported by kagent",
                           hint="remove it: kagent runs etcd (or kine) itself")
     etcd = EtcdSpec(
-        peer_address=etcd_s.get("peerAddress", p_address, address),
+        peer_address=etcd_s.get("peerAddress", _PEER_ADDRESS, address),
         client_port=etcd_s.get("clientPort", p_port, 2379),
         peer_port=etcd_s.get("peerPort", p_port, 2380),
         extra_args=etcd_s.get("extraArgs", p_extra_args, MappingProxyType({})),
@@ -496,17 +532,20 @@ def build_config(doc: Any, *, host_address: str) -> ClusterConfig:
     containerd = ContainerdSpec(
         registry_mirrors=ctd_s.get("registryMirrors", p_mirrors, MappingProxyType({})),
         imports_dir=ctd_s.get("importsDir", p_nonempty, None),
-        extra_config=ctd_s.get("extraConfig", p_str, ""),
+        extra_config=ctd_s.get("extraConfig", p_containerd_toml, ""),
         sandbox_image=ctd_s.get("sandboxImage", p_nonempty, None),
     )
     if containerd.imports_dir is not None and not containerd.imports_dir.startswith("/"):
         raise ConfigError(ctd_s.sub("importsDir"), f"{containerd.imports_dir!r} is not an absolute path")
 
+    bk_s = spec.section("backup")
+    backup = _backup(bk_s)
+
     no_profiles: tuple[WorkerProfile, ...] = ()
     profiles = spec.get("workerProfiles", p_profiles, no_profiles)
 
     warnings: list[str] = []
-    for s in (api_s, etcd_s, kine_s, net_s, kon_s, cm_s, sched_s, pki_s, ctd_s, meta):
+    for s in (api_s, etcd_s, kine_s, net_s, kon_s, cm_s, sched_s, pki_s, ctd_s, bk_s, meta):
         warnings.extend(s.done())
     st_s.seen.update({"etcd", "kine"})
     warnings.extend(st_s.done())
@@ -525,8 +564,36 @@ def build_config(doc: Any, *, host_address: str) -> ClusterConfig:
         pki=pki,
         containerd=containerd,
         worker_profiles=profiles,
+        backup=backup,
         warnings=tuple(warnings),
     )
+
+
+def p_retention(v: Any, where: str) -> int:
+    if isinstance(v, bool) or not isinstance(v, int):
+        raise ConfigError(where, f"{v!r} is {_typename(v)}, expected a number of backups to keep (1-10000)")
+    if not 1 <= v <= 10000:
+        raise ConfigError(where, f"{v} is not between 1 and 10000")
+    return v
+
+
+def _backup(sec: _Section) -> BackupSpec | None:
+    """``spec.backup: {schedule, retention, directory}``; absent or empty means no schedule."""
+    if not sec.raw:
+        return None
+    schedule = sec.get("schedule", p_duration, None)
+    directory = sec.get("directory", p_nonempty, None)
+    retention = sec.get("retention", p_retention, 5)
+    sec.done()  # an unknown (misspelt) field first: it explains a "missing" one
+    if schedule is None:
+        raise ConfigError(sec.sub("schedule"), "is required with spec.backup", hint='e.g. schedule: "6h"')
+    if schedule.total_seconds() < 1:
+        raise ConfigError(sec.sub("schedule"), f"{format_duration(schedule)} is shorter than one second")
+    if directory is None:
+        raise ConfigError(sec.sub("directory"), "is required with spec.backup", hint="an absolute directory outside the data dir, e.g. /var/backups/kagent")
+    if not directory.startswith("/"):
+        raise ConfigError(sec.sub("directory"), f"{directory!r} is not an absolute path")
+    return BackupSpec(schedule=schedule, directory=directory, retention=retention)
 
 
 def render_config(cfg: ClusterConfig) -> dict[str, Any]:
@@ -581,6 +648,8 @@ def render_config(cfg: ClusterConfig) -> dict[str, Any]:
                 **({"sandboxImage": cfg.containerd.sandbox_image} if cfg.containerd.sandbox_image else {}),
             },
             "workerProfiles": [{"name": p.name, "values": _thaw(p.values)} for p in cfg.worker_profiles],
+            **({"backup": {"schedule": format_duration(cfg.backup.schedule), "retention": cfg.backup.retention,
+                           "directory": cfg.backup.directory}} if cfg.backup else {}),
         },
     }
 

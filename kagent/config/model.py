@@ -109,6 +109,15 @@ class WorkerProfile:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class BackupSpec:
+    """Scheduled backups taken by a running controller (``spec.backup``)."""
+
+    schedule: timedelta
+    directory: str  # absolute
+    retention: int = 5
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ClusterConfig:
     api_version: str = API_VERSION
     name: str = "kagent"
@@ -121,6 +130,7 @@ class ClusterConfig:
     pki: PkiSpec = field(default_factory=PkiSpec)
     containerd: ContainerdSpec = field(default_factory=ContainerdSpec)
     worker_profiles: tuple[WorkerProfile, ...] = ()
+    backup: BackupSpec | None = None
     # notes for the operator (e.g. k0s-only fields that were ignored); logged by the edge
     warnings: tuple[str, ...] = ()
 

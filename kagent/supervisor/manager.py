@@ -20,7 +20,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, Callable, Collection, Iterable, Sequence
+from typing import IO, Any, Callable, Collection, Coroutine, Iterable, Mapping, Sequence
 
 import kagent
 from kagent import fsutil, log
@@ -88,6 +88,7 @@ class Manager:
         self._failure: asyncio.Future[ComponentError] | None = None
         self.stop_requested = False
         self.stop_event = asyncio.Event()  # set as soon as a stop is queued: long waits give way
+        self.extra_status: dict[str, Callable[[], Any]] = {}  # more top-level fields of GET /status (backup)
 
     def request(self, cmd: _Cmd) -> None:
         """Enqueue a command (what signal handlers and the socket do, and nothing more)."""
@@ -116,7 +117,7 @@ class Manager:
             })
         return {"agent": {"pid": os.getpid(), "role": self.role, "version": self.version,
                           "uptime_s": round(now - self.started_mono, 3)},
-                "components": comps}
+                "components": comps, **{k: f() for k, f in self.extra_status.items()}}
 
     async def handle_http(self, method: str, target: str) -> tuple[int, Any]:
         if method == "GET" and target == "/status":
@@ -516,11 +517,15 @@ async def run_agent(
     on_ready: Callable[[], None] | None = None,
     policy: RestartPolicy | None = None,
     lock: InstanceLock | None = None,
+    background: Sequence[Callable[[], Coroutine[Any, Any, None]]] = (),
+    status_extra: Mapping[str, Callable[[], Any]] | None = None,
 ) -> int:
     """Run the agent until SIGTERM/SIGINT: lock, pidfile, status socket, ordered start, watch,
     reload on SIGHUP or ``POST /reload``, reverse-order stop. Returns the exit code.
 
-    ``lock``: the instance lock the caller already holds (and releases); else it is taken here."""
+    ``lock``: the instance lock the caller already holds (and releases); else it is taken here.
+    ``background``: tasks started once the agent is ready and cancelled at stop (scheduled
+    backups); ``status_extra``: more fields of ``GET /status``."""
     own_lock = lock is None
     if lock is None:
         try:
@@ -530,6 +535,8 @@ async def run_agent(
             return int(err.exit_code)
     mgr = Manager(paths=paths, role=role, version=version, log_dir=log_dir, policy=policy or RestartPolicy(),
                   load_specs=load_specs)
+    mgr.extra_status.update(status_extra or {})
+    tasks: list[asyncio.Task[None]] = []
     server: asyncio.AbstractServer | None = None
     signals: list[int] = []
     renewer: asyncio.Task[None] | None = None
@@ -561,6 +568,7 @@ async def run_agent(
                 on_ready()
         if renew is not None:
             renewer = asyncio.ensure_future(_renew_loop(mgr, renew, renew_interval))
+        tasks.extend(asyncio.ensure_future(job()) for job in background)
         while not mgr.stop_requested:
             cmd = await mgr.queue.get()
             if cmd.kind == "stop":
@@ -581,6 +589,8 @@ async def run_agent(
     finally:
         if renewer is not None:
             renewer.cancel()
+        for t in tasks:
+            t.cancel()
         loop = asyncio.get_running_loop()
         for sig in signals:
             loop.remove_signal_handler(sig)

@@ -148,7 +148,20 @@ def render_text(doc: Mapping[str, Any]) -> str:
                      c["health"], last_s))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     out += ["  ".join(v.ljust(widths[i]) for i, v in enumerate(r)).rstrip() for r in rows]
+    if doc.get("backup"):
+        out.append(render_backup(doc["backup"]))
     return "\n".join(out)
+
+
+def render_backup(b: Mapping[str, Any]) -> str:
+    """One line: the schedule and the last scheduled backup (a failure with its reason)."""
+    line = f"backup every {b['every']} to {b['directory']} (keep {b['retention']})"
+    last = b.get("last")
+    if last is None:
+        return line + f"; none taken yet, next at {b.get('next_at') or '-'}"
+    if last.get("ok"):
+        return line + f"; last ok at {last['at']}: {last['path']}"
+    return line + f"; LAST FAILED at {last['at']}: {last['error']}"
 
 
 def render_plan(plan: Mapping[str, Any]) -> str:

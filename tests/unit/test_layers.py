@@ -32,6 +32,7 @@ LAYERS: dict[str, str] = {
     "kagent.agent": AGENT,
     "kagent.reset": AGENT,
     "kagent.backup": AGENT,
+    "kagent.backup_schedule": AGENT,
     # the pure core: data and functions, no I/O, no clock, no processes
     "kagent": PURE,  # the package's __init__ (the version string)
     "kagent.errors": PURE,

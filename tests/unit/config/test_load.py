@@ -162,7 +162,8 @@ def valid_documents(draw: st.DrawFn) -> dict:
         "containerd": {"registryMirrors": draw(st.dictionaries(st.sampled_from(["docker.io", "quay.io", "r.example:5000"]),
                                                                st.lists(st.sampled_from(["https://m1.example", "http://10.0.0.9:5000"]), min_size=1, max_size=2),
                                                                max_size=2)),
-                       "extraConfig": draw(st.text(max_size=30))},
+                       "extraConfig": draw(st.sampled_from(["", "oom_score = -999\n", '[plugins."io.containerd.internal.v1.opt"]\n  path = "/x"\n',
+                                                            '[plugins."io.containerd.grpc.v1.cri".containerd]\n  snapshotter = "native"\n']))},
         "workerProfiles": [{"name": n, "values": draw(st.dictionaries(st.text(min_size=1, max_size=8), json_values, max_size=3))}
                            for n in draw(st.lists(st.sampled_from(["default", "gpu", "small-1"]), unique=True, max_size=2))],
     }

@@ -107,9 +107,9 @@ spec:
 
 
 def test_etcd_peer_cn_and_san_is_the_peer_address_and_server_is_loopback():
-    plan = _plan("spec:\n  storage:\n    etcd:\n      peerAddress: etcd-1.example.com\n")
+    plan = _plan("spec:\n  storage:\n    etcd:\n      peerAddress: 10.9.8.7\n")  # an IP: etcd cannot listen on a name
     peer = plan.leaf("etcd/peer").request
-    assert (peer.common_name, peer.dns_names, peer.ip_addresses) == ("etcd-1.example.com", ("etcd-1.example.com",), ())
+    assert (peer.common_name, peer.dns_names, peer.ip_addresses) == ("10.9.8.7", (), ("10.9.8.7",))
     server = plan.leaf("etcd/server")
     assert (server.request.dns_names, server.request.ip_addresses) == (("localhost",), ("127.0.0.1",))
     assert server.cert == PATHS.etcd_pki("server.crt") and plan.leaf("apiserver-etcd-client").cert == PATHS.pki("apiserver-etcd-client.crt")

@@ -1,0 +1,745 @@
+"""``kagent backup`` and ``kagent restore``: one ``.tar.gz`` per backup, verified in full
+before a restore writes anything.
+
+Archive layout (entry names are relative, no links, no devices):
+
+    etcd-snapshot.db   etcd: a snapshot through etcd's API (``etcdctl snapshot save``) while
+                       it runs; from a stopped controller, a copy of ``etcd/member/snap/db``
+                       taken under the instance lock (restored with ``--skip-hash-check``: a
+                       copied db carries no snapshot hash)
+    kine-state.db      kine: a consistent copy of the SQLite file (sqlite3's backup API)
+    pki/ manifests/ images/    as in the data dir (regular files and directories only)
+    config/kagent.yaml the config file the controller runs with, when it has one
+    manifest.json      last: format, kagent/etcd versions, cluster id, time, and the size,
+                       mode and SHA-256 of every file entry
+
+Writes are atomic: the archive is built in a hidden temp file next to its destination,
+fsynced, then linked into place (never replacing a file); ``-`` streams the finished temp file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import re
+import shutil
+import sqlite3
+import stat
+import subprocess
+import sys
+import tarfile
+import tempfile
+import zlib
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any, BinaryIO, Iterator, Sequence
+
+import kagent
+from kagent import fsutil
+from kagent.errors import ComponentError, KagentError, PreconditionError, UsageError
+from kagent.paths import Paths
+
+if TYPE_CHECKING:
+    from kagent.cli.app import AppContext
+
+FORMAT = "kagent-backup/1"
+MANIFEST = "manifest.json"
+ETCD_SNAPSHOT = "etcd-snapshot.db"
+KINE_SNAPSHOT = "kine-state.db"
+CONFIG_ENTRY = "config/kagent.yaml"
+TREES = ("pki", "manifests", "images")
+PREFIX = "kagent_backup_"
+SCHEDULED_PREFIX = "kagent_scheduled_"
+SUFFIX = ".tar.gz"
+NAME_RE = re.compile(r"^kagent_(backup|scheduled)_(\d{8}T\d{6}(?:\.\d{3})?Z)(?:-\d+)?\.tar\.gz$")
+
+# bounds for an untrusted archive
+MAX_ENTRIES = 100_000
+MAX_TOTAL_BYTES = 64 * 1024**3
+MAX_MANIFEST_BYTES = 16 * 1024**2
+MAX_NAME = 1024
+CHUNK = 1024 * 1024
+GZIP_LEVEL = 6  # what `tar czf` (gzip -6) uses; 9 costs much time for little
+
+
+class ArchiveError(KagentError):
+    """The archive is not a kagent backup, is truncated, corrupt or tampered with (exit 2)."""
+
+    exit_code = UsageError.exit_code
+
+
+def timestamp(now: datetime) -> str:
+    """``20261201T210503.123Z`` (UTC, sortable, no characters a shell or tar cares about)."""
+    now = now.astimezone(timezone.utc)
+    return now.strftime("%Y%m%dT%H%M%S.") + f"{now.microsecond // 1000:03d}Z"
+
+
+def archive_name(now: datetime, *, scheduled: bool = False) -> str:
+    return f"{SCHEDULED_PREFIX if scheduled else PREFIX}{timestamp(now)}{SUFFIX}"
+
+
+# ---- taking the snapshot -------------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class EtcdEndpoint:
+    url: str
+    ca: Path
+    cert: Path
+    key: Path
+
+    @classmethod
+    def local(cls, paths: Paths, client_port: int) -> EtcdEndpoint:
+        return cls(url=f"https://127.0.0.1:{client_port}", ca=paths.etcd_pki("ca.crt"),
+                   cert=paths.pki("apiserver-etcd-client.crt"), key=paths.pki("apiserver-etcd-client.key"))
+
+    def etcdctl(self, etcdctl: Path, *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+        argv = [str(etcdctl), f"--endpoints={self.url}", f"--cacert={self.ca}", f"--cert={self.cert}", f"--key={self.key}",
+                "--dial-timeout=3s", "--command-timeout=60s", *args]
+        env = {**os.environ, "ETCDCTL_API": "3"}
+        try:
+            return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, env=env, stdin=subprocess.DEVNULL)
+        except subprocess.TimeoutExpired:
+            raise ComponentError("etcd", f"etcdctl {' '.join(args[:2])} did not finish within {timeout:.0f}s") from None
+
+
+@dataclass
+class Snapshot:
+    storage: str  # etcd | kine
+    file: Path
+    kind: str  # api | db-copy | sqlite-backup
+    etcd_version: str | None = None
+    cluster_id: str | None = None
+
+
+def _tool(name: str, paths: Paths) -> Path:
+    from kagent.bins import find_binary, missing_hint
+
+    found = find_binary(name, paths)
+    if found is None:
+        raise PreconditionError(name, "not found", hint=missing_hint(name))
+    return found
+
+
+def _etcd_running_here(paths: Paths) -> bool:
+    """A leftover etcd of this instance (marked) still runs on the data dir."""
+    from kagent.reset import owned_processes, read_procs
+    from kagent.supervisor.process import instance_id
+
+    targets = owned_processes(read_procs(), instance=instance_id(paths.run_dir), containerd_sock=str(paths.containerd_sock),
+                              self_pid=os.getpid())
+    return any(t.name == "etcd" for t in targets)
+
+
+def snapshot_etcd(paths: Paths, endpoint: EtcdEndpoint, dest: Path, *, live: bool) -> Snapshot:
+    """Through the API when etcd runs (``live``), else a copy of its db file."""
+    from kagent.bins import binary_version
+
+    if live:
+        etcdctl = _tool("etcdctl", paths)
+        r = endpoint.etcdctl(etcdctl, "snapshot", "save", str(dest))
+        if r.returncode != 0 or not dest.is_file():
+            tail = (r.stderr or r.stdout).strip().splitlines()[-1:] or ["no output"]
+            raise ComponentError(f"etcd {endpoint.url}", f"snapshot through the API failed: {tail[0]}",
+                                 hint="check that etcd is healthy (kagent status); nothing was written")
+        snap = Snapshot(storage="etcd", file=dest, kind="api")
+        st = endpoint.etcdctl(etcdctl, "endpoint", "status", "-w", "json", timeout=30)
+        if st.returncode == 0:
+            try:
+                doc = json.loads(st.stdout)[0]
+                snap.cluster_id = format(int(doc["Status"]["header"]["cluster_id"]), "x")
+                snap.etcd_version = doc["Status"].get("version")
+            except (ValueError, KeyError, IndexError, TypeError):
+                pass
+        return snap
+    db = paths.etcd_data_dir / "member" / "snap" / "db"
+    if not db.is_file():
+        raise PreconditionError(str(db), "no etcd database in this data dir (etcd is not running either)",
+                                hint="start the controller and back it up while it runs, or check --data-dir")
+    shutil.copyfile(db, dest)
+    etcd = _tool("etcd", paths)
+    return Snapshot(storage="etcd", file=dest, kind="db-copy", etcd_version=binary_version(etcd))
+
+
+def snapshot_kine(paths: Paths, data_source: str | None, dest: Path) -> Snapshot:
+    if data_source:
+        raise PreconditionError("spec.storage.kine.dataSource", f"{data_source!r} is an external database",
+                                hint="back that database up with its own tools; only the SQLite file in the data dir is backed up")
+    src = paths.kine_db
+    if not src.is_file():
+        raise PreconditionError(str(src), "no kine database in this data dir", hint="check --data-dir")
+    source = sqlite3.connect(f"file:{src}?mode=ro", uri=True, timeout=30)
+    try:
+        target = sqlite3.connect(dest)
+        try:
+            source.backup(target)  # a consistent copy, also while kine writes (WAL)
+        finally:
+            target.close()
+    except sqlite3.Error as err:
+        raise ComponentError(str(src), f"SQLite backup failed: {err}") from None
+    finally:
+        source.close()
+    return Snapshot(storage="kine", file=dest, kind="sqlite-backup")
+
+
+# ---- writing the archive ---------------------------------------------------------------------
+
+@dataclass
+class Entry:
+    name: str
+    type: str  # file | dir
+    mode: int
+    size: int = 0
+    sha256: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"name": self.name, "type": self.type, "mode": format(self.mode, "04o")}
+        if self.type == "file":
+            d.update(size=self.size, sha256=self.sha256)
+        return d
+
+
+class _HashingReader(io.RawIOBase):
+    def __init__(self, fh: BinaryIO) -> None:
+        self.fh, self.h, self.n = fh, hashlib.sha256(), 0
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> bytes:
+        data = self.fh.read(size)
+        self.h.update(data)
+        self.n += len(data)
+        return data
+
+
+class _Writer:
+    def __init__(self, tar: tarfile.TarFile, mtime: int) -> None:
+        self.tar, self.mtime = tar, mtime
+        self.entries: list[Entry] = []
+        self.skipped: list[str] = []
+
+    def _info(self, name: str, mode: int) -> tarfile.TarInfo:
+        info = tarfile.TarInfo(name)
+        info.mode, info.mtime, info.uid, info.gid, info.uname, info.gname = mode, self.mtime, 0, 0, "", ""
+        return info
+
+    def add_dir(self, name: str, mode: int) -> None:
+        info = self._info(name, mode)
+        info.type = tarfile.DIRTYPE
+        self.tar.addfile(info)
+        self.entries.append(Entry(name, "dir", mode))
+
+    def add_file(self, name: str, path: Path, mode: int | None = None) -> None:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        with os.fdopen(fd, "rb") as fh:
+            st = os.fstat(fh.fileno())
+            self._add_stream(name, fh, st.st_size, stat.S_IMODE(st.st_mode) if mode is None else mode)
+
+    def add_bytes(self, name: str, data: bytes, mode: int) -> None:
+        self._add_stream(name, io.BytesIO(data), len(data), mode)
+
+    def _add_stream(self, name: str, fh: BinaryIO, size: int, mode: int) -> None:
+        info = self._info(name, mode & 0o777)
+        info.size = size
+        reader = _HashingReader(fh)
+        self.tar.addfile(info, reader)
+        self.entries.append(Entry(name, "file", mode & 0o777, size, reader.h.hexdigest()))
+
+    def add_tree(self, base: Path, top: str) -> None:
+        """Regular files and directories below ``base/top``; symlinks and specials are skipped
+        (and listed), never followed."""
+        root = base / top
+        if not root.is_dir() or root.is_symlink():
+            return
+        for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+            d = Path(dirpath)
+            self.add_dir(d.relative_to(base).as_posix(), stat.S_IMODE(d.lstat().st_mode))
+            for n in sorted(dirnames):
+                if (d / n).is_symlink():
+                    self.skipped.append(str(d / n))
+            dirnames[:] = sorted(n for n in dirnames if not (d / n).is_symlink())
+            for n in sorted(filenames):
+                p = d / n
+                if p.is_symlink() or not p.is_file():
+                    self.skipped.append(str(p))
+                    continue
+                self.add_file(p.relative_to(base).as_posix(), p)
+
+
+@dataclass
+class BackupResult:
+    path: Path | None  # None when streamed to stdout
+    size: int
+    manifest: dict[str, Any]
+    skipped: list[str] = field(default_factory=list)
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _link_no_clobber(tmp: Path, dest_dir: Path, name: str) -> Path:
+    """Link ``tmp`` as ``dest_dir/name`` (``-1``, ``-2``... when taken), never replacing a file."""
+    stem = name[: -len(SUFFIX)]
+    for i in range(100):
+        final = dest_dir / (name if i == 0 else f"{stem}-{i}{SUFFIX}")
+        try:
+            os.link(tmp, final)
+            return final
+        except FileExistsError:
+            continue
+    raise PreconditionError(str(dest_dir), f"{name} and 99 numbered variants already exist")
+
+
+def create_backup(paths: Paths, *, storage: str, etcd_client_port: int, kine_data_source: str | None,
+                  config_text: str | None, cluster_name: str, save_path: str, now: datetime,
+                  scheduled: bool = False, out: IO[bytes] | None = None) -> BackupResult:
+    """Snapshot + trees + config + manifest into one archive at ``save_path`` (a directory, or
+    ``-`` for ``out``/stdout). Nothing is left behind on any failure."""
+    from kagent.node.lock import InstanceLock, is_held
+
+    to_stdout = save_path == "-"
+    dest_dir = None if to_stdout else Path(save_path).absolute()
+    if dest_dir is not None:
+        if not dest_dir.is_dir():
+            raise UsageError("--save-path", f"{dest_dir} is not a directory", hint="create it first, or pass - for stdout")
+        if not os.access(dest_dir, os.W_OK):
+            raise PreconditionError(str(dest_dir), "is not writable")
+    if not paths.pki("ca.crt").is_file():
+        raise PreconditionError(str(paths.data_dir), "holds no controller (no pki/ca.crt)",
+                                hint="back up a controller: pass its --data-dir")
+    lock: InstanceLock | None = None
+    work = Path(tempfile.mkdtemp(prefix=".kagent-backup-", dir=dest_dir))
+    try:
+        snap_file = work / "snapshot.db"
+        if storage == "kine":
+            snap = snapshot_kine(paths, kine_data_source, snap_file)
+        else:
+            live = is_held(paths.lock_file)
+            if not live:
+                # no agent: hold its lock so none starts while the db is copied
+                if paths.run_dir.is_dir():
+                    lock = InstanceLock(paths.lock_file).acquire()
+                live = _etcd_running_here(paths)
+            snap = snapshot_etcd(paths, EtcdEndpoint.local(paths, etcd_client_port), snap_file, live=live)
+        archive = work / "archive.tar.gz"
+        fd = os.open(archive, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        with os.fdopen(fd, "wb") as raw:
+            with tarfile.open(fileobj=raw, mode="w:gz", compresslevel=GZIP_LEVEL, format=tarfile.PAX_FORMAT) as tar:
+                w = _Writer(tar, int(now.timestamp()))
+                w.add_file(ETCD_SNAPSHOT if snap.storage == "etcd" else KINE_SNAPSHOT, snap.file, 0o600)
+                for top in TREES:
+                    w.add_tree(paths.data_dir, top)
+                if config_text is not None:
+                    w.add_dir("config", 0o755)
+                    w.add_bytes(CONFIG_ENTRY, config_text.encode(), 0o600)
+                ca = paths.pki("ca.crt").read_bytes()
+                manifest = {
+                    "format": FORMAT,
+                    "created": now.astimezone(timezone.utc).isoformat(timespec="milliseconds"),
+                    "kagent_version": kagent.__version__,
+                    "storage": snap.storage,
+                    "snapshot": {"kind": snap.kind, "entry": w.entries[0].name},
+                    "etcd_version": snap.etcd_version,
+                    "cluster": {"name": cluster_name, "etcd_cluster_id": snap.cluster_id,
+                                "ca_sha256": hashlib.sha256(ca).hexdigest()},
+                    "entries": [e.as_dict() for e in w.entries],
+                }
+                w.add_bytes(MANIFEST, json.dumps(manifest, indent=1, sort_keys=True).encode(), 0o644)
+            raw.flush()
+            os.fsync(raw.fileno())
+        size = archive.stat().st_size
+        if to_stdout:
+            stream = out if out is not None else sys.stdout.buffer
+            with archive.open("rb") as fh:
+                shutil.copyfileobj(fh, stream, CHUNK)
+            stream.flush()
+            return BackupResult(None, size, manifest, w.skipped)
+        assert dest_dir is not None
+        final = _link_no_clobber(archive, dest_dir, archive_name(now, scheduled=scheduled))
+        _fsync_dir(dest_dir)
+        return BackupResult(final, size, manifest, w.skipped)
+    finally:
+        if lock is not None:
+            lock.release()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def storage_of(paths: Paths, configured: str) -> str:
+    """etcd or kine: what this data dir holds (``--single`` runs kine whatever the config says),
+    else the config's storage type."""
+    has_etcd, has_kine = paths.etcd_data_dir.is_dir(), paths.kine_db.is_file()
+    if has_etcd != has_kine:
+        return "etcd" if has_etcd else "kine"
+    return configured
+
+
+def backup_from_app(app: AppContext, save_path: str, *, scheduled: bool = False) -> BackupResult:
+    """``kagent backup`` and the scheduled backups: the config the app runs with."""
+    cfg = app.load_config()
+    return create_backup(app.paths, storage=storage_of(app.paths, str(cfg.storage.type)),
+                         etcd_client_port=cfg.storage.etcd.client_port, kine_data_source=cfg.storage.kine.data_source,
+                         config_text=app.config_text(), cluster_name=cfg.name, save_path=save_path,
+                         now=datetime.now(timezone.utc), scheduled=scheduled)
+
+
+# ---- listing and pruning -------------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class Listed:
+    path: Path
+    size: int
+    created: str  # from the name
+    scheduled: bool
+
+
+def list_backups(directory: Path) -> list[Listed]:
+    """The archives in ``directory`` (by name), oldest first."""
+    out = []
+    try:
+        names = os.listdir(directory)
+    except FileNotFoundError:
+        return []
+    for n in names:
+        m = NAME_RE.match(n)
+        if not m:
+            continue
+        p = directory / n
+        try:
+            st = p.lstat()
+        except FileNotFoundError:
+            continue
+        if not stat.S_ISREG(st.st_mode):
+            continue
+        out.append(Listed(p, st.st_size, m.group(2), m.group(1) == "scheduled"))
+    return sorted(out, key=lambda x: (x.created, x.path.name))
+
+
+def prune_plan(listed: Sequence[Listed], retention: int) -> list[Path]:
+    """Pure. The scheduled archives beyond the newest ``retention`` ones (on-demand backups are
+    never pruned)."""
+    scheduled = [x for x in listed if x.scheduled]
+    return [x.path for x in scheduled[: max(0, len(scheduled) - retention)]]
+
+
+# ---- reading an archive (untrusted) ------------------------------------------------------------
+
+def check_name(name: str) -> str:
+    """Pure. A safe relative entry name, or ArchiveError."""
+    bad = None
+    if not name or len(name) > MAX_NAME:
+        bad = "an empty or over-long name"
+    elif name.startswith("/") or "\\" in name or "\0" in name:
+        bad = "an absolute or odd path"
+    else:
+        parts = name.rstrip("/").split("/")
+        if any(p in ("", ".", "..") for p in parts):
+            bad = "a '..', '.' or empty path component"
+        elif parts[0] not in (*TREES, "config") and name not in (ETCD_SNAPSHOT, KINE_SNAPSHOT, MANIFEST):
+            bad = "an entry outside the backup layout"
+    if bad:
+        raise ArchiveError(f"archive entry {name[:200]!r}", f"is {bad}", hint="this archive was not written by `kagent backup`; nothing was written")
+    return name.rstrip("/")
+
+
+@dataclass
+class Verified:
+    manifest: dict[str, Any]
+    files: dict[str, Entry]
+    dirs: dict[str, int]
+    config_text: str | None
+
+
+def _members(tar: tarfile.TarFile) -> Iterator[tarfile.TarInfo]:
+    count = 0
+    while True:
+        info = tar.next()
+        if info is None:
+            return
+        count += 1
+        if count > MAX_ENTRIES:
+            raise ArchiveError("archive", f"holds more than {MAX_ENTRIES} entries")
+        yield info
+
+
+def _read_member(tar: tarfile.TarFile, info: tarfile.TarInfo, sink: IO[bytes] | None = None,
+                 keep: bool = False) -> tuple[str, bytes | None]:
+    fh = tar.extractfile(info)
+    assert fh is not None
+    h = hashlib.sha256()
+    kept = bytearray() if keep else None
+    while True:
+        chunk = fh.read(CHUNK)
+        if not chunk:
+            break
+        h.update(chunk)
+        if kept is not None:
+            kept += chunk
+            if len(kept) > MAX_MANIFEST_BYTES:
+                raise ArchiveError(f"archive entry {info.name}", f"is larger than {MAX_MANIFEST_BYTES} bytes")
+        if sink is not None:
+            sink.write(chunk)
+    return h.hexdigest(), bytes(kept) if kept is not None else None
+
+
+def _open_tar(path: Path) -> tarfile.TarFile:
+    try:
+        return tarfile.open(path, mode="r:gz")
+    except (tarfile.TarError, OSError, EOFError, zlib.error) as err:
+        raise ArchiveError(str(path), f"is not a gzip-compressed tar archive ({err})", hint="pass an archive written by `kagent backup`") from None
+
+
+def verify_archive(path: Path) -> Verified:
+    """Read the whole archive once: every name, type and bound checked, every file hashed, the
+    manifest compared entry by entry. Writes nothing."""
+    files: dict[str, Entry] = {}
+    dirs: dict[str, int] = {}
+    manifest_raw: bytes | None = None
+    config_raw: bytes | None = None
+    total = 0
+    tar = _open_tar(path)
+    try:
+        for info in _members(tar):
+            name = check_name(info.name)
+            if name in files or name in dirs:
+                raise ArchiveError(f"archive entry {name}", "appears twice")
+            if info.isdir():
+                dirs[name] = info.mode & 0o777
+                continue
+            if not info.isreg():
+                raise ArchiveError(f"archive entry {name}", "is a link, device or other special file; only files and directories are allowed")
+            total += info.size
+            if total > MAX_TOTAL_BYTES:
+                raise ArchiveError("archive", f"unpacks to more than {MAX_TOTAL_BYTES} bytes")
+            keep = name in (MANIFEST, CONFIG_ENTRY)
+            digest, data = _read_member(tar, info, keep=keep)
+            if name == MANIFEST:
+                manifest_raw = data
+            elif name == CONFIG_ENTRY:
+                config_raw = data
+            files[name] = Entry(name, "file", info.mode & 0o777, info.size, digest)
+    except (tarfile.TarError, OSError, EOFError, zlib.error) as err:
+        raise ArchiveError(str(path), f"is truncated or corrupt ({err})", hint="use another copy of the backup; nothing was written") from None
+    finally:
+        tar.close()
+    if manifest_raw is None:
+        raise ArchiveError(str(path), f"holds no {MANIFEST}", hint="this archive was not written by `kagent backup` (or it is truncated)")
+    manifest = _parse_manifest(manifest_raw, path)
+    listed = {e["name"]: e for e in manifest["entries"] if e.get("type") == "file"}
+    actual = {n: e for n, e in files.items() if n != MANIFEST}
+    for name in sorted(set(listed) | set(actual)):
+        if name not in actual:
+            raise ArchiveError(f"archive entry {name}", "is listed in the manifest but missing", hint="the archive is incomplete")
+        if name not in listed:
+            raise ArchiveError(f"archive entry {name}", "is not listed in the manifest", hint="the archive was altered")
+        want, got = listed[name], actual[name]
+        if want.get("sha256") != got.sha256 or want.get("size") != got.size:
+            raise ArchiveError(f"archive entry {name}", f"SHA-256 {got.sha256[:16] if got.sha256 else '-'}... does not match the manifest",
+                               hint="the archive was altered or damaged; nothing was written")
+    snap = manifest["snapshot"]["entry"]
+    if snap not in actual:
+        raise ArchiveError(str(path), f"holds no {snap}")
+    config_text = None
+    if config_raw is not None:
+        try:
+            config_text = config_raw.decode()
+        except UnicodeDecodeError:
+            raise ArchiveError(f"archive entry {CONFIG_ENTRY}", "is not UTF-8 text") from None
+    return Verified(manifest, actual, dirs, config_text)
+
+
+def _parse_manifest(raw: bytes, path: Path) -> dict[str, Any]:
+    try:
+        doc = json.loads(raw)
+    except ValueError as err:
+        raise ArchiveError(f"archive entry {MANIFEST}", f"is not JSON ({err})") from None
+    if not isinstance(doc, dict) or doc.get("format") != FORMAT:
+        raise ArchiveError(f"archive entry {MANIFEST}", f"format is {doc.get('format') if isinstance(doc, dict) else None!r}, expected {FORMAT!r}",
+                           hint="this archive was not written by this kagent version")
+    entries = doc.get("entries")
+    snapshot = doc.get("snapshot")
+    if (doc.get("storage") not in ("etcd", "kine") or not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries)
+            or not isinstance(snapshot, dict) or snapshot.get("entry") != (ETCD_SNAPSHOT if doc["storage"] == "etcd" else KINE_SNAPSHOT)
+            or snapshot.get("kind") not in ("api", "db-copy", "sqlite-backup")):
+        raise ArchiveError(f"archive entry {MANIFEST}", "lacks storage, snapshot or entries, or they are malformed")
+    return doc
+
+
+# ---- restoring ----------------------------------------------------------------------------
+
+@dataclass
+class RestoreTarget:
+    node_name: str
+    peer_url: str
+    kine_data_source: str | None = None
+    etcd_user: tuple[int, int] | None = None  # owner of <data>/etcd (spec.install.users.etcdUser)
+
+
+@dataclass
+class RestoreResult:
+    manifest: dict[str, Any]
+    written: list[str]
+    config_out: Path | None
+
+
+def spool(stream: BinaryIO, directory: str | None = None) -> Path:
+    """Copy stdin into a private temp file (bounded), so the archive can be read twice."""
+    fd, name = tempfile.mkstemp(prefix=".kagent-restore-", suffix=".tar.gz", dir=directory)
+    total = 0
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            while True:
+                chunk = stream.read(CHUNK)
+                if not chunk:
+                    break
+                total += len(chunk)
+                if total > MAX_TOTAL_BYTES:
+                    raise ArchiveError("stdin", f"is larger than {MAX_TOTAL_BYTES} bytes")
+                fh.write(chunk)
+    except BaseException:
+        os.unlink(name)
+        raise
+    return Path(name)
+
+
+def data_dir_is_empty(data_dir: Path) -> bool:
+    try:
+        return not os.listdir(data_dir)
+    except FileNotFoundError:
+        return True
+
+
+def _restore_etcd(paths: Paths, snapshot: Path, target_dir: Path, kind: str, t: RestoreTarget) -> None:
+    from kagent.bins import binary_major_minor
+
+    etcd = _tool("etcd", paths)
+    version = binary_major_minor(etcd) or (3, 4)
+    # etcd 3.5 moved offline restore to etcdutl; Debian's 3.4 has it in etcdctl
+    tool = _tool("etcdutl", paths) if version >= (3, 5) else _tool("etcdctl", paths)
+    argv = [str(tool), "snapshot", "restore", str(snapshot), f"--data-dir={target_dir}", f"--name={t.node_name}",
+            f"--initial-cluster={t.node_name}={t.peer_url}", f"--initial-advertise-peer-urls={t.peer_url}"]
+    if kind == "db-copy":
+        argv.append("--skip-hash-check")  # a copied db file has no snapshot hash appended
+    r = subprocess.run(argv, capture_output=True, text=True, timeout=600, env={**os.environ, "ETCDCTL_API": "3"},
+                       stdin=subprocess.DEVNULL)
+    if r.returncode != 0:
+        tail = (r.stderr or r.stdout).strip().splitlines()[-1:] or ["no output"]
+        raise ComponentError(f"{tool.name} snapshot restore", tail[0], hint="nothing was restored; the data dir is unchanged")
+
+
+def _chown_tree(root: Path, owner: tuple[int, int]) -> None:
+    os.chown(root, *owner, follow_symlinks=False)
+    for dirpath, dirnames, filenames in os.walk(root):
+        for n in (*dirnames, *filenames):
+            os.chown(os.path.join(dirpath, n), *owner, follow_symlinks=False)
+
+
+def _extract(path: Path, v: Verified, staging: Path) -> None:
+    """Second pass: write files below ``staging`` (fresh, ours), re-hashing each one."""
+    tar = _open_tar(path)
+    try:
+        for info in _members(tar):
+            name = check_name(info.name)
+            if name == MANIFEST or name == CONFIG_ENTRY or name == "config":
+                continue
+            dest = staging / name
+            if info.isdir():
+                mode = fsutil.MODE_PRIVATE_DIR if name.split("/")[0] == "pki" else (v.dirs[name] | 0o700)
+                dest.mkdir(parents=True, exist_ok=True)
+                os.chmod(dest, mode)
+                continue
+            entry = v.files[name]
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            mode = fsutil.MODE_PRIVATE_KEY if name.endswith(".key") or name in (ETCD_SNAPSHOT, KINE_SNAPSHOT) else entry.mode
+            fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+            with os.fdopen(fd, "wb") as fh:
+                digest, _ = _read_member(tar, info, sink=fh)
+                fh.flush()
+                os.fsync(fh.fileno())
+            if digest != entry.sha256:
+                raise ArchiveError(f"archive entry {name}", "changed between verification and extraction", hint="nothing was restored")
+            os.chmod(dest, mode)
+    except (tarfile.TarError, OSError, EOFError, zlib.error) as err:
+        if isinstance(err, OSError) and err.errno is not None and not isinstance(err, (EOFError,)):
+            raise PreconditionError(str(staging), f"cannot write: {err.strerror or err}") from None
+        raise ArchiveError(str(path), f"is truncated or corrupt ({err})") from None
+    finally:
+        tar.close()
+
+
+def refuse_if_running_or_not_empty(paths: Paths, config_out: Path | None) -> None:
+    from kagent.reset import refuse_if_running
+
+    refuse_if_running(paths, "restore")
+    if not data_dir_is_empty(paths.data_dir):
+        raise PreconditionError(str(paths.data_dir), "is not empty; restore only writes into an empty data dir",
+                                hint="run kagent reset first (or pass another --data-dir)")
+    if config_out is not None and config_out.exists():
+        raise UsageError("--config-out", f"{config_out} already exists", hint="name a new file")
+
+
+def restore(paths: Paths, archive: Path, target: RestoreTarget, *, config_out: Path | None,
+            verified: Verified | None = None) -> RestoreResult:
+    """Verify ``archive`` in full, then restore it into the (empty) data dir through a staging
+    dir inside it: on any failure the data dir is left as it was."""
+    from kagent.node.lock import InstanceLock
+
+    refuse_if_running_or_not_empty(paths, config_out)
+    v = verified or verify_archive(archive)
+    if config_out is not None and v.config_text is None:
+        raise ArchiveError(str(archive), "holds no config file, so --config-out has nothing to write",
+                           hint="drop --config-out; the controller then runs with the defaults")
+    created_data = not paths.data_dir.exists()
+    lock: InstanceLock | None = None
+    staging: Path | None = None
+    written: list[str] = []
+    try:
+        if paths.run_dir.is_dir():
+            lock = InstanceLock(paths.lock_file).acquire()
+        if created_data:
+            fsutil.ensure_dir(paths.data_dir, fsutil.MODE_DATA_DIR)
+        staging = Path(tempfile.mkdtemp(prefix=".kagent-restore-", dir=paths.data_dir))
+        _extract(archive, v, staging)
+        storage = v.manifest["storage"]
+        if storage == "etcd":
+            snap = staging / ETCD_SNAPSHOT
+            _restore_etcd(paths, snap, staging / "etcd", v.manifest["snapshot"]["kind"], target)
+            snap.unlink()
+            os.chmod(staging / "etcd", fsutil.MODE_PRIVATE_DIR)
+            if target.etcd_user is not None:
+                _chown_tree(staging / "etcd", target.etcd_user)
+        else:
+            if target.kine_data_source:
+                raise PreconditionError("spec.storage.kine.dataSource", "is an external database; restore writes only kagent's SQLite file")
+            (staging / "db").mkdir(mode=0o750)
+            os.rename(staging / KINE_SNAPSHOT, staging / "db" / paths.kine_db.name)
+        for name in sorted(os.listdir(staging)):
+            os.rename(staging / name, paths.data_dir / name)
+            written.append(str(paths.data_dir / name))
+        staging.rmdir()
+        staging = None
+        _fsync_dir(paths.data_dir)
+        if config_out is not None and v.config_text is not None:
+            fsutil.write_atomic(config_out, v.config_text, mode=0o600)
+        return RestoreResult(v.manifest, written, config_out)
+    except BaseException:
+        if staging is not None:
+            shutil.rmtree(staging, ignore_errors=True)
+        for moved in written:  # entries this restore moved in (fresh, ours): the data dir is empty again
+            shutil.rmtree(moved, ignore_errors=True)
+        if created_data:
+            try:
+                paths.data_dir.rmdir()
+            except OSError:
+                pass
+        raise
+    finally:
+        if lock is not None:
+            lock.release()

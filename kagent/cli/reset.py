@@ -1,0 +1,51 @@
+"""``kagent reset [--dry-run]``: stop this instance's leftovers, unmount, remove its data."""
+
+from __future__ import annotations
+
+import click
+
+from kagent.cli.app import AppContext
+from kagent.errors import KagentError
+
+
+class ResetFailed(KagentError):
+    """Some steps failed (each already printed with its path); exit 1."""
+
+
+@click.command()
+@click.option("--dry-run", is_flag=True, help="List what would be stopped, unmounted and removed; change nothing.")
+@click.pass_obj
+def reset(app: AppContext, dry_run: bool) -> int:
+    """Remove this node's kagent state: stop leftover children (and their containers), unmount
+    everything below the data dir, kubelet root and run dir, then delete the data dir's
+    contents and the run dir. Refused while the agent runs. Safe to run twice."""
+    from kagent.reset import reset as do_reset
+
+    report = do_reset(app.paths, dry_run=dry_run)
+    plan = report.plan
+    if dry_run:
+        for t in plan.stop:
+            click.echo(f"would stop: pid {t.pid} {t.name} ({t.reason})")
+        for m in plan.unmount:
+            click.echo(f"would unmount: {m}")
+        for r in plan.remove:
+            click.echo(f"would remove: {r}")
+        for k in plan.keep_mounted:
+            click.echo(f"would empty: {k} (a mount point: kept mounted)")
+        for n in plan.notes:
+            click.echo(f"note: {n}")
+        if plan.empty:
+            click.echo("nothing to reset")
+        return 0
+    for line in report.done:
+        click.echo(line)
+    for n in plan.notes:
+        click.echo(f"note: {n}")
+    if plan.empty:
+        click.echo("nothing to reset")
+    if report.failures:
+        for f in report.failures:
+            click.echo(f"error: {f.path}: {f.what}", err=True)
+        raise ResetFailed("reset", f"{len(report.failures)} step(s) failed (listed above); the rest was done",
+                          hint="fix what is named and run kagent reset again")
+    return 0
