@@ -20,7 +20,7 @@ import pytest
 from kagent.join.controller import ApiClient, member_client
 from kagent.join.token import JoinToken, TokenRole, decode_token, encode_token
 from kagent.paths import Paths
-from tests.fixtures.controllers import Host, configure, netns_hosts, voting, wait_until, write_token
+from tests.fixtures.controllers import KUBE, Host, configure, netns_hosts, voting, wait_until, write_token
 from tests.fixtures.pki_env import build
 
 pytestmark = pytest.mark.slow
@@ -109,8 +109,12 @@ def test_three_controllers_on_loopback_addresses(node_factory, tmp_path: Path):
     (tmp_path / "forged.token").write_text(encode_token(forged))
     c4 = Host(node_factory(), "127.0.0.4")
     configure(c4.node, c4.address)
-    r = c4.kagent("controller", "--token-file", str(tmp_path / "forged.token"), "--disable-components",
-                  "kube-apiserver,kube-controller-manager,kube-scheduler,konnectivity-server")
+    (tmp_path / "garbage.token").write_text("H4sIAAAA-not-a-token")
+    for bad in ("garbage.token", "worker.token"):  # garbage, and a worker token: refused before any request
+        r = c4.kagent("controller", "--token-file", str(tmp_path / bad), "--disable-components", KUBE)
+        assert r.returncode == 4 and str(tmp_path / bad) in r.stderr, r.stderr
+        assert not c4.node.data.exists() or not any(c4.node.data.iterdir())
+    r = c4.kagent("controller", "--token-file", str(tmp_path / "forged.token"), "--disable-components", KUBE)
     assert r.returncode == 4, r.stderr
     assert "not signed by the pinned CA" in r.stderr
     assert not (c4.node.data / "pki" / "ca.crt").exists()
@@ -130,8 +134,7 @@ def test_three_controllers_on_loopback_addresses(node_factory, tmp_path: Path):
     assert [m["name"] for m in c1.members()] == [c1.member_name()]
     # the one member left elects itself (the removed one may have been the leader) and takes writes
     wait_until(lambda: c1.etcdctl("put", "/ha/four", "single").returncode == 0, 15, "a write to the last member")
-    r = c3.kagent("controller", "--disable-components", "kube-apiserver,kube-controller-manager,kube-scheduler,"
-                  "konnectivity-server")
+    r = c3.kagent("controller", "--disable-components", KUBE)
     assert r.returncode == 4 and "left the cluster" in r.stderr
 
 
