@@ -20,9 +20,13 @@ def etcd() -> None:
 
 
 def _local(app: AppContext) -> tuple[ClusterConfig, EtcdClient]:
+    from kagent.errors import PreconditionError
     from kagent.join.etcdclient import local_client
 
     config = app.load_config()
+    if not app.paths.etcd_pki("ca.crt").exists():
+        raise PreconditionError(str(app.paths.data_dir), "holds no etcd PKI (pki/etcd/ca.crt): not a controller's data dir",
+                                hint="run this on a controller, or pass its --data-dir")
     return config, local_client(app.paths, config.storage.etcd.client_port, timeout=5)
 
 
