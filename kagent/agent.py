@@ -137,6 +137,7 @@ class Agent:
     # ---- the spec builder ----------------------------------------------------------
     def build_context(self, *, apply_pki: bool = True) -> Context:
         from kagent.components.context import build
+        from kagent.components.containerd import imports_dir_of
         from kagent.node.detect import detect_node
 
         config = self.app.reload_config()  # re-read on every call: this is also the SIGHUP path
@@ -147,7 +148,7 @@ class Agent:
         facts = self.app.facts()
         if apply_pki and self.req.role == Role.CONTROLLER:
             self._apply_pki(config, facts)
-        return build(config=config, paths=self.paths, facts=facts, req=self.req, detected=detect_node(self.paths))
+        return build(config=config, paths=self.paths, facts=facts, req=self.req, detected=detect_node(self.paths, containerd_imports=imports_dir_of(config, self.paths)))
 
     def _apply_pki(self, config: ClusterConfig, facts: NodeFacts) -> None:
         from kagent.pki.plan import plan_pki

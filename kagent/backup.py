@@ -3,7 +3,7 @@ before a restore writes anything.
 
 Archive layout (entry names are relative, no links, no devices):
 
-    etcd-snapshot.db   etcd: a snapshot through etcd's API (``etcdctl snapshot save``) while
+    etcd-snapshot.db   etcd: a snapshot through etcd's API (the JSON gateway's snapshot stream) while
                        it runs; from a stopped controller, a copy of ``etcd/member/snap/db``
                        taken under the instance lock (restored with ``--skip-hash-check``: a
                        copied db carries no snapshot hash)
@@ -19,13 +19,15 @@ fsynced, then linked into place (never replacing a file); ``-`` streams the fini
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import http.client
 import io
 import json
 import os
 import re
 import shutil
-import sqlite3
+import ssl
 import stat
 import subprocess
 import sys
@@ -36,6 +38,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, BinaryIO, Iterator, Sequence
+from urllib.parse import urlsplit
 
 import kagent
 from kagent import fsutil
@@ -95,14 +98,64 @@ class EtcdEndpoint:
         return cls(url=f"https://127.0.0.1:{client_port}", ca=paths.etcd_pki("ca.crt"),
                    cert=paths.pki("apiserver-etcd-client.crt"), key=paths.pki("apiserver-etcd-client.key"))
 
-    def etcdctl(self, etcdctl: Path, *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
-        argv = [str(etcdctl), f"--endpoints={self.url}", f"--cacert={self.ca}", f"--cert={self.cert}", f"--key={self.key}",
-                "--dial-timeout=3s", "--command-timeout=60s", *args]
-        env = {**os.environ, "ETCDCTL_API": "3"}
+    def _connect(self, timeout: float) -> http.client.HTTPSConnection:
+        u = urlsplit(self.url)
         try:
-            return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, env=env, stdin=subprocess.DEVNULL)
-        except subprocess.TimeoutExpired:
-            raise ComponentError("etcd", f"etcdctl {' '.join(args[:2])} did not finish within {timeout:.0f}s") from None
+            ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=str(self.ca))
+            ctx.load_cert_chain(str(self.cert), str(self.key))
+        except (OSError, ssl.SSLError) as err:
+            raise PreconditionError(str(self.cert), f"cannot load the etcd client TLS files: {err}") from None
+        ctx.check_hostname = False  # etcd's server cert names its addresses; the CA pins it
+        return http.client.HTTPSConnection(u.hostname or "127.0.0.1", u.port, timeout=timeout, context=ctx)
+
+    def snapshot(self, dest: Path, *, timeout: float = 600) -> tuple[str | None, str | None]:
+        """Stream ``/v3/maintenance/snapshot`` (the JSON gateway of etcd's Snapshot RPC) into
+        ``dest``: the bbolt db followed by its SHA-256, as ``etcdctl snapshot save`` writes it;
+        the trailing hash is checked here. Returns (etcd cluster id in hex, etcd version)."""
+        conn = self._connect(timeout)
+        where = f"etcd {self.url}"
+        try:
+            conn.request("POST", "/v3/maintenance/status", body=b"{}", headers={"Content-Type": "application/json"})
+            resp = conn.getresponse()
+            st = resp.read()
+            if resp.status != 200:
+                raise ComponentError(where, f"status: HTTP {resp.status}: {st[:200]!r}")
+            doc = json.loads(st)
+            cluster_id = format(int(doc["header"]["cluster_id"]), "x")
+            version = doc.get("version")
+            conn.request("POST", "/v3/maintenance/snapshot", body=b"{}", headers={"Content-Type": "application/json"})
+            resp = conn.getresponse()
+            if resp.status != 200:
+                raise ComponentError(where, f"snapshot: HTTP {resp.status}: {resp.read()[:200]!r}")
+            h = hashlib.sha256()
+            tail = b""
+            with dest.open("wb") as out:
+                while True:
+                    line = resp.readline()
+                    if not line:
+                        break
+                    if not line.strip():
+                        continue
+                    msg = json.loads(line)
+                    if "error" in msg:
+                        raise ComponentError(where, f"snapshot: {msg['error'].get('message') or msg['error']}")
+                    data = base64.b64decode(msg.get("result", {}).get("blob", ""))
+                    out.write(data)
+                    tail += data
+                    if len(tail) > 32:
+                        h.update(tail[:-32])
+                        tail = tail[-32:]
+                out.flush()
+                os.fsync(out.fileno())
+            if len(tail) != 32 or h.digest() != tail:
+                raise ComponentError(where, "snapshot stream ended early or its SHA-256 does not match",
+                                     hint="retry; nothing was written")
+            return cluster_id, version
+        except (OSError, ValueError, KeyError, TypeError, http.client.HTTPException) as err:
+            raise ComponentError(where, f"snapshot through the API failed: {err}",
+                                 hint="check that etcd is healthy (kagent status); nothing was written") from None
+        finally:
+            conn.close()
 
 
 @dataclass
@@ -138,22 +191,8 @@ def snapshot_etcd(paths: Paths, endpoint: EtcdEndpoint, dest: Path, *, live: boo
     from kagent.bins import binary_version
 
     if live:
-        etcdctl = _tool("etcdctl", paths)
-        r = endpoint.etcdctl(etcdctl, "snapshot", "save", str(dest))
-        if r.returncode != 0 or not dest.is_file():
-            tail = (r.stderr or r.stdout).strip().splitlines()[-1:] or ["no output"]
-            raise ComponentError(f"etcd {endpoint.url}", f"snapshot through the API failed: {tail[0]}",
-                                 hint="check that etcd is healthy (kagent status); nothing was written")
-        snap = Snapshot(storage="etcd", file=dest, kind="api")
-        st = endpoint.etcdctl(etcdctl, "endpoint", "status", "-w", "json", timeout=30)
-        if st.returncode == 0:
-            try:
-                doc = json.loads(st.stdout)[0]
-                snap.cluster_id = format(int(doc["Status"]["header"]["cluster_id"]), "x")
-                snap.etcd_version = doc["Status"].get("version")
-            except (ValueError, KeyError, IndexError, TypeError):
-                pass
-        return snap
+        cluster_id, version = endpoint.snapshot(dest)
+        return Snapshot(storage="etcd", file=dest, kind="api", etcd_version=version, cluster_id=cluster_id)
     db = paths.etcd_data_dir / "member" / "snap" / "db"
     if not db.is_file():
         raise PreconditionError(str(db), "no etcd database in this data dir (etcd is not running either)",
@@ -170,6 +209,8 @@ def snapshot_kine(paths: Paths, data_source: str | None, dest: Path) -> Snapshot
     src = paths.kine_db
     if not src.is_file():
         raise PreconditionError(str(src), "no kine database in this data dir", hint="check --data-dir")
+    import sqlite3
+
     source = sqlite3.connect(f"file:{src}?mode=ro", uri=True, timeout=30)
     try:
         target = sqlite3.connect(dest)
@@ -277,14 +318,6 @@ class BackupResult:
     skipped: list[str] = field(default_factory=list)
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _link_no_clobber(tmp: Path, dest_dir: Path, name: str) -> Path:
     """Link ``tmp`` as ``dest_dir/name`` (``-1``, ``-2``... when taken), never replacing a file."""
     stem = name[: -len(SUFFIX)]
@@ -364,7 +397,7 @@ def create_backup(paths: Paths, *, storage: str, etcd_client_port: int, kine_dat
             return BackupResult(None, size, manifest, w.skipped)
         assert dest_dir is not None
         final = _link_no_clobber(archive, dest_dir, archive_name(now, scheduled=scheduled))
-        _fsync_dir(dest_dir)
+        fsutil.fsync_dir(dest_dir)
         return BackupResult(final, size, manifest, w.skipped)
     finally:
         if lock is not None:
@@ -634,6 +667,19 @@ def _restore_etcd(paths: Paths, snapshot: Path, target_dir: Path, kind: str, t: 
         raise ComponentError(f"{tool.name} snapshot restore", tail[0], hint="nothing was restored; the data dir is unchanged")
 
 
+def _syncfs(path: Path) -> None:
+    """``syncfs(2)`` on the filesystem holding ``path`` (falls back to ``sync``)."""
+    import ctypes
+
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.syncfs(fd) != 0:
+            os.sync()
+    finally:
+        os.close(fd)
+
+
 def _chown_tree(root: Path, owner: tuple[int, int]) -> None:
     os.chown(root, *owner, follow_symlinks=False)
     for dirpath, dirnames, filenames in os.walk(root):
@@ -661,8 +707,6 @@ def _extract(path: Path, v: Verified, staging: Path) -> None:
             fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
             with os.fdopen(fd, "wb") as fh:
                 digest, _ = _read_member(tar, info, sink=fh)
-                fh.flush()
-                os.fsync(fh.fileno())
             if digest != entry.sha256:
                 raise ArchiveError(f"archive entry {name}", "changed between verification and extraction", hint="nothing was restored")
             os.chmod(dest, mode)
@@ -720,12 +764,13 @@ def restore(paths: Paths, archive: Path, target: RestoreTarget, *, config_out: P
                 raise PreconditionError("spec.storage.kine.dataSource", "is an external database; restore writes only kagent's SQLite file")
             (staging / "db").mkdir(mode=0o750)
             os.rename(staging / KINE_SNAPSHOT, staging / "db" / paths.kine_db.name)
+        _syncfs(staging)  # every extracted file durable before it is moved into place (one call, not one per file)
         for name in sorted(os.listdir(staging)):
             os.rename(staging / name, paths.data_dir / name)
             written.append(str(paths.data_dir / name))
         staging.rmdir()
         staging = None
-        _fsync_dir(paths.data_dir)
+        fsutil.fsync_dir(paths.data_dir)
         if config_out is not None and v.config_text is not None:
             fsutil.write_atomic(config_out, v.config_text, mode=0o600)
         return RestoreResult(v.manifest, written, config_out)

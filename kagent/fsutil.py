@@ -78,6 +78,9 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+fsync_dir = _fsync_dir  # public: backup/restore make a rename durable the same way
+
+
 def write_atomic(
     path: Path,
     data: bytes | str,

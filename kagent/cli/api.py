@@ -13,8 +13,13 @@ from kagent.cli.app import AppContext
 @click.option("--etcd-endpoint", required=True, metavar="URL", help="The local etcd client URL.")
 @click.option("--apiserver-url", required=True, metavar="URL", help="The apiserver URL joined workers use.")
 @click.option("--certificate-expiry", default="8760h", show_default=True, help="Lifetime of the kubelet certs it signs.")
+@click.option("--head-timeout", type=click.FloatRange(0.1, 300), default=10.0, show_default=True,
+              help="Seconds a client has to send a complete request head (after connecting or the last answer).")
+@click.option("--request-timeout", type=click.FloatRange(0.1, 300), default=15.0, show_default=True,
+              help="Seconds a client has to send the body and get its answer.")
 @click.pass_obj
-def api(app: AppContext, bind_address: str, port: int, etcd_endpoint: str, apiserver_url: str, certificate_expiry: str) -> int:
+def api(app: AppContext, bind_address: str, port: int, etcd_endpoint: str, apiserver_url: str, certificate_expiry: str,
+        head_timeout: float, request_timeout: float) -> int:
     """Serve the controller API (join tokens, worker join and renewal) over TLS."""
     import asyncio
 
@@ -31,6 +36,6 @@ def api(app: AppContext, bind_address: str, port: int, etcd_endpoint: str, apise
                     key=paths.pki("apiserver-etcd-client.key"))
     ctx = ApiContext(paths=paths, kv=kv, ca=load_ca(paths), apiserver_url=apiserver_url, cert_lifetime=lifetime)
     try:
-        return asyncio.run(serve_api(ctx, bind_address, port))
+        return asyncio.run(serve_api(ctx, bind_address, port, head_timeout=head_timeout, request_timeout=request_timeout))
     finally:
         kv.close()

@@ -17,7 +17,9 @@ from kagent.config.containerd_toml import OPT_PLUGIN, RENDERED_TABLES
 from kagent.components.common import STOP_TIMEOUT, assemble
 from kagent.components.context import Context, Role
 from kagent.components.spec import ComponentSpec, FileSpec, OnChange, UnixSocketCheck
+from kagent.config.model import ClusterConfig
 from kagent.modes import MODE_CONFIG
+from kagent.paths import Paths
 
 NAME = "containerd"
 ROLES = (Role.WORKER, Role.CONTROLLER)
@@ -40,9 +42,14 @@ def toml_str(s: str) -> str:
     return json.dumps(s, ensure_ascii=False)
 
 
+def imports_dir_of(config: ClusterConfig, paths: Paths) -> Path:
+    """Where operator drop-ins live: spec.containerd.importsDir, else <config dir>/containerd.d."""
+    d = config.containerd.imports_dir
+    return Path(d) if d else paths.containerd_imports_dir
+
+
 def imports_dir(ctx: Context) -> Path:
-    d = ctx.config.containerd.imports_dir
-    return Path(d) if d else ctx.paths.containerd_imports_dir
+    return imports_dir_of(ctx.config, ctx.paths)
 
 
 def hosts_toml(registry: str, endpoints: tuple[str, ...]) -> bytes:
@@ -111,5 +118,8 @@ def spec(ctx: Context) -> ComponentSpec:
         health=UnixSocketCheck(path=p.containerd_sock),
         stop_timeout=STOP_TIMEOUT,
         on_change=OnChange.RESTART,
+        # containerd reads its drop-ins only at start: a changed one restarts it (k0s watches them)
+        inputs=ctx.options.containerd_dropins,
+        prune_siblings_of=(hosts_dir,),
         notes=notes,
     )

@@ -82,6 +82,7 @@ class NodeOptions:
     cluster_ca: bytes = b""  # PEM of the cluster CA (kubelet's client CA file); read by the edge
     kagent_argv: tuple[str, ...] = ("/usr/local/bin/kagent",)  # runs kagent itself (bins.self_argv())
     resolv_conf: Path = Path("/etc/resolv.conf")  # pick_resolv_conf() of the edge
+    containerd_dropins: tuple[tuple[str, str], ...] = ()  # (path, sha256) of <imports dir>/*.toml
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -237,5 +238,6 @@ def build(*, config: ClusterConfig, paths: Paths, facts: NodeFacts, req: Any, de
         cluster_ca=detected.cluster_ca,
         kagent_argv=detected.kagent_argv,
         resolv_conf=detected.resolv_conf,
+        containerd_dropins=detected.containerd_dropins,
     )
     return Context(config=config, paths=paths, facts=facts, role=Role(req.role), options=options)

@@ -92,6 +92,12 @@ class ComponentSpec:
     # kagent-managed files the process reads (certs, kubeconfigs): when the PKI renews one,
     # only the components that read it are restarted
     reads: tuple[Path, ...] = ()
+    # files the process reads that kagent does not write (containerd.d drop-ins), as
+    # (path, sha256 of the bytes): part of the hash, so a changed one restarts the component
+    inputs: tuple[tuple[str, str], ...] = ()
+    # dirs this spec replaces: once it runs healthy, every other entry of each dir's parent
+    # (an old <run>/containerd-hosts/<hash>) is removed
+    prune_siblings_of: tuple[Path, ...] = ()
     notes: tuple[str, ...] = ()  # e.g. "extraArgs overrides --leader-elect"; logged by the edge
 
     @property
@@ -113,6 +119,7 @@ def spec_hash(spec: ComponentSpec) -> str:
         "run_as": spec.run_as,
         "cwd": str(spec.cwd) if spec.cwd else None,
         "stop_signal": int(spec.stop_signal),
+        "inputs": [list(i) for i in spec.inputs],
     }
     blob = json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()
     return hashlib.sha256(blob).hexdigest()

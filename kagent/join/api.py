@@ -23,7 +23,15 @@ from aiohttp import web
 from cryptography import x509
 
 from kagent import log
-from kagent.join.server import HttpError, Server, make_app, peer_certificate, server_ssl_context
+from kagent.join.server import (
+    HEAD_TIMEOUT,
+    REQUEST_TIMEOUT,
+    HttpError,
+    Server,
+    make_app,
+    peer_certificate,
+    server_ssl_context,
+)
 from kagent.join.store import JoinStore, Kv
 from kagent.join.token import TokenRecord, TokenRole, hash_secret, secret_matches, split_value
 from kagent.paths import Paths
@@ -94,19 +102,21 @@ async def _healthz(request: web.Request) -> web.Response:
     return web.Response(text="ok\n")
 
 
-def build_app(api: ApiContext, modules: tuple[str, ...] = ROUTE_MODULES) -> web.Application:
-    app = make_app(api.log)
+def build_app(api: ApiContext, modules: tuple[str, ...] = ROUTE_MODULES, *,
+              request_timeout: float = REQUEST_TIMEOUT) -> web.Application:
+    app = make_app(api.log, request_timeout=request_timeout)
     app.router.add_get("/healthz", _healthz)
     for name in modules:
         app.router.add_routes(importlib.import_module(name).routes(api))
     return app
 
 
-async def serve_api(api: ApiContext, host: str, port: int, *, ready: Callable[[int], None] | None = None) -> int:
+async def serve_api(api: ApiContext, host: str, port: int, *, ready: Callable[[int], None] | None = None,
+                    head_timeout: float = HEAD_TIMEOUT, request_timeout: float = REQUEST_TIMEOUT) -> int:
     """Serve until SIGTERM/SIGINT (then close the listener and finish the requests in flight)."""
     ctx = server_ssl_context(api.paths.pki("control-api.crt"), api.paths.pki("control-api.key"),
                              (api.paths.pki("ca.crt"), api.paths.etcd_pki("ca.crt")))
-    server = Server(build_app(api), host, port, ctx)
+    server = Server(build_app(api, request_timeout=request_timeout), host, port, ctx, head_timeout=head_timeout)
     await server.start()
     api.log.info("control_api_listening", address=host or "*", port=server.bound_port)
     if ready is not None:

@@ -105,7 +105,7 @@ async def read_json(request: web.Request) -> dict[str, Any]:
     return doc
 
 
-def _limits_middleware(log: Any) -> Any:
+def _limits_middleware(log: Any, request_timeout: float) -> Any:
     @web.middleware
     async def limits(request: web.Request, handler: Handler) -> web.StreamResponse:
         if request.content_length is not None and request.content_length > MAX_BODY:
@@ -113,11 +113,11 @@ def _limits_middleware(log: Any) -> Any:
             resp.force_close()
             return resp
         try:
-            async with asyncio.timeout(REQUEST_TIMEOUT):
+            async with asyncio.timeout(request_timeout):
                 return await handler(request)
         except TimeoutError:
-            log.warning("api_request_timed_out", method=request.method, path=request.path, timeout_s=REQUEST_TIMEOUT)
-            resp = json_error(408, f"request not completed within {REQUEST_TIMEOUT:g}s")
+            log.warning("api_request_timed_out", method=request.method, path=request.path, timeout_s=request_timeout)
+            resp = json_error(408, f"request not completed within {request_timeout:g}s")
             resp.force_close()
             return resp
         except HttpError as err:
@@ -133,26 +133,28 @@ def _limits_middleware(log: Any) -> Any:
     return limits
 
 
-def make_app(log: Any) -> web.Application:
+def make_app(log: Any, *, request_timeout: float = REQUEST_TIMEOUT) -> web.Application:
     """An application with the limits above; route modules add their routes to it."""
-    return web.Application(client_max_size=MAX_BODY, middlewares=[_limits_middleware(log)])
+    return web.Application(client_max_size=MAX_BODY, middlewares=[_limits_middleware(log, request_timeout)])
 
 
 class Server:
     """A running HTTPS server (``start``/``close``), bound to ``host:port``."""
 
-    def __init__(self, app: web.Application, host: str, port: int, ssl_ctx: ssl.SSLContext) -> None:
+    def __init__(self, app: web.Application, host: str, port: int, ssl_ctx: ssl.SSLContext, *,
+                 head_timeout: float = HEAD_TIMEOUT) -> None:
         self.app, self.host, self.port, self.ssl_ctx = app, host, port, ssl_ctx
+        self.head_timeout = head_timeout
         self._runner: web.AppRunner | None = None
         self._server: asyncio.AbstractServer | None = None
 
     async def start(self) -> None:
-        self._runner = web.AppRunner(self.app, access_log=None, handle_signals=False, keepalive_timeout=HEAD_TIMEOUT)
+        self._runner = web.AppRunner(self.app, access_log=None, handle_signals=False, keepalive_timeout=self.head_timeout)
         await self._runner.setup()
         assert self._runner.server is not None
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(self._runner.server, self.host or None, self.port, ssl=self.ssl_ctx,
-                                                ssl_handshake_timeout=HANDSHAKE_TIMEOUT, reuse_address=True,
+                                                ssl_handshake_timeout=min(HANDSHAKE_TIMEOUT, self.head_timeout), reuse_address=True,
                                                 backlog=512)
 
     @property

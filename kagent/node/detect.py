@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import platform
 from pathlib import Path
 from types import MappingProxyType
@@ -36,9 +37,11 @@ def _version(name: str, path: Path | None) -> tuple[int, int]:
     return found
 
 
-def detect_node(paths: Paths, *, containerd_version: tuple[int, int] | None = None) -> Detected:
+def detect_node(paths: Paths, *, containerd_version: tuple[int, int] | None = None,
+                containerd_imports: Path | None = None) -> Detected:
     """Each binary's version is probed once per (path, mtime) (``bins.cached_major_minor``); a
-    failed probe keeps the last answer, so it never changes a spec."""
+    failed probe keeps the last answer, so it never changes a spec. ``containerd_imports``:
+    the drop-in dir whose ``*.toml`` files are hashed into containerd's spec."""
     found = {name: bins.find_binary(name, paths) for name in COMPONENT_BINARIES}
     if containerd_version is None:
         containerd_version = _version("containerd", found.get("containerd"))
@@ -51,7 +54,33 @@ def detect_node(paths: Paths, *, containerd_version: tuple[int, int] | None = No
         cluster_ca=cluster_ca(paths.pki("ca.crt"), paths.kubelet_conf),
         kagent_argv=bins.self_argv(),
         resolv_conf=pick_resolv_conf(_read(Path("/etc/resolv.conf"))),
+        containerd_dropins=dropin_hashes(containerd_imports) if containerd_imports is not None else (),
     )
+
+
+MAX_DROPIN_BYTES = 1024 * 1024
+
+
+def dropin_hashes(directory: Path) -> tuple[tuple[str, str], ...]:
+    """(path, sha256) of each ``*.toml`` in ``directory``, sorted; what containerd's
+    ``imports`` glob reads. A file that cannot be read (or is not a regular file, or is larger
+    than 1 MiB) is hashed as its error, so it still counts as a change when it appears or goes."""
+    try:
+        names = sorted(p for p in directory.glob("*.toml"))
+    except OSError:
+        return ()
+    out = []
+    for path in names:
+        try:
+            if not path.is_file():
+                raise OSError(f"{path} is not a regular file")
+            with path.open("rb") as fh:
+                data = fh.read(MAX_DROPIN_BYTES + 1)
+            digest = hashlib.sha256(data).hexdigest()
+        except OSError as err:
+            digest = f"unreadable: {err}"
+        out.append((str(path), digest))
+    return tuple(out)
 
 
 def _read(path: Path) -> str | None:

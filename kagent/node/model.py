@@ -55,3 +55,5 @@ class Detected:
     # argv prefix that runs this kagent (its own children: control-api); bins.self_argv()
     kagent_argv: tuple[str, ...] = ("/usr/local/bin/kagent",)
     resolv_conf: Path = Path("/etc/resolv.conf")
+    # containerd's drop-ins (<imports dir>/*.toml) as (path, sha256), sorted by path
+    containerd_dropins: tuple[tuple[str, str], ...] = ()

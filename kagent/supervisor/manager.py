@@ -24,10 +24,12 @@ from typing import IO, Any, Callable, Collection, Coroutine, Iterable, Mapping, 
 
 import kagent
 from kagent import fsutil, log
+from kagent.node import files
 from kagent.components.spec import ComponentSpec
 from kagent.errors import ComponentError, ExitCode, KagentError
 from kagent.node.lock import InstanceLock
 from kagent.paths import Paths
+from kagent.service.notify import Readiness
 from kagent.supervisor import health as health_mod
 from kagent.supervisor import process, status
 from kagent.supervisor.policy import ExitStatus, Health, RestartPolicy, State, decide_restart
@@ -89,6 +91,12 @@ class Manager:
         self.stop_requested = False
         self.stop_event = asyncio.Event()  # set as soon as a stop is queued: long waits give way
         self.extra_status: dict[str, Callable[[], Any]] = {}  # more top-level fields of GET /status (backup)
+        self.readiness = Readiness(None)  # sd_notify; run_agent sets the real one
+
+    def changed(self) -> None:
+        """A component's state or health changed: the one-line STATUS= follows it."""
+        if self.readiness.enabled:
+            self.readiness.status(self.phase, self.status_doc()["components"])
 
     def request(self, cmd: _Cmd) -> None:
         """Enqueue a command (what signal handlers and the socket do, and nothing more)."""
@@ -231,6 +239,7 @@ class Manager:
             u.spawns += 1
             fsutil.write_atomic(self.paths.pidfile(spec.name), f"{child.pid}\n", mode=fsutil.MODE_PIDFILE)
             spec_log.info("component_started", pid=child.pid, attempt=u.failures + 1)
+            self.changed()
             watcher = asyncio.ensure_future(self._watch_health(u, child, spec_log))
             try:
                 ex = await child.exited
@@ -241,6 +250,7 @@ class Manager:
             at = _utc_now()
             u.last_exit = (ex, at)
             self.paths.pidfile(spec.name).unlink(missing_ok=True)
+            self.changed()
             if u.stop_req.is_set():
                 break
             exited_at = time.monotonic()
@@ -263,6 +273,7 @@ class Manager:
             return not u.stop_req.is_set()
         u.state = State.BACKOFF
         spec_log.info("component_backoff", restart_in_s=d.delay, attempt=d.failures)
+        self.changed()
         try:
             await asyncio.wait_for(u.stop_req.wait(), d.delay)
             return False
@@ -300,6 +311,9 @@ class Manager:
         u.state, u.health = State.RUNNING, Health.HEALTHY
         u.healthy.set()
         spec_log.info("component_healthy", pid=child.pid, duration_ms=round((time.monotonic() - child.started_at) * 1000))
+        if u.spec.prune_siblings_of:  # the dirs of the spec this one replaced are no longer read
+            files.prune_superseded(u.spec.prune_siblings_of, spec_log)
+        self.changed()
         while child.alive:
             await asyncio.sleep(u.spec.health_interval)
             if not child.alive:
@@ -308,7 +322,8 @@ class Manager:
             new = Health.HEALTHY if result.ok else Health.UNHEALTHY
             if new is not u.health:
                 spec_log.log(20 if result.ok else 30, "component_health_changed", health=str(new), reason=result.detail)
-            u.health = new
+                u.health = new
+                self.changed()
 
     def _launch(self, spec: ComponentSpec, *, strict: bool) -> Unit:
         u = self.units.get(spec.name)
@@ -344,6 +359,7 @@ class Manager:
             await u.task
         if u.state is not State.FAILED:
             u.state = State.STOPPED
+        self.changed()
 
     async def stop_units(self, names: Collection[str]) -> None:
         """Stop ``names``, each only after the ones among them that depend on it have stopped."""
@@ -457,6 +473,7 @@ class Manager:
 
     async def shutdown(self) -> None:
         self.phase = "stopping"
+        self.readiness.stopping()
         self.log.info("shutdown_started", components=len(self.units))
         # DESIGN §5: one at a time, in reverse start order (units are kept in start order), so a
         # component never loses what it depends on while it is still shutting down
@@ -535,6 +552,8 @@ async def run_agent(
             return int(err.exit_code)
     mgr = Manager(paths=paths, role=role, version=version, log_dir=log_dir, policy=policy or RestartPolicy(),
                   load_specs=load_specs)
+    mgr.readiness = Readiness.from_env()  # and NOTIFY_SOCKET leaves the environment children inherit
+    mgr.readiness.start_watchdog()
     mgr.extra_status.update(status_extra or {})
     tasks: list[asyncio.Task[None]] = []
     server: asyncio.AbstractServer | None = None
@@ -564,6 +583,7 @@ async def run_agent(
         if not mgr.stop_requested:
             mgr.phase = "running"
             mgr.log.info("agent_ready", components=len(mgr.units))
+            mgr.readiness.ready(mgr.phase, mgr.status_doc()["components"])
             if on_ready is not None:
                 on_ready()
         if renew is not None:
@@ -575,7 +595,9 @@ async def run_agent(
                 mgr.stop_requested = True
                 break
             if cmd.kind == "reload":
+                mgr.readiness.reloading()
                 plan = await mgr.reload()
+                mgr.readiness.ready(mgr.phase, mgr.status_doc()["components"])
                 if cmd.reply is not None and not cmd.reply.done():
                     cmd.reply.set_result(plan)
             elif cmd.kind == "renew":
@@ -598,6 +620,7 @@ async def run_agent(
             server.close()
         paths.status_sock.unlink(missing_ok=True)
         paths.agent_pidfile.unlink(missing_ok=True)
+        mgr.readiness.close()
         if own_lock:
             lock.release()
 

@@ -22,6 +22,7 @@ from typing import Callable, Mapping
 
 from kagent.components.spec import ComponentSpec
 from kagent.errors import ComponentError, PreconditionError
+from kagent.service.notify import NOTIFY_ENV
 from kagent.supervisor.policy import ExitStatus
 
 MARKER_ENV = "KAGENT_MANAGED"
@@ -42,7 +43,8 @@ def instance_id(run_dir: Path) -> str:
 
 def build_env(spec: ComponentSpec, instance: str, base: Mapping[str, str]) -> dict[str, str]:
     """The child's environment: the agent's, then the spec's, then the ownership markers."""
-    env = {k: v for k, v in base.items() if k not in (MARKER_ENV, COMPONENT_ENV)}
+    # never the agent's sd_notify socket: a child's READY=1 there would claim the node is up
+    env = {k: v for k, v in base.items() if k not in (MARKER_ENV, COMPONENT_ENV, *NOTIFY_ENV)}
     env.update(dict(spec.env))
     env[MARKER_ENV] = instance
     env[COMPONENT_ENV] = spec.name

@@ -61,3 +61,15 @@ def test_changed_mirror_changes_hash_and_hosts_dir():
 
 def test_unrelated_options_do_not_change_containerd():
     assert spec_hash(containerd.spec(ctx(Role.WORKER))) == spec_hash(containerd.spec(ctx(Role.WORKER, labels=("a=b",))))
+
+
+def test_drop_ins_are_part_of_the_spec_hash_and_the_hosts_dir_supersedes_its_siblings():
+    from dataclasses import replace as dc_replace
+
+    base = ctx(Role.WORKER)
+    plain = containerd.spec(base)
+    with_dropin = containerd.spec(dc_replace(base, options=dc_replace(base.options, containerd_dropins=(("/etc/kagent/containerd.d/a.toml", "1" * 64),))))
+    changed = containerd.spec(dc_replace(base, options=dc_replace(base.options, containerd_dropins=(("/etc/kagent/containerd.d/a.toml", "2" * 64),))))
+    assert len({spec_hash(plain), spec_hash(with_dropin), spec_hash(changed)}) == 3
+    hosts_dir = tomllib.loads(files(plain)[PATHS.containerd_config].decode())["plugins"]["io.containerd.grpc.v1.cri"]["registry"]["config_path"]
+    assert plain.prune_siblings_of == (containerd.Path(hosts_dir),)

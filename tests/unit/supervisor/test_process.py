@@ -186,6 +186,14 @@ def test_build_env_drops_inherited_markers():
     assert os.environ.get("KAGENT_MANAGED") is None
 
 
+def test_build_env_never_passes_the_agents_notify_socket():
+    spec = ComponentSpec(name="etcd", binary=Path("/bin/true"))
+    base = {"NOTIFY_SOCKET": "/run/systemd/notify", "WATCHDOG_USEC": "1000", "WATCHDOG_PID": "1", "PATH": "/bin"}
+    env = process.build_env(spec, "id", base)
+    assert not {"NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID"} & set(env)
+    assert env["PATH"] == "/bin"
+
+
 @pytest.mark.skipif(os.geteuid() != 0, reason="switching users needs root (CI runs as root)")
 def test_run_as_switches_user_and_drops_supplementary_groups():
     import pwd
