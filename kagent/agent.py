@@ -23,12 +23,14 @@ from kagent.components.spec import ComponentSpec
 from kagent.errors import PreconditionError
 
 if TYPE_CHECKING:
+    from kagent.supervisor.manager import Hooks
     from kagent.components.context import Context
     from kagent.config.model import ClusterConfig
     from kagent.join.token import JoinToken
     from kagent.node.lock import InstanceLock
     from kagent.node.model import NodeFacts
     from kagent.pki.plan import PkiPlan
+    from kagent.supervisor.reload import Loaded
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -82,6 +84,7 @@ class Agent:
         self.paths = app.paths
         self.log = log.get(role=role_label(req))
         self._pki_plan: PkiPlan | None = None
+        self._pki_written: tuple[Path, ...] = ()  # what the last PKI apply rewrote
         self.config: ClusterConfig | None = None  # the config of the last (re)load
         self._controller_token: JoinToken | None = None  # a controller's validated token, when it still has to join
         self._join_token: JoinToken | None = None  # a worker's validated token, when it still has to join
@@ -163,8 +166,18 @@ class Agent:
                         etcd_member=self.req.etcd_name or None)
         result = apply_pki(plan, now=utcnow())
         self._pki_plan = plan
+        self._pki_written = tuple(result.written)
         if result.written:
             self.log.info("pki_applied", written=len(result.written))
+
+    def reload_specs(self) -> Loaded:
+        """The supervisor's loader (start and every reload): the specs and the files this load's
+        PKI step rewrote, whose readers (``spec.reads``) the reload restarts."""
+        from kagent.supervisor.reload import Loaded
+
+        self._pki_written = ()
+        specs = self.load_specs()
+        return Loaded(specs=specs, rewritten=self._pki_written)
 
     def load_specs(self) -> Sequence[ComponentSpec]:
         """Config -> PKI -> specs (in start order). Also the SIGHUP path of the supervisor."""
@@ -329,22 +342,27 @@ class Agent:
         watcher = DirWatcher(self.paths.images_dir, on_new_tarball)
         return watcher.close
 
-    def backup_schedule(self) -> tuple[list[Callable[[], Coroutine[Any, Any, None]]], dict[str, Callable[[], Any]]]:
-        """spec.backup on a controller: the scheduled-backup task and its status field."""
+    def backup_hooks(self) -> Hooks:
+        """spec.backup on a controller: the scheduled-backup task and its ``backup`` status field."""
+        from kagent.supervisor.manager import Hooks
+
+        hooks = Hooks()
         if self.req.role != Role.CONTROLLER or self.config is None or self.config.backup is None:
-            return [], {}
-        from kagent.backup import backup_from_app
+            return hooks
+        from kagent.backup import BackupResult, backup_from_app
         from kagent.backup_schedule import ScheduleStatus, run_schedule
 
         status = ScheduleStatus(spec=self.config.backup)
 
-        def take(directory: str) -> Any:
+        def take(directory: str) -> BackupResult:
             return backup_from_app(self.app, directory, scheduled=True)
 
-        def job() -> Coroutine[Any, Any, None]:
+        def task(_mgr: object) -> Coroutine[Any, Any, None]:
             return run_schedule(status, take, lambda: self.config.backup if self.config else None)
 
-        return [job], {"backup": status.as_dict}
+        hooks.tasks.append(("backup-schedule", task))
+        hooks.status.append(lambda: {"backup": status.as_dict()})
+        return hooks
 
     # ---- run -------------------------------------------------------------------------
     def run(self) -> int:
@@ -389,19 +407,18 @@ class Agent:
             if runs_worker(self.req) and any(s.name == "containerd" for s in specs):
                 stoppers.append(self.start_image_import())
 
-        background, status_extra = self.backup_schedule()
+        hooks = self.backup_hooks()
         try:
             return run_agent_sync(
                 paths=self.paths,
                 role=role_label(self.req),
-                load_specs=self.load_specs,
+                load_specs=self.reload_specs,
                 renew=self.renew if self.req.role == Role.CONTROLLER else self.renew_worker,
                 renew_interval=renew_interval,
                 log_dir=self.req.log_dir,
                 on_ready=on_ready,
                 lock=lock,
-                background=background,
-                status_extra=status_extra,
+                hooks=hooks,
             )
         finally:
             for stop in stoppers:

@@ -253,6 +253,11 @@ def build_plan(paths: Paths) -> ResetPlan:
     service = _service_note()
     if service:
         notes.append(service)
+    from kagent.join.worker import joined_control_api
+
+    url = joined_control_api(paths)
+    if url is not None:
+        notes.append(f"the node record is removed through the controller API {url} first")
     return plan_reset(roots=roots, mounts=read_mounts(), targets=targets, entries=entries, notes=notes)
 
 
@@ -273,6 +278,7 @@ class ResetReport:
     plan: ResetPlan
     done: list[str] = field(default_factory=list)
     failures: list[Failure] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
 
 
 def _still_ours(t: Target, instance: str, containerd_sock: str, shim_pids: set[int]) -> bool:
@@ -472,6 +478,24 @@ def remove_trees(plan: ResetPlan, report: ResetReport) -> None:
             report.done.append(f"emptied {root} (a mount point: kept)")
 
 
+def leave_as_worker(paths: Paths, report: ResetReport) -> None:
+    """A worker joined with a token removes its node record through the controller API (so
+    its name may join again); an unreachable controller is a note, not a failure."""
+    from kagent.join.worker import joined_control_api
+
+    if joined_control_api(paths) is None:
+        return
+    from kagent.join.worker_leave import leave
+
+    try:
+        left = leave(paths)
+    except KagentError as err:
+        report.notes.append(f"node record not removed: {err.where}: {err.what}" + (f" ({err.hint})" if err.hint else ""))
+        return
+    if left is not None:
+        report.done.append(f"removed node record {left[0]} through {left[1]}")
+
+
 def agent_pid(paths: Paths) -> int | None:
     from kagent.supervisor.process import read_pidfile
 
@@ -507,6 +531,7 @@ def reset(paths: Paths, *, dry_run: bool = False, grace: float = TERM_GRACE) -> 
         report = ResetReport(plan=plan)
         if dry_run or plan.empty:
             return report
+        leave_as_worker(paths, report)
         stop_processes(plan, paths, report, grace=grace)
         unmount_all(plan, report)
         remove_trees(plan, report)

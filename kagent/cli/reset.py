@@ -39,7 +39,7 @@ def reset(app: AppContext, dry_run: bool) -> int:
         return 0
     for line in report.done:
         click.echo(line)
-    for n in plan.notes:
+    for n in (*plan.notes, *report.notes):
         click.echo(f"note: {n}")
     if plan.empty:
         click.echo("nothing to reset")
