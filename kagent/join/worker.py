@@ -207,10 +207,12 @@ def joined_control_api(paths: Paths) -> str | None:
 
 
 def renew(paths: Paths, *, node: str, renew_before: timedelta, key_algorithm: KeyAlgorithm, now: datetime, log: Any,
-          timeout: float = 60.0) -> tuple[Path, ...]:
+          timeout: float = 10.0) -> tuple[Path, ...]:
     """Renew the kubelet client certificate when it expires within ``renew_before``; returns
     the rewritten paths (kubelet.conf) or () when nothing was due. PreconditionError when the
-    controller refuses (a removed node) or cannot be reached; nothing is changed then."""
+    controller refuses (a removed node) or cannot be reached; nothing is changed then. The
+    retry window is short (``timeout``): this runs as a command of the agent's loop, and the
+    next renewal tick tries again."""
     url = joined_control_api(paths)
     if url is None:
         return ()
