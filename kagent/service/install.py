@@ -15,6 +15,7 @@ import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 from kagent import fsutil
 from kagent.errors import PreconditionError
@@ -138,12 +139,13 @@ def install(spec: ServiceSpec, *, root: Path = HOST_ROOT, force: bool = False, s
 
 
 def remove_installed(root: Path = HOST_ROOT, init: Init | None = None, *,
-                     manage: bool | None = None) -> list[InstalledUnit]:
+                     manage: bool | None = None, only: Callable[[InstalledUnit], bool] | None = None) -> list[InstalledUnit]:
     """Disable, stop and delete every installed kagent unit (``manage``, default: ``root`` is
-    ``/``: through the init system; else only the files). Returns what was removed; nothing
+    ``/``: through the init system; else only the files); ``only``: just the units it accepts
+    (``kagent reset``: the units of its data dir). Returns what was removed; nothing
     installed is not an error."""
     manage = root == HOST_ROOT if manage is None else manage
-    found = find_installed(root, init)
+    found = [u for u in find_installed(root, init) if only is None or only(u)]
     for u in found:
         if manage:
             if u.init is Init.SYSTEMD:
