@@ -125,8 +125,7 @@ def test_full_controller_worker_topology_real_etcd_containerd_and_doubles(short_
         f"  scheduler: {{extraArgs: {{secure-port: '{sched}'}}}}\n"
         f"  workerProfiles: [{{name: default, values: {{healthzPort: {kubelet}}}}}]\n",
         host_address="127.0.0.1")
-    # control-api (kagent itself) is tested with the join tests; here the components of this machine and the doubles
-    opts = NodeOptions(enable_worker=True, bins=found, cluster_ca=paths.pki("ca.crt").read_bytes(), disabled=frozenset({"control-api"}),
+    opts = NodeOptions(enable_worker=True, bins=found, cluster_ca=paths.pki("ca.crt").read_bytes(),
                        etcd_version=bins.binary_major_minor(found["etcd"]) or (3, 5),
                        containerd_version=bins.binary_major_minor(found["containerd"]) or (1, 7))
     specs = list(specs_for(Context(config=cfg, paths=paths, facts=FACTS, role=Role.CONTROLLER, options=opts)))
