@@ -23,6 +23,7 @@ from kagent.components.spec import ComponentSpec
 from kagent.errors import PreconditionError
 
 if TYPE_CHECKING:
+    from kagent.components.ownership import OwnershipPlan
     from kagent.components.context import Context
     from kagent.config.model import ClusterConfig
     from kagent.node.lock import InstanceLock
@@ -76,6 +77,7 @@ class Agent:
         self.paths = app.paths
         self.log = log.get(role=role_label(req))
         self._pki_plan: PkiPlan | None = None
+        self._ownership: OwnershipPlan | None = None  # of the last load_specs, re-applied after a renewal
         self.config: ClusterConfig | None = None  # the config of the last (re)load
 
     # ---- preconditions -------------------------------------------------------------
@@ -145,8 +147,11 @@ class Agent:
 
         from kagent.components.spec import spec_hash
 
+        from kagent.node import users
+
         specs = specs_for(self.build_context())
         self._check_binaries(specs)
+        self._ownership = users.prepare(specs, self.paths, self.log)  # component users, their files
         for s in specs:
             self.log.debug("component_spec", component=s.name, argv=list(s.argv), spec_hash=spec_hash(s)[:12])
         return specs
@@ -156,10 +161,12 @@ class Agent:
         ``ctx``, made without touching the PKI). Reads only."""
         from kagent.bins import cached_version
         from kagent.components import specs_for
+        from kagent.node import users
 
         self.check_data_dir()
         specs = specs_for(ctx)
         self._check_binaries(specs)
+        users.preflight(specs, self.paths)  # each component user can reach its binary and dirs
         for s in specs:
             if s.binary.is_file():
                 self.log.info("component_binary", component=s.name, path=str(s.binary), version=cached_version(s.binary))
@@ -186,9 +193,14 @@ class Agent:
     def renew(self) -> Sequence[Path]:
         from kagent.pki.store import renew_pki
 
+        from kagent.node import users
+
         if self._pki_plan is None:
             return ()
-        return renew_pki(self._pki_plan, now=utcnow())
+        rewritten = renew_pki(self._pki_plan, now=utcnow())
+        if rewritten and self._ownership is not None:
+            users.apply_ownership(self._ownership, self.paths)  # a renewed key is written root-owned
+        return rewritten
 
     # ---- worker extras -------------------------------------------------------------
     def kernel_setup(self) -> None:
