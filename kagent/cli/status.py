@@ -10,7 +10,7 @@ from typing import Any
 import click
 
 from kagent.cli.app import AppContext
-from kagent.errors import ConfigError, PreconditionError
+from kagent.errors import ComponentError, ConfigError, PreconditionError
 
 _HINT = "check the agent's log (or restart it); is the process on this socket a kagent?"
 
@@ -105,3 +105,7 @@ def reload(app: AppContext, timeout: float) -> None:
         raise ConfigError("", f"new config rejected, nothing was changed: {reason}",
                           hint="fix the config and run kagent reload again")
     click.echo(render_plan(plan))
+    failing = plan.get("failing") or []
+    if failing:
+        raise ComponentError("reload", f"not healthy within the startup timeout after the reload: {', '.join(failing)}",
+                             hint="see kagent status and the log lines with component=" + failing[0])

@@ -13,6 +13,7 @@ from typing import Iterable
 from kagent.components import (
     apiserver,
     containerd,
+    control_api,
     controller_manager,
     etcd,
     kine,
@@ -26,13 +27,12 @@ from kagent.errors import UsageError
 
 # registry order is the tie-break of start_order (k0s's Add order: storage, konnectivity,
 # apiserver, scheduler, controller-manager; then the worker part)
-CONTROLLER_MODULES: tuple[ModuleType, ...] = (etcd, kine, konnectivity, apiserver, scheduler, controller_manager)
+CONTROLLER_MODULES: tuple[ModuleType, ...] = (etcd, kine, control_api, konnectivity, apiserver, scheduler, controller_manager)
 WORKER_MODULES: tuple[ModuleType, ...] = (containerd, kubelet)
 ALL_MODULES: tuple[ModuleType, ...] = CONTROLLER_MODULES + WORKER_MODULES
 BY_NAME: dict[str, ModuleType] = {m.NAME: m for m in ALL_MODULES}
 
-# names --disable-components accepts (DESIGN §3). control-api is not a process of this
-# registry (it runs inside the agent) but may be disabled all the same.
+# names --disable-components accepts (DESIGN §3)
 CONTROLLER_COMPONENTS: tuple[str, ...] = (
     "kube-apiserver", "kube-controller-manager", "kube-scheduler", "konnectivity-server", "control-api",
 )

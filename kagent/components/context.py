@@ -79,6 +79,7 @@ class NodeOptions:
     bins: Mapping[str, Path] = field(default_factory=lambda: MappingProxyType({}))
     arch: str = "amd64"  # Go arch name of this node (go_arch(platform.machine()))
     cluster_ca: bytes = b""  # PEM of the cluster CA (kubelet's client CA file); read by the edge
+    kagent_argv: tuple[str, ...] = ("/usr/local/bin/kagent",)  # runs kagent itself (bins.self_argv())
     resolv_conf: Path = Path("/etc/resolv.conf")  # pick_resolv_conf() of the edge
     containerd_dropins: tuple[tuple[str, str], ...] = ()  # (path, sha256) of <imports dir>/*.toml
 
@@ -238,6 +239,7 @@ def build(*, config: ClusterConfig, paths: Paths, facts: NodeFacts, req: Any, de
         bins=detected.bins,
         arch=detected.arch,
         cluster_ca=detected.cluster_ca,
+        kagent_argv=detected.kagent_argv,
         resolv_conf=detected.resolv_conf,
         containerd_dropins=detected.containerd_dropins,
     )

@@ -52,6 +52,7 @@ def detect_node(paths: Paths, *, containerd_version: tuple[int, int] | None = No
         etcd_version=etcd_version,
         arch=go_arch(platform.machine()),
         cluster_ca=cluster_ca(paths.pki("ca.crt"), paths.kubelet_conf),
+        kagent_argv=bins.self_argv(),
         resolv_conf=pick_resolv_conf(_read(Path("/etc/resolv.conf"))),
         containerd_dropins=dropin_hashes(containerd_imports) if containerd_imports is not None else (),
     )

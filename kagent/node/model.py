@@ -52,6 +52,8 @@ class Detected:
     etcd_version: tuple[int, int] = (3, 5)
     arch: str = "amd64"
     cluster_ca: bytes = b""
+    # argv prefix that runs this kagent (its own children: control-api); bins.self_argv()
+    kagent_argv: tuple[str, ...] = ("/usr/local/bin/kagent",)
     resolv_conf: Path = Path("/etc/resolv.conf")
     # containerd's drop-ins (<imports dir>/*.toml) as (path, sha256), sorted by path
     containerd_dropins: tuple[tuple[str, str], ...] = ()

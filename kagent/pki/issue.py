@@ -245,18 +245,24 @@ def leaf_key_usage(key: PrivateKey | PublicKey) -> x509.KeyUsage:
 
 def issue_leaf(request: CertRequest, key: PrivateKey, signer: Signer, *, now: datetime, serial: int) -> x509.Certificate:
     """A leaf certificate for ``key`` signed by ``signer``."""
+    return issue_leaf_for(request, key.public_key(), signer, now=now, serial=serial)
+
+
+def issue_leaf_for(request: CertRequest, public_key: PublicKey, signer: Signer, *, now: datetime,
+                   serial: int) -> x509.Certificate:
+    """A leaf certificate for a public key only (a CSR's: the private key stays with its owner)."""
     not_before, not_after = _validity(now, request.lifetime)
     builder = (
         x509.CertificateBuilder()
         .subject_name(subject_name(request.common_name, request.organizations))
         .issuer_name(signer.cert.subject)
-        .public_key(key.public_key())
+        .public_key(public_key)
         .serial_number(serial)
         .not_valid_before(not_before)
         .not_valid_after(not_after)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(leaf_key_usage(key), critical=True)
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .add_extension(leaf_key_usage(public_key), critical=True)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
         .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(signer.key.public_key()), critical=False)
     )
     if request.usages:

@@ -133,19 +133,8 @@ class PkiPlan:
     leaves: tuple[LeafSpec, ...]
     kubeconfigs: tuple[KubeconfigSpec, ...]
     renew_before: timedelta
-    _readers: dict[Path, tuple[str, ...]] = field(default_factory=dict, repr=False, compare=False, hash=False)
-
-    def __post_init__(self) -> None:
-        readers: dict[Path, tuple[str, ...]] = {}
-        for ca in self.cas:
-            readers[ca.cert] = readers[ca.key] = ca.readers
-        for kp in self.keypairs:
-            readers[kp.private] = readers[kp.public] = kp.readers
-        for leaf in self.leaves:
-            readers[leaf.cert] = readers[leaf.key] = leaf.readers
-        for kc in self.kubeconfigs:
-            readers[kc.path] = kc.readers
-        self._readers.update(readers)
+    # who restarts when a file is rewritten is decided by ComponentSpec.reads alone
+    # (supervisor.reload.readers); the ``readers`` fields above only document the intent
 
     def ca(self, name: str) -> CaSpec:
         for ca in self.cas:
@@ -170,13 +159,6 @@ class PkiPlan:
             out += [leaf.key, leaf.cert]
         out += [kc.path for kc in self.kubeconfigs]
         return tuple(out)
-
-    def readers_of(self, paths: Iterable[Path]) -> tuple[str, ...]:
-        """The components that read any of ``paths`` (sorted): the ones to restart after a renewal."""
-        names: set[str] = set()
-        for p in paths:
-            names.update(self._readers.get(p, ()))
-        return tuple(sorted(names))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

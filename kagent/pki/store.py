@@ -43,8 +43,6 @@ _NEW_KEY_REASONS = frozenset({Reason.MISSING, Reason.KEY_MISSING, Reason.KEY_UNR
 class ApplyResult:
     written: tuple[Path, ...]
     reasons: Mapping[Path, str]
-    # components reading a written file (sorted): the ones to restart after a renewal
-    restart: tuple[str, ...] = ()
 
 
 @dataclass
@@ -179,13 +177,14 @@ def apply_pki(plan: PkiPlan, *, now: datetime) -> ApplyResult:
         _apply_kubeconfig(kc, signers[kc.ca].cert_pem, leaves[kc.client], run)
     _fix_modes(plan, run)
     written = tuple(run.written)
-    return ApplyResult(written=written, reasons=MappingProxyType(dict(run.written)), restart=plan.readers_of(written))
+    return ApplyResult(written=written, reasons=MappingProxyType(dict(run.written)))
 
 
 def renew_pki(plan: PkiPlan, *, now: datetime) -> tuple[Path, ...]:
     """For a running agent, called periodically: the same rule as ``apply_pki`` (so only
     what is missing, changed or expiring within ``renewBefore`` is rewritten). Returns the
-    rewritten paths; ``plan.readers_of(paths)`` names the components to restart."""
+    rewritten paths; the components whose ``ComponentSpec.reads`` hold one are restarted
+    (``supervisor.reload.readers``)."""
     return apply_pki(plan, now=now).written
 
 

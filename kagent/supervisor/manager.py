@@ -1,10 +1,20 @@
-"""Edge (the composition of the supervisor). One asyncio loop runs every component:
+"""Edge (the composition of the supervisor): the asyncio interpreter of the pure state machine
+in ``machine.py``.
 
-- one runner task per component: wait for its dependencies' health, write its files, spawn,
-  gate on its health check, wait for the exit event, ask the pure policy what next;
-- a command queue fed by the signal handlers and the status socket (stop, reload, renew), so
-  a signal takes the same path as ``kagent reload`` and handlers never do work themselves;
-- the status socket, served from before the first spawn until after the last stop.
+- ``Manager.dispatch(event)`` runs ``machine.transition`` and carries out its actions (spawn,
+  signal, timers, health watchers, logs) through three small seams: a ``Spawner``, a ``Prober``
+  and a ``Clock``. Events come from pidfds (exits), probes, timers and the commands below.
+- One command queue, fed by the signal handlers, the status socket and the renewal timer:
+  ``stop``, ``reload``, ``renew``. Commands run one at a time, so a reload and a renewal never
+  write the PKI at once. A failure of any kind inside a command is logged and answered as
+  rejected; the agent and its children keep running with their PIDs.
+- One ``TaskGroup`` owns the long-running tasks: the command loop's helpers (the renewal timer,
+  the status server) and any extra task a caller adds (``Hooks.tasks``).
+
+Hook points for the rest of the agent (``Hooks``): ``on_ready`` (every component healthy after
+the initial start), ``on_reload_started`` / ``on_reload_done(plan)``, ``on_stopping``,
+``tasks`` (extra long-running coroutines, started after the initial start, cancelled at
+shutdown) and ``status`` (extra top-level fields for ``GET /status``).
 
 Nothing wakes up while every child is up and has no health check: exits arrive as pidfd
 events, output as pipe events, commands as socket or signal events.
@@ -13,6 +23,7 @@ events, output as pipe events, commands as socket or signal events.
 from __future__ import annotations
 
 import asyncio
+import collections
 import datetime
 import os
 import signal
@@ -20,138 +31,343 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, Callable, Collection, Coroutine, Iterable, Mapping, Sequence
+from typing import IO, Any, Awaitable, Callable, Collection, Coroutine, Iterable, Mapping, Protocol, Sequence
 
 import kagent
 from kagent import fsutil, log
-from kagent.node import files
 from kagent.components.spec import ComponentSpec
 from kagent.errors import ComponentError, ExitCode, KagentError
+from kagent.node import files
 from kagent.node.lock import InstanceLock
 from kagent.paths import Paths
 from kagent.service.notify import Readiness
 from kagent.supervisor import health as health_mod
+from kagent.supervisor import machine as sm
 from kagent.supervisor import process, status
-from kagent.supervisor.policy import ExitStatus, Health, RestartPolicy, State, decide_restart
-from kagent.supervisor.reload import diff, start_order
+from kagent.supervisor.health import ProbeResult
+from kagent.supervisor.policy import RestartPolicy
+from kagent.supervisor.reload import Loaded, ReloadPlan, diff, readers, start_order
 
 HEALTH_FIRST_PROBE = 0.02  # start-up gate: first probe after 20 ms, doubling to HEALTH_GATE_MAX
 HEALTH_GATE_MAX = 1.0
 DRAIN_TIMEOUT = 0.5
 LOG_LINES_PER_S = 1000  # child output lines per second per component that reach the structured log
-LOG_LINES_BURST = 5000  # how long a failed child's output may take to reach EOF before we quote it
+LOG_LINES_BURST = 5000
+NO_CHECK_SETTLE = 1.0  # reload/renewal reply: how long a restarted component without a health check must stay up
+TASK_RESTART_DELAY = 1.0  # a crashed long-running task starts again after this long
 
 
-def _utc_now() -> str:
-    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+# ---- seams ------------------------------------------------------------------------------------
+
+class Spawner(Protocol):
+    def __call__(self, spec: ComponentSpec, *, instance: str, sink: process.LineSink, now: float,
+                 loop: asyncio.AbstractEventLoop) -> process.Child: ...
 
 
-@dataclass(eq=False)
-class Unit:
-    """The manager's record of one component (mutable; owned by the loop's thread)."""
+class Prober(Protocol):
+    def __call__(self, check: Any) -> Awaitable[ProbeResult]: ...
 
-    spec: ComponentSpec
-    state: State = State.STARTING
-    health: Health = Health.UNKNOWN
-    child: process.Child | None = None
-    restarts: int = 0
-    spawns: int = 0
-    failures: int = 0
-    last_exit: tuple[ExitStatus, str] | None = None
-    strict: bool = False  # initial start: any failure is fatal instead of a restart
-    healthy: asyncio.Event = field(default_factory=asyncio.Event)
-    stop_req: asyncio.Event = field(default_factory=asyncio.Event)
-    task: asyncio.Task[None] | None = None
-    log_file: IO[str] | None = None
+
+class Clock(Protocol):
+    def monotonic(self) -> float: ...
+
+    def wall(self) -> str: ...
+
+
+class SystemClock:
+    def monotonic(self) -> float:
+        return time.monotonic()
+
+    def wall(self) -> str:
+        return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+
+
+@dataclass
+class Hooks:
+    """Where the rest of the agent plugs in. Each callback runs in the event loop; an exception
+    in one is logged (``hook_failed``) and changes nothing else."""
+
+    on_ready: list[Callable[[], None]] = field(default_factory=list)
+    on_reload_started: list[Callable[[], None]] = field(default_factory=list)
+    on_reload_done: list[Callable[[dict[str, Any]], None]] = field(default_factory=list)
+    on_stopping: list[Callable[[], None]] = field(default_factory=list)
+    # (name, coroutine function taking the Manager): long-running, restarted after a crash
+    tasks: list[tuple[str, Callable[[Manager], Awaitable[None]]]] = field(default_factory=list)
+    # extra top-level fields of GET /status (e.g. {"backup": {...}})
+    status: list[Callable[[], dict[str, Any]]] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
 class _Cmd:
     kind: str  # "stop" | "reload" | "renew"
     reply: asyncio.Future[dict[str, Any]] | None = None
-    paths: frozenset[Path] = frozenset()
 
+
+class Tasks:
+    """One TaskGroup for the agent's long-running tasks. A task that raises is logged and
+    started again after TASK_RESTART_DELAY (a bug in the renewal timer must not end renewals
+    for good, nor take the agent down)."""
+
+    def __init__(self, tg: asyncio.TaskGroup, logger: Any) -> None:
+        self._tg = tg
+        self._log = logger
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def add(self, name: str, fn: Callable[[], Awaitable[None]], *, restart: bool = True) -> None:
+        async def guarded() -> None:
+            while True:
+                try:
+                    await fn()
+                    return
+                except asyncio.CancelledError:
+                    raise
+                except Exception as err:  # noqa: BLE001 - logged with its traceback, then again
+                    self._log.exception("task_crashed", task=name, reason=repr(err))
+                    if not restart:
+                        return
+                    await asyncio.sleep(TASK_RESTART_DELAY)
+
+        self._tasks.append(self._tg.create_task(guarded(), name=f"kagent-{name}"))
+
+    def cancel_all(self) -> None:
+        for t in self._tasks:
+            t.cancel()
+
+
+# ---- the manager --------------------------------------------------------------------------------
 
 class Manager:
-    def __init__(self, *, paths: Paths, role: str, version: str, log_dir: Path | None,
-                 policy: RestartPolicy, load_specs: Callable[[], Sequence[ComponentSpec]]) -> None:
+    def __init__(self, *, paths: Paths, role: str, version: str, log_dir: Path | None, policy: RestartPolicy,
+                 load_specs: Callable[[], Sequence[ComponentSpec] | Loaded], hooks: Hooks | None = None,
+                 spawner: Spawner = process.spawn, prober: Prober = health_mod.probe,
+                 clock: Clock | None = None) -> None:
         self.paths = paths
         self.role = role
         self.version = version
         self.log_dir = log_dir
-        self.policy = policy
         self.load_specs = load_specs
+        self.hooks = hooks or Hooks()
+        self.spawner = spawner
+        self.prober = prober
+        self.clock: Clock = clock or SystemClock()
         self.instance = process.instance_id(paths.run_dir)
-        self.units: dict[str, Unit] = {}
+        self.m = sm.Machine(policy=policy)
         self.queue: asyncio.Queue[_Cmd] = asyncio.Queue()
         self.phase = "loading"  # loading | starting | running | stopping
-        self.started_mono = time.monotonic()
+        self.started_mono = self.clock.monotonic()
         self.log = log.get()
-        self._failure: asyncio.Future[ComponentError] | None = None
         self.stop_requested = False
-        self.stop_event = asyncio.Event()  # set as soon as a stop is queued: long waits give way
-        self.extra_status: dict[str, Callable[[], Any]] = {}  # more top-level fields of GET /status (backup)
+        self.children: dict[str, process.Child] = {}
+        self.failure: ComponentError | None = None
+        self._last_child: dict[str, process.Child] = {}
+        self._health: dict[str, asyncio.Task[None]] = {}
+        self._timers: dict[tuple[str, str], asyncio.TimerHandle] = {}
+        self._log_files: dict[str, IO[str]] = {}
+        self._pending: collections.deque[sm.Event] = collections.deque()
+        self._dispatching = False
+        self._waiters: list[tuple[Callable[[sm.Machine], bool], asyncio.Future[None], bool]] = []
+        self._background: set[asyncio.Task[None]] = set()
         self.readiness = Readiness(None)  # sd_notify; run_agent sets the real one
+        self._summary: tuple[tuple[str, str, str], ...] = ()
 
-    def changed(self) -> None:
-        """A component's state or health changed: the one-line STATUS= follows it."""
-        if self.readiness.enabled:
-            self.readiness.status(self.phase, self.status_doc()["components"])
-
+    # ---- commands ------------------------------------------------------------------------
     def request(self, cmd: _Cmd) -> None:
-        """Enqueue a command (what signal handlers and the socket do, and nothing more)."""
+        """Enqueue a command (what signal handlers, the socket and the renewal timer do)."""
         self.queue.put_nowait(cmd)
         if cmd.kind == "stop":
-            self.stop_event.set()
+            self.stop_requested = True
+            self._notify()
 
-    # ---- status --------------------------------------------------------------------------
-    def status_doc(self) -> dict[str, Any]:
-        now = time.monotonic()
-        comps = []
-        for u in self.units.values():
-            alive = u.child is not None and u.child.alive
-            last = None
-            if u.last_exit is not None:
-                ex, at = u.last_exit
-                last = {"signal": ex.signal, "at": at} if ex.signal is not None else {"code": ex.code, "at": at}
-            comps.append({
-                "name": u.spec.name,
-                "state": str(u.state),
-                "pid": u.child.pid if alive and u.child else None,
-                "restarts": u.restarts,
-                "health": str(u.health),
-                "uptime_s": round(now - u.child.started_at, 3) if alive and u.child else None,
-                "last_exit": last,
-            })
-        return {"agent": {"pid": os.getpid(), "role": self.role, "version": self.version,
-                          "uptime_s": round(now - self.started_mono, 3)},
-                "components": comps, **{k: f() for k, f in self.extra_status.items()}}
+    # ---- the interpreter -----------------------------------------------------------------
+    def dispatch(self, ev: sm.Event) -> None:
+        """Feed one event to the machine and carry out its actions (re-entrant: events raised
+        while acting are queued and handled in order)."""
+        self._pending.append(ev)
+        if self._dispatching:
+            return
+        self._dispatching = True
+        try:
+            while self._pending:
+                e = self._pending.popleft()
+                self.m, actions = sm.transition(self.m, e, self.clock.monotonic())
+                for a in actions:
+                    try:
+                        self._do(a)
+                    except Exception as err:  # noqa: BLE001 - an edge bug must not stop the machine
+                        self.log.exception("action_failed", action=type(a).__name__, reason=repr(err))
+        finally:
+            self._dispatching = False
+        self._notify()
+        self.changed()
 
-    async def handle_http(self, method: str, target: str) -> tuple[int, Any]:
-        if method == "GET" and target == "/status":
-            return 200, self.status_doc()
-        if method == "GET" and target == "/components":
-            return 200, self.status_doc()["components"]
-        if method == "POST" and target == "/reload":
-            if self.phase != "running":
-                return 409, _plan_doc(error=f"agent is {self.phase}; try again when it is running", rejected=True)
-            fut: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
-            self.request(_Cmd("reload", reply=fut))
-            return 200, await fut
-        return 404, {"error": f"no route {method} {target}"}
+    def changed(self) -> None:
+        """After each event: when a component's state or health changed, the one-line STATUS=
+        of sd_notify follows it (nothing is computed without a notify socket)."""
+        if not self.readiness.enabled:
+            return
+        summary = tuple((u.name, str(u.state), str(u.health)) for u in self.m.units.values())
+        if summary != self._summary:
+            self._summary = summary
+            self.readiness.status(self.phase, self.status_doc()["components"])
 
-    # ---- one component ---------------------------------------------------------------------
-    def _sink(self, u: Unit) -> process.LineSink:
+    def _do(self, a: sm.Action) -> None:
+        if isinstance(a, sm.Log):
+            getattr(self.log, a.level)(a.event, component=a.name, **dict(a.fields))
+        elif isinstance(a, sm.Spawn):
+            self._spawn(a)
+        elif isinstance(a, sm.Signal):
+            child = self.children.get(a.name)
+            if child is not None and child.pid == a.pid:
+                child.signal(a.sig, group=True)
+        elif isinstance(a, sm.SetTimer):
+            key = (a.name, str(a.kind))
+            old = self._timers.pop(key, None)
+            if old is not None:
+                old.cancel()
+            self._timers[key] = asyncio.get_running_loop().call_later(
+                a.delay, self.dispatch, sm.Timer(a.name, a.gen, a.kind))
+        elif isinstance(a, sm.WatchHealth):
+            old_task = self._health.pop(a.name, None)
+            if old_task is not None:
+                old_task.cancel()
+            self._health[a.name] = asyncio.ensure_future(self._watch_health(a))
+        elif isinstance(a, sm.Up):
+            if a.spec.prune_siblings_of:  # the dirs of the spec this one replaced are no longer read
+                files.prune_superseded(a.spec.prune_siblings_of, self.log.bind(component=a.name))
+        elif isinstance(a, sm.Failed):
+            self._background_task(self._report_failure(a))
+
+    def _background_task(self, coro: Awaitable[None]) -> None:
+        t = asyncio.ensure_future(coro)
+        self._background.add(t)
+        t.add_done_callback(self._background.discard)
+
+    def _notify(self) -> None:
+        for pred, fut, stop_wakes in list(self._waiters):
+            if not fut.done() and ((stop_wakes and self.stop_requested) or pred(self.m)):
+                fut.set_result(None)
+
+    async def wait_until(self, pred: Callable[[sm.Machine], bool], timeout: float | None = None,
+                         *, stop_wakes: bool = True) -> bool:
+        """Until ``pred(machine)`` holds (True), ``timeout`` passes or a stop is requested."""
+        if pred(self.m):
+            return True
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        entry = (pred, fut, stop_wakes)
+        self._waiters.append(entry)
+        try:
+            await asyncio.wait_for(asyncio.shield(fut), timeout)
+        except TimeoutError:
+            pass
+        finally:
+            self._waiters.remove(entry)
+        return pred(self.m)
+
+    # ---- actions ---------------------------------------------------------------------------
+    def _prepare(self, spec: ComponentSpec) -> None:
+        for d, mode in spec.dirs:
+            fsutil.ensure_dir(d, mode)
+        for f in spec.files:
+            fsutil.write_atomic(f.path, f.data, mode=f.mode)
+
+    def _spawn(self, a: sm.Spawn) -> None:
+        spec = a.spec
+        try:
+            self._prepare(spec)
+            child = self.spawner(spec, instance=self.instance, sink=self._sink(spec.name),
+                                 now=self.clock.monotonic(), loop=asyncio.get_running_loop())
+        except Exception as err:  # noqa: BLE001 - KagentError, OSError (ENOSPC, EACCES) or a bug: all survived
+            what = err.what if isinstance(err, KagentError) else (str(err) or repr(err))
+            self.dispatch(sm.SpawnFailed(a.name, a.gen, what))
+            return
+        try:
+            fsutil.write_atomic(self.paths.pidfile(spec.name), f"{child.pid}\n", mode=fsutil.MODE_PIDFILE)
+        except OSError as err:
+            # no unsupervised child: it goes, and the spawn counts as failed
+            self._background_task(self._discard(a, child, f"cannot write {self.paths.pidfile(spec.name)}: "
+                                                          f"{err.strerror or err}"))
+            return
+        self.children[spec.name] = child
+        self._last_child[spec.name] = child
+        name, gen = spec.name, a.gen
+
+        def exited(_fut: asyncio.Future[Any]) -> None:
+            self._on_exit(name, gen, child)
+
+        child.exited.add_done_callback(exited)
+        self.dispatch(sm.Spawned(a.name, a.gen, child.pid, child.started_at))
+
+    async def _discard(self, a: sm.Spawn, child: process.Child, reason: str) -> None:
+        child.signal(signal.SIGKILL, group=True)
+        try:
+            await asyncio.wait_for(asyncio.shield(child.exited), sm.KILL_WAIT)
+        except TimeoutError:
+            pass
+        child.close_output()
+        self.dispatch(sm.SpawnFailed(a.name, a.gen, reason))
+
+    def _on_exit(self, name: str, gen: int, child: process.Child) -> None:
+        if self.children.get(name) is child:
+            del self.children[name]
+            try:
+                if process.read_pidfile(self.paths.pidfile(name)) == child.pid:
+                    self.paths.pidfile(name).unlink(missing_ok=True)
+            except OSError:
+                pass
+        task = self._health.get(name)
+        if task is not None:
+            task.cancel()
+            del self._health[name]
+        ex = child.exited.result()
+        self.dispatch(sm.Exited(name, gen, child.pid, ex, self.clock.wall()))
+
+    async def _watch_health(self, a: sm.WatchHealth) -> None:
+        check = a.spec.health
+        if check is None:
+            return
+        wait = HEALTH_FIRST_PROBE
+        while True:
+            result = await self.prober(check)
+            if result.ok:
+                break
+            self.dispatch(sm.HealthChanged(a.name, a.gen, False, result.detail))
+            u = self.m.units.get(a.name)
+            if u is None or u.gen != a.gen or u.pid is None:
+                return
+            await asyncio.sleep(a.spec.health_interval if u.late else wait)
+            wait = min(wait * 2, HEALTH_GATE_MAX)
+        self.dispatch(sm.Ready(a.name, a.gen))
+        while True:
+            await asyncio.sleep(a.spec.health_interval)
+            u = self.m.units.get(a.name)
+            if u is None or u.gen != a.gen or u.pid is None:
+                return
+            result = await self.prober(check)
+            self.dispatch(sm.HealthChanged(a.name, a.gen, result.ok, result.detail))
+
+    async def _report_failure(self, a: sm.Failed) -> None:
+        child = self._last_child.get(a.name)
+        tail: list[str] = []
+        if child is not None:
+            if not child.alive:
+                await child.drain(DRAIN_TIMEOUT)
+            tail = [ln for ln in child.tail if ln.strip()]
+        msg = a.message + ("; last output:\n  " + "\n  ".join(tail) if tail else "; it printed nothing")
+        if self.failure is None:
+            self.failure = ComponentError(f"component {a.name}", msg, hint=f"see the log lines with component={a.name}")
+        self._notify()
+
+    def _sink(self, name: str) -> process.LineSink:
         """Each line to the structured log (at most LOG_LINES_PER_S per component, bursts of
         LOG_LINES_BURST; the rest is counted and reported, so a flooding child cannot eat the
         agent's CPU or the journal) and, unthrottled, to the component's log file."""
-        name = u.spec.name
         logger = self.log
         budget = {"tokens": float(LOG_LINES_BURST), "at": time.monotonic(), "dropped": 0}
+        log_file = self._log_file(name)
 
         def sink(stream: str, line: str) -> None:
-            if u.log_file is not None:
-                u.log_file.write(f"{stream}: {line}\n")
+            if log_file is not None:
+                log_file.write(f"{stream}: {line}\n")
             now = time.monotonic()
             budget["tokens"] = min(LOG_LINES_BURST, budget["tokens"] + (now - budget["at"]) * LOG_LINES_PER_S)
             budget["at"] = now
@@ -167,345 +383,229 @@ class Manager:
 
         return sink
 
-    def _prepare(self, spec: ComponentSpec) -> None:
-        for d, mode in spec.dirs:
-            fsutil.ensure_dir(d, mode)
-        for f in spec.files:
-            fsutil.write_atomic(f.path, f.data, mode=f.mode)
-
-    def _fail(self, u: Unit, what: str, tail: Iterable[str] = ()) -> None:
-        lines = [ln for ln in tail if ln.strip()]
-        msg = what + ("; last output:\n  " + "\n  ".join(lines) if lines else "; it printed nothing")
-        u.state = State.FAILED
-        if self._failure is not None and not self._failure.done():
-            self._failure.set_result(ComponentError(f"component {u.spec.name}", msg,
-                                                    hint=f"see the log lines with component={u.spec.name}"))
-
-    async def _wait_deps(self, u: Unit) -> bool:
-        """Until every dependency is healthy; False when a stop came first."""
-        pending = [self.units[d].healthy for d in u.spec.after if d in self.units and not self.units[d].healthy.is_set()]
-        if not pending:
-            return not u.stop_req.is_set()
-        waits = {asyncio.ensure_future(e.wait()) for e in pending}
-        stop = asyncio.ensure_future(u.stop_req.wait())
-        try:
-            while waits and not stop.done():
-                done, _ = await asyncio.wait(waits | {stop}, return_when=asyncio.FIRST_COMPLETED)
-                waits -= done
-        finally:
-            for t in (*waits, stop):
-                t.cancel()
-        return not u.stop_req.is_set()
-
-    async def _run_guarded(self, u: Unit) -> None:
-        """A bug in a runner must not leave a component silently unsupervised."""
-        try:
-            await self._run(u)
-        except asyncio.CancelledError:
-            raise
-        except Exception as err:  # noqa: BLE001 - logged with its traceback, then fatal or visible
-            self.log.exception("runner_crashed", component=u.spec.name, reason=repr(err))
-            self._fail(u, f"internal error: {err!r}")
-            u.state = State.FAILED
-
-    async def _run(self, u: Unit) -> None:
-        """The runner: spawn, watch, restart per policy, until a stop is requested."""
-        spec_log = self.log.bind(component=u.spec.name)
-        pid, outcome = await process.terminate_stale(self.paths.pidfile(u.spec.name), u.spec, self.instance)
-        if outcome in ("terminated", "killed"):
-            spec_log.warning("stale_child_stopped", pid=pid, how=outcome)
-        elif outcome == "not_ours":
-            spec_log.info("stale_pidfile_ignored", pid=pid, reason="process is not a child of this kagent")
-        while await self._wait_deps(u):
-            spec = u.spec
-            u.state, u.health = State.STARTING, Health.UNKNOWN
-            now = time.monotonic()
+    def _log_file(self, name: str) -> IO[str] | None:
+        if self.log_dir is None:
+            return None
+        fh = self._log_files.get(name)
+        if fh is None:
             try:
-                self._prepare(spec)
-                child = process.spawn(spec, instance=self.instance, sink=self._sink(u), now=now,
-                                      loop=asyncio.get_running_loop())
-            except (KagentError, OSError) as err:
-                what = err.what if isinstance(err, KagentError) else str(err)
-                spec_log.error("component_spawn_failed", reason=what)
-                if u.strict:
-                    self._fail(u, f"cannot start: {what}")
-                    return
-                if not await self._backoff(u, spec_log, started_at=now, now=time.monotonic()):
-                    break
-                continue
-            u.child = child
-            if u.spawns:
-                u.restarts += 1
-            u.spawns += 1
-            fsutil.write_atomic(self.paths.pidfile(spec.name), f"{child.pid}\n", mode=fsutil.MODE_PIDFILE)
-            spec_log.info("component_started", pid=child.pid, attempt=u.failures + 1)
-            self.changed()
-            watcher = asyncio.ensure_future(self._watch_health(u, child, spec_log))
+                fh = open(self.log_dir / f"{name}.log", "a", buffering=1, encoding="utf-8", errors="replace")
+            except OSError as err:
+                self.log.warning("component_log_file_failed", component=name, reason=err.strerror or str(err))
+                return None
+            self._log_files[name] = fh
+        return fh
+
+    def _close_log_files(self, names: Iterable[str] | None = None) -> None:
+        for n in list(self._log_files if names is None else names):
+            fh = self._log_files.pop(n, None)
+            if fh is not None:
+                fh.close()
+
+    # ---- status --------------------------------------------------------------------------
+    def status_doc(self) -> dict[str, Any]:
+        now = self.clock.monotonic()
+        comps = []
+        for u in self.m.units.values():
+            last = None
+            if u.last_exit is not None:
+                ex = u.last_exit
+                last = {"signal": ex.signal, "at": u.last_exit_wall} if ex.signal is not None else \
+                    {"code": ex.code, "at": u.last_exit_wall}
+            alive = u.pid is not None
+            comps.append({
+                "name": u.name,
+                "state": str(u.state),
+                "pid": u.pid,
+                "restarts": u.restarts,
+                "health": str(u.health),
+                "uptime_s": round(now - u.started_at, 3) if alive and u.started_at is not None else None,
+                "last_exit": last,
+            })
+        doc: dict[str, Any] = {"agent": {"pid": os.getpid(), "role": self.role, "version": self.version,
+                                         "uptime_s": round(now - self.started_mono, 3)},
+                               "components": comps}
+        for extra in self.hooks.status:
             try:
-                ex = await child.exited
-            finally:
-                watcher.cancel()
-            u.healthy.clear()
-            u.health = Health.UNKNOWN
-            at = _utc_now()
-            u.last_exit = (ex, at)
-            self.paths.pidfile(spec.name).unlink(missing_ok=True)
-            self.changed()
-            if u.stop_req.is_set():
-                break
-            exited_at = time.monotonic()
-            spec_log.warning("component_exited", pid=child.pid, exit_code=ex.code, signal=ex.signal,
-                             uptime_s=round(exited_at - child.started_at, 3))
-            if u.strict:
-                await child.drain(DRAIN_TIMEOUT)
-                self._fail(u, f"{ex.describe()} during start-up", child.tail)
-                return
-            if not await self._backoff(u, spec_log, started_at=child.started_at, now=exited_at):
-                break
-        if u.state is not State.FAILED:
-            u.state = State.STOPPED
+                doc.update({k: v for k, v in extra().items() if k not in ("agent", "components")})
+            except Exception as err:  # noqa: BLE001 - a hook never breaks the status answer
+                self.log.exception("hook_failed", hook="status", reason=repr(err))
+        return doc
 
-    async def _backoff(self, u: Unit, spec_log: Any, *, started_at: float, now: float) -> bool:
-        """Apply the policy; False when a stop arrived while waiting."""
-        d = decide_restart(self.policy, started_at=started_at, now=now, failures=u.failures)
-        u.failures = d.failures
-        if d.delay <= 0:
-            return not u.stop_req.is_set()
-        u.state = State.BACKOFF
-        spec_log.info("component_backoff", restart_in_s=d.delay, attempt=d.failures)
-        self.changed()
+    async def handle_http(self, method: str, target: str) -> tuple[int, Any]:
+        if method == "GET" and target == "/status":
+            return 200, self.status_doc()
+        if method == "GET" and target == "/components":
+            return 200, self.status_doc()["components"]
+        if method == "POST" and target == "/reload":
+            if self.phase != "running":
+                return 409, plan_doc(error=f"agent is {self.phase}; try again when it is running", rejected=True)
+            fut: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+            self.request(_Cmd("reload", reply=fut))
+            return 200, await fut
+        return 404, {"error": f"no route {method} {target}"}
+
+    def _hook(self, which: str, fns: Iterable[Callable[..., None]], *args: Any) -> None:
+        for fn in fns:
+            try:
+                fn(*args)
+            except Exception as err:  # noqa: BLE001 - a hook never breaks the supervisor
+                self.log.exception("hook_failed", hook=which, reason=repr(err))
+
+    # ---- procedures ------------------------------------------------------------------------
+    async def stop_stale(self, specs: Sequence[ComponentSpec]) -> None:
+        """Every pidfile in the run dir: a live process of ours (marker for this run dir and
+        that component; for a current component also its binary) is stopped, whether or not the
+        component is still configured (one removed while the agent was down)."""
+        by_name = {s.name: s for s in specs}
         try:
-            await asyncio.wait_for(u.stop_req.wait(), d.delay)
-            return False
-        except TimeoutError:
-            return True
-
-    async def _watch_health(self, u: Unit, child: process.Child, spec_log: Any) -> None:
-        check = u.spec.health
-        if check is None:  # nothing to probe: up means ready, and nothing wakes us later
-            u.state = State.RUNNING
-            u.healthy.set()
+            pidfiles = sorted(p for p in self.paths.run_dir.glob("*.pid") if p != self.paths.agent_pidfile)
+        except OSError:
             return
-        deadline = child.started_at + u.spec.startup_timeout
-        wait = HEALTH_FIRST_PROBE
-        while child.alive:
-            result = await health_mod.probe(check)
-            if result.ok:
-                break
-            now = time.monotonic()
-            if now >= deadline:
-                if u.strict:
-                    spec_log.error("component_unhealthy", reason=result.detail)
-                    self._fail(u, f"not healthy after {u.spec.startup_timeout:g}s ({result.detail})", child.tail)
-                    return
-                if u.health is not Health.UNHEALTHY:
-                    spec_log.warning("component_unhealthy", reason=result.detail)
-                u.health = Health.UNHEALTHY
-                delay = u.spec.health_interval
-            else:
-                delay = min(wait, deadline - now)
-                wait = min(wait * 2, HEALTH_GATE_MAX)
-            await asyncio.sleep(delay)
-        if not child.alive:
-            return
-        u.state, u.health = State.RUNNING, Health.HEALTHY
-        u.healthy.set()
-        spec_log.info("component_healthy", pid=child.pid, duration_ms=round((time.monotonic() - child.started_at) * 1000))
-        if u.spec.prune_siblings_of:  # the dirs of the spec this one replaced are no longer read
-            files.prune_superseded(u.spec.prune_siblings_of, spec_log)
-        self.changed()
-        while child.alive:
-            await asyncio.sleep(u.spec.health_interval)
-            if not child.alive:
-                return
-            result = await health_mod.probe(check)
-            new = Health.HEALTHY if result.ok else Health.UNHEALTHY
-            if new is not u.health:
-                spec_log.log(20 if result.ok else 30, "component_health_changed", health=str(new), reason=result.detail)
-                u.health = new
-                self.changed()
 
-    def _launch(self, spec: ComponentSpec, *, strict: bool) -> Unit:
-        u = self.units.get(spec.name)
-        if u is None:
-            u = Unit(spec=spec)
-            self.units[spec.name] = u
-        u.spec, u.strict = spec, strict
-        u.stop_req.clear()
-        u.state = State.STARTING
-        if self.log_dir is not None and u.log_file is None:
-            u.log_file = open(self.log_dir / f"{spec.name}.log", "a", buffering=1, encoding="utf-8", errors="replace")
-        u.task = asyncio.ensure_future(self._run_guarded(u))
-        return u
+        async def one(pidfile: Path) -> None:
+            name = pidfile.stem
+            spec = by_name.get(name)
+            pid, outcome = await process.terminate_stale(pidfile, spec, self.instance, name=name)
+            if outcome in ("terminated", "killed"):
+                self.log.warning("stale_child_stopped", component=name, pid=pid, how=outcome,
+                                 configured=spec is not None)
+            elif outcome == "not_ours":
+                self.log.info("stale_pidfile_ignored", component=name, pid=pid,
+                              reason="process is not a child of this kagent")
+            if spec is None:
+                try:
+                    pidfile.unlink(missing_ok=True)
+                except OSError:
+                    pass
 
-    async def _stop_unit(self, u: Unit) -> None:
-        u.stop_req.set()
-        child = u.child
-        if child is not None and child.alive:
-            u.state = State.STOPPING
-            self.log.info("stop_requested", component=u.spec.name, pid=child.pid, signal=int(u.spec.stop_signal))
-            ex, killed = await child.stop(u.spec.stop_signal, u.spec.stop_timeout)
-            if killed:
-                self.log.warning("stop_timed_out", component=u.spec.name, pid=child.pid, timeout_s=u.spec.stop_timeout)
-            if ex is None:
-                self.log.error("stop_abandoned", component=u.spec.name, pid=child.pid,
-                               reason=f"still there {process.KILL_WAIT:g}s after SIGKILL")
-                if u.task is not None:
-                    u.task.cancel()
-            else:
-                self.log.info("component_stopped", component=u.spec.name, pid=child.pid, exit_code=ex.code,
-                              signal=ex.signal)
-        if u.task is not None:
-            await u.task
-        if u.state is not State.FAILED:
-            u.state = State.STOPPED
-        self.changed()
+        await asyncio.gather(*(one(p) for p in pidfiles))
 
-    async def stop_units(self, names: Collection[str]) -> None:
-        """Stop ``names``, each only after the ones among them that depend on it have stopped."""
-        targets = [self.units[n] for n in names if n in self.units]
-        done = {u.spec.name: asyncio.Event() for u in targets}
-
-        async def one(u: Unit) -> None:
-            for other in targets:
-                if u.spec.name in other.spec.after and other is not u:
-                    await done[other.spec.name].wait()
-            try:
-                await self._stop_unit(u)
-            finally:
-                done[u.spec.name].set()
-
-        await asyncio.gather(*(one(u) for u in targets))
-
-    # ---- start, reload, renew --------------------------------------------------------------
     async def initial_start(self, specs: Sequence[ComponentSpec]) -> ComponentError | None:
-        """Start all, dependencies first (each waits for its dependencies' health). Returns the
-        first failure, or None when every component is healthy."""
-        loop = asyncio.get_running_loop()
-        self._failure = loop.create_future()
-        for spec in start_order(specs):
-            self._launch(spec, strict=True)
-        ready = asyncio.ensure_future(asyncio.gather(*(u.healthy.wait() for u in self.units.values())))
-        cmd = asyncio.ensure_future(self._next_stop())
-        try:
-            waits: set[asyncio.Future[Any]] = {ready, self._failure, cmd}
-            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            ready.cancel()
-            cmd.cancel()
-        failure = self._failure.result() if self._failure.done() else None
-        for u in self.units.values():
-            u.strict = False
-        self._failure = None
-        return failure
+        """Start all, dependencies first. Returns the first failure, or None when every
+        component is ready (or a stop came first)."""
+        self.dispatch(sm.Start(tuple(specs), strict=True))
+        await self.wait_until(lambda m: m.all_running() or self.failure is not None)
+        if self.failure is None and not self.m.all_running() and not self.stop_requested:
+            # a Failed action is being reported (its output drained): wait for it
+            await self.wait_until(lambda m: self.failure is not None, DRAIN_TIMEOUT * 4)
+        self.dispatch(sm.Settle())
+        return self.failure
 
-    async def _next_stop(self) -> None:
-        """During start-up only a stop is honoured; a reload is answered as rejected."""
-        while True:
-            c = await self.queue.get()
-            if c.kind == "stop":
-                self.stop_requested = True
-                return
-            if c.reply is not None and not c.reply.done():
-                c.reply.set_result(_plan_doc(error="agent is starting; try again when it is running", rejected=True))
-            else:
-                self.log.warning("reload_ignored", reason="agent is still starting")
+    async def stop(self, names: Collection[str]) -> None:
+        """The one stop algorithm (machine.Stop): one at a time, reverse start order."""
+        names = tuple(n for n in names if n in self.m.units)
+        if not names:
+            return
+        self.dispatch(sm.Stop(names))
+        await self.wait_until(lambda m: m.all_settled(names), stop_wakes=False)
+
+    async def _start_and_settle(self, specs: Sequence[ComponentSpec]) -> list[str]:
+        """Start ``specs`` (not strict) and wait until each is ready or the longest startup
+        timeout passed. Returns the ones that are not healthy: the reply names them. A
+        component without a health check must also stay up NO_CHECK_SETTLE seconds (capped by
+        its startup timeout): "up" alone would call a crash loop healthy."""
+        if not specs:
+            return []
+        names = [s.name for s in specs]
+        self.dispatch(sm.Start(tuple(specs)))
+        timeout = max(s.startup_timeout for s in specs)
+        await self.wait_until(lambda m: m.all_running(names), timeout)
+        gens = {n: self.m.units[n].gen for n in names if n in self.m.units}
+        unchecked = [s for s in specs if s.health is None and s.name in gens]
+        if unchecked and not self.stop_requested:
+            settle = max(min(NO_CHECK_SETTLE, s.startup_timeout) for s in unchecked)
+            await self.wait_until(lambda m: any(m.units[s.name].gen != gens[s.name] or m.units[s.name].pid is None
+                                                for s in unchecked if s.name in m.units), settle)
+        return [n for n in names if n in self.m.units and (self.m.units[n].phase is not sm.Phase.RUNNING
+                                                           or self.m.units[n].gen != gens.get(n))]
 
     async def reload(self) -> dict[str, Any]:
         self.log.info("reload_requested")
+        self._hook("on_reload_started", self.hooks.on_reload_started)
         try:
-            new = start_order(await asyncio.to_thread(self.load_specs))
-        except KagentError as err:
-            self.log.error("reload_rejected", reason=err.render())
-            return _plan_doc(error=err.render(), rejected=True,
-                             unchanged=list(self.units))
-        plan = diff([u.spec for u in self.units.values()], new)
-        by_name = {s.name: s for s in new}
-        await self.stop_units(plan.removed)
-        for name in plan.removed:
-            u = self.units.pop(name)
-            if u.log_file is not None:
-                u.log_file.close()
-        await self.stop_units(plan.restart)
-        for name in plan.signal:
-            u = self.units[name]
-            u.spec = by_name[name]
-            self._prepare(u.spec)
-            if u.child is not None:
-                u.child.signal(u.spec.reload_signal)
-            self.log.info("component_signalled", component=name, signal=int(u.spec.reload_signal))
-        for name in plan.update:
-            self.units[name].spec = by_name[name]
-        # keep the new start order for status and for the next shutdown
-        started = []
-        for spec in new:
-            if spec.name in plan.added or spec.name in plan.restart:
-                started.append(self._launch(spec, strict=False))
-        self.units = {s.name: self.units[s.name] for s in new}
-        await self._wait_healthy(started)
-        self.log.info("reload_done", restarted=list(plan.restart), started=list(plan.added),
-                      stopped=list(plan.removed), signalled=list(plan.signal))
-        return _plan_doc(restarted=list(plan.restart), started=list(plan.added), stopped=list(plan.removed),
-                         signalled=list(plan.signal), unchanged=[*plan.unchanged, *plan.update])
+            loaded = await asyncio.to_thread(self.load_specs)
+            new_specs, rewritten = (loaded.specs, loaded.rewritten) if isinstance(loaded, Loaded) else (loaded, ())
+            new = start_order(new_specs)
+            plan = diff([u.spec for u in self.m.units.values()], new, rewritten=rewritten)
+            by_name = {s.name: s for s in new}
+            # every file of a signalled component first: a write error rejects the reload
+            # before anything was stopped
+            for name in plan.signal:
+                self._prepare(by_name[name])
+        except Exception as err:  # noqa: BLE001 - a bad config, ENOSPC, a probe that hung, a bug: all survived
+            reason = err.render() if isinstance(err, KagentError) else f"internal error: {err!r}"
+            if isinstance(err, KagentError):
+                self.log.error("reload_rejected", reason=reason)
+            else:
+                self.log.exception("reload_rejected", reason=reason)
+            doc = plan_doc(error=reason, rejected=True, unchanged=list(self.m.units))
+            self._hook("on_reload_done", self.hooks.on_reload_done, doc)
+            return doc
+        await self.stop([*plan.removed, *plan.restart])
+        self.dispatch(sm.Forget(plan.removed))
+        self._close_log_files(plan.removed)
+        for name in (*plan.signal, *plan.update):
+            self.dispatch(sm.Update(by_name[name], signal=name in plan.signal))
+        self.dispatch(sm.Arrange(tuple(s.name for s in new)))
+        failing = await self._start_and_settle([s for s in new if s.name in plan.added or s.name in plan.restart])
+        self.dispatch(sm.Arrange(tuple(s.name for s in new)))
+        doc = plan_doc(restarted=list(plan.restart), started=list(plan.added), stopped=list(plan.removed),
+                       signalled=list(plan.signal), unchanged=[*plan.unchanged, *plan.update], failing=failing,
+                       rewritten=sorted(map(str, plan.rewritten)))
+        (self.log.warning if failing else self.log.info)(
+            "reload_done", restarted=doc["restarted"], started=doc["started"], stopped=doc["stopped"],
+            signalled=doc["signalled"], failing=failing)
+        self._hook("on_reload_done", self.hooks.on_reload_done, doc)
+        return doc
 
-    async def _wait_healthy(self, units: Sequence[Unit]) -> None:
-        """Until the (re)started units are healthy, their startup timeout passed, or a stop came."""
-        if not units:
+    async def renew(self, renew: Callable[[], Collection[Path]]) -> None:
+        """One renewal check (a queued command: never at the same time as a reload). Components
+        whose ``reads`` contain a rewritten file are restarted."""
+        try:
+            rewritten = await asyncio.to_thread(renew)
+        except Exception as err:  # noqa: BLE001 - ENOSPC, EACCES, a bug: logged, the next check retries
+            reason = err.render() if isinstance(err, KagentError) else f"internal error: {err!r}"
+            (self.log.error if isinstance(err, KagentError) else self.log.exception)("renew_failed", reason=reason)
             return
-        timeout = max(u.spec.startup_timeout for u in units)
-        waits = [asyncio.ensure_future(u.healthy.wait()) for u in units]
-        stop = asyncio.ensure_future(self.stop_event.wait())
-        all_healthy = asyncio.ensure_future(asyncio.wait(waits))
-        try:
-            await asyncio.wait([all_healthy, stop], timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for t in (*waits, stop, all_healthy):
-                t.cancel()
-
-    async def restart_readers(self, rewritten: Collection[Path]) -> None:
-        names = [u.spec.name for u in self.units.values() if set(u.spec.reads) & set(rewritten)]
+        specs = [u.spec for u in self.m.units.values()]
+        names = readers(specs, rewritten)
         if not names:
             return
-        self.log.info("renewed_files_restart", components=names, paths=sorted(map(str, rewritten)))
-        await self.stop_units(names)
-        started = [self._launch(self.units[n].spec, strict=False) for n in names]
-        await self._wait_healthy(started)
+        self.log.info("renewed_files_restart", components=list(names), paths=sorted(map(str, rewritten)))
+        await self.stop(names)
+        failing = await self._start_and_settle([s for s in specs if s.name in names])
+        if failing:
+            self.log.warning("renewed_restart_unhealthy", components=failing)
 
     async def shutdown(self) -> None:
         self.phase = "stopping"
         self.readiness.stopping()
-        self.log.info("shutdown_started", components=len(self.units))
-        # DESIGN §5: one at a time, in reverse start order (units are kept in start order), so a
-        # component never loses what it depends on while it is still shutting down
-        for u in reversed(list(self.units.values())):
-            await self._stop_unit(u)
-        for u in self.units.values():
-            if u.log_file is not None:
-                u.log_file.close()
-                u.log_file = None
+        self._hook("on_stopping", self.hooks.on_stopping)
+        self.log.info("shutdown_started", components=len(self.m.units))
+        # DESIGN §5: one at a time, in reverse start order: the same Stop as a reload's
+        await self.stop(self.m.names())
+        for t in self._health.values():
+            t.cancel()
+        for h in self._timers.values():
+            h.cancel()
+        self._close_log_files()
 
 
-def _plan_doc(*, restarted: list[str] | None = None, started: list[str] | None = None,
-              stopped: list[str] | None = None, signalled: list[str] | None = None,
-              unchanged: list[str] | None = None, rejected: bool = False, error: str | None = None) -> dict[str, Any]:
+def plan_doc(*, restarted: list[str] | None = None, started: list[str] | None = None,
+             stopped: list[str] | None = None, signalled: list[str] | None = None,
+             unchanged: list[str] | None = None, failing: list[str] | None = None,
+             rewritten: list[str] | None = None, rejected: bool = False, error: str | None = None) -> dict[str, Any]:
+    """The reply of ``POST /reload``. ``failing``: restarted or started components that were not
+    healthy within their startup timeout (``kagent reload`` exits 5 naming them); ``rewritten``:
+    the files the reload's PKI step rewrote (their readers are in ``restarted``)."""
     return {"restarted": restarted or [], "started": started or [], "stopped": stopped or [],
-            "signalled": signalled or [], "unchanged": unchanged or [], "rejected": rejected, "error": error}
+            "signalled": signalled or [], "unchanged": unchanged or [], "failing": failing or [],
+            "rewritten": rewritten or [], "rejected": rejected, "error": error}
 
 
 def _print_error(err: KagentError) -> None:
     print(err.render(), file=sys.stderr, flush=True)
-
-
-async def _renew_loop(mgr: Manager, renew: Callable[[], Collection[Path]], interval: float) -> None:
-    while True:
-        await asyncio.sleep(interval)
-        try:
-            rewritten = await asyncio.to_thread(renew)
-        except KagentError as err:
-            mgr.log.error("renew_failed", reason=err.render())
-            continue
-        if rewritten:
-            mgr.request(_Cmd("renew", paths=frozenset(Path(p) for p in rewritten)))
 
 
 def _install_signals(mgr: Manager) -> list[int]:
@@ -522,11 +622,38 @@ def _install_signals(mgr: Manager) -> list[int]:
     return installed
 
 
+async def _command_loop(mgr: Manager, renew: Callable[[], Collection[Path]] | None) -> None:
+    while not mgr.stop_requested:
+        cmd = await mgr.queue.get()
+        if cmd.kind == "stop":
+            return
+        if cmd.kind == "reload":
+            mgr.readiness.reloading()
+            plan = await mgr.reload()
+            mgr.readiness.ready(mgr.phase, mgr.status_doc()["components"])
+            if cmd.reply is not None and not cmd.reply.done():
+                cmd.reply.set_result(plan)
+        elif cmd.kind == "renew" and renew is not None:
+            await mgr.renew(renew)
+
+
+async def _reject_while_starting(mgr: Manager) -> None:
+    """During start-up only a stop is honoured; a reload is answered as rejected."""
+    while True:
+        c = await mgr.queue.get()
+        if c.kind == "stop":
+            return
+        if c.reply is not None and not c.reply.done():
+            c.reply.set_result(plan_doc(error="agent is starting; try again when it is running", rejected=True))
+        elif c.kind == "reload":
+            mgr.log.warning("reload_ignored", reason="agent is still starting")
+
+
 async def run_agent(
     *,
     paths: Paths,
     role: str,
-    load_specs: Callable[[], Sequence[ComponentSpec]],
+    load_specs: Callable[[], Sequence[ComponentSpec] | Loaded],
     renew: Callable[[], Collection[Path]] | None = None,
     renew_interval: float = 3600.0,
     log_dir: Path | None = None,
@@ -534,15 +661,22 @@ async def run_agent(
     on_ready: Callable[[], None] | None = None,
     policy: RestartPolicy | None = None,
     lock: InstanceLock | None = None,
+    hooks: Hooks | None = None,
     background: Sequence[Callable[[], Coroutine[Any, Any, None]]] = (),
     status_extra: Mapping[str, Callable[[], Any]] | None = None,
+    spawner: Spawner = process.spawn,
+    prober: Prober = health_mod.probe,
+    clock: Clock | None = None,
 ) -> int:
-    """Run the agent until SIGTERM/SIGINT: lock, pidfile, status socket, ordered start, watch,
-    reload on SIGHUP or ``POST /reload``, reverse-order stop. Returns the exit code.
+    """Run the agent until SIGTERM/SIGINT: lock, pidfile, status socket, stale children,
+    ordered start, watch, reload on SIGHUP or ``POST /reload``, renewals, reverse-order stop.
+    Returns the exit code.
 
     ``lock``: the instance lock the caller already holds (and releases); else it is taken here.
-    ``background``: tasks started once the agent is ready and cancelled at stop (scheduled
-    backups); ``status_extra``: more fields of ``GET /status``."""
+    ``hooks``: see ``Hooks``; ``on_ready`` is the same as ``Hooks.on_ready``, ``background``
+    (tasks started once the agent is ready and cancelled at stop, e.g. scheduled backups) the
+    same as ``Hooks.tasks``, ``status_extra`` (name -> value function: more top-level fields
+    of ``GET /status``) the same as ``Hooks.status``."""
     own_lock = lock is None
     if lock is None:
         try:
@@ -550,74 +684,33 @@ async def run_agent(
         except KagentError as err:
             _print_error(err)
             return int(err.exit_code)
+    hooks = hooks or Hooks()
+    if on_ready is not None:
+        hooks.on_ready.append(on_ready)
+    for i, job in enumerate(background):
+        hooks.tasks.append((f"background-{i}", _ignore_manager(job)))
+    if status_extra:
+        extra = dict(status_extra)
+        hooks.status.append(lambda: {k: f() for k, f in extra.items()})
     mgr = Manager(paths=paths, role=role, version=version, log_dir=log_dir, policy=policy or RestartPolicy(),
-                  load_specs=load_specs)
+                  load_specs=load_specs, hooks=hooks, spawner=spawner, prober=prober, clock=clock)
     mgr.readiness = Readiness.from_env()  # and NOTIFY_SOCKET leaves the environment children inherit
     mgr.readiness.start_watchdog()
-    mgr.extra_status.update(status_extra or {})
-    tasks: list[asyncio.Task[None]] = []
-    server: asyncio.AbstractServer | None = None
     signals: list[int] = []
-    renewer: asyncio.Task[None] | None = None
     try:
-        fsutil.write_atomic(paths.agent_pidfile, f"{os.getpid()}\n", mode=fsutil.MODE_PIDFILE)
-        if log_dir is not None:
-            log_dir.mkdir(parents=True, exist_ok=True)
-        server = await status.serve(paths.status_sock, mgr.handle_http)
-        signals = _install_signals(mgr)
-        mgr.log.info("agent_starting", pid=os.getpid(), role=role, version=version, run_dir=str(paths.run_dir))
-        try:
-            specs = await asyncio.to_thread(load_specs)
-            start_order(specs)
-        except KagentError as err:
-            _print_error(err)
-            mgr.log.error("agent_start_failed", reason=err.render())
-            return int(err.exit_code)
-        mgr.phase = "starting"
-        failure = await mgr.initial_start(specs)
-        if failure is not None:
-            mgr.log.error("initial_start_failed", reason=failure.render())
-            _print_error(failure)
-            await mgr.shutdown()
-            return int(ExitCode.COMPONENT)
-        if not mgr.stop_requested:
-            mgr.phase = "running"
-            mgr.log.info("agent_ready", components=len(mgr.units))
-            mgr.readiness.ready(mgr.phase, mgr.status_doc()["components"])
-            if on_ready is not None:
-                on_ready()
-        if renew is not None:
-            renewer = asyncio.ensure_future(_renew_loop(mgr, renew, renew_interval))
-        tasks.extend(asyncio.ensure_future(job()) for job in background)
-        while not mgr.stop_requested:
-            cmd = await mgr.queue.get()
-            if cmd.kind == "stop":
-                mgr.stop_requested = True
-                break
-            if cmd.kind == "reload":
-                mgr.readiness.reloading()
-                plan = await mgr.reload()
-                mgr.readiness.ready(mgr.phase, mgr.status_doc()["components"])
-                if cmd.reply is not None and not cmd.reply.done():
-                    cmd.reply.set_result(plan)
-            elif cmd.kind == "renew":
-                await mgr.restart_readers(cmd.paths)
-        await mgr.shutdown()
-        mgr.log.info("agent_stopped")
-        return int(ExitCode.OK)
+        async with asyncio.TaskGroup() as tg:
+            tasks = Tasks(tg, mgr.log)
+            try:
+                return await _run(mgr, paths, tasks, renew, renew_interval, log_dir, signals)
+            finally:
+                tasks.cancel_all()
     except BaseException:
         await asyncio.shield(mgr.shutdown())
         raise
     finally:
-        if renewer is not None:
-            renewer.cancel()
-        for t in tasks:
-            t.cancel()
         loop = asyncio.get_running_loop()
         for sig in signals:
             loop.remove_signal_handler(sig)
-        if server is not None:
-            server.close()
         paths.status_sock.unlink(missing_ok=True)
         paths.agent_pidfile.unlink(missing_ok=True)
         mgr.readiness.close()
@@ -625,9 +718,76 @@ async def run_agent(
             lock.release()
 
 
+async def _run(mgr: Manager, paths: Paths, tasks: Tasks, renew: Callable[[], Collection[Path]] | None,
+               renew_interval: float, log_dir: Path | None, signals: list[int]) -> int:
+    fsutil.write_atomic(paths.agent_pidfile, f"{os.getpid()}\n", mode=fsutil.MODE_PIDFILE)
+    if log_dir is not None:
+        log_dir.mkdir(parents=True, exist_ok=True)
+    server = await status.serve(paths.status_sock, mgr.handle_http)
+
+    async def serve() -> None:
+        async with server:
+            await server.serve_forever()
+
+    tasks.add("status-server", serve, restart=False)
+    signals.extend(_install_signals(mgr))
+    mgr.log.info("agent_starting", pid=os.getpid(), role=mgr.role, version=mgr.version, run_dir=str(paths.run_dir))
+    try:
+        loaded = await asyncio.to_thread(mgr.load_specs)
+        specs = start_order(loaded.specs if isinstance(loaded, Loaded) else loaded)
+    except KagentError as err:
+        _print_error(err)
+        mgr.log.error("agent_start_failed", reason=err.render())
+        return int(err.exit_code)
+    await mgr.stop_stale(specs)
+    mgr.phase = "starting"
+    gate = asyncio.ensure_future(_reject_while_starting(mgr))
+    try:
+        failure = await mgr.initial_start(specs)
+    finally:
+        gate.cancel()
+    if failure is not None:
+        mgr.log.error("initial_start_failed", reason=failure.render())
+        _print_error(failure)
+        await mgr.shutdown()
+        return int(ExitCode.COMPONENT)
+    if not mgr.stop_requested:
+        mgr.phase = "running"
+        mgr.log.info("agent_ready", components=len(mgr.m.units))
+        mgr.readiness.ready(mgr.phase, mgr.status_doc()["components"])
+        mgr._hook("on_ready", mgr.hooks.on_ready)
+        if renew is not None:
+            async def renew_timer() -> None:
+                while True:
+                    await asyncio.sleep(renew_interval)
+                    mgr.request(_Cmd("renew"))
+
+            tasks.add("renew-timer", renew_timer)
+        for name, fn in mgr.hooks.tasks:
+            tasks.add(name, _bind(fn, mgr))
+        await _command_loop(mgr, renew)
+    await mgr.shutdown()
+    mgr.log.info("agent_stopped")
+    return int(ExitCode.OK)
+
+
+def _bind(fn: Callable[[Manager], Awaitable[None]], mgr: Manager) -> Callable[[], Awaitable[None]]:
+    def task() -> Awaitable[None]:
+        return fn(mgr)
+
+    return task
+
+
+def _ignore_manager(job: Callable[[], Awaitable[None]]) -> Callable[[Manager], Awaitable[None]]:
+    def task(_mgr: Manager) -> Awaitable[None]:
+        return job()
+
+    return task
+
+
 def run_agent_sync(**kw: Any) -> int:
     """``asyncio.run(run_agent(**kw))`` for the click commands."""
     return asyncio.run(run_agent(**kw))
 
 
-__all__ = ["Manager", "run_agent", "run_agent_sync"]
+__all__ = ["Hooks", "Manager", "Tasks", "plan_doc", "run_agent", "run_agent_sync"]

@@ -247,9 +247,14 @@ def read_pidfile(path: Path) -> int | None:
     return int(text) if text.isdigit() and int(text) > 0 else None
 
 
-def is_ours(pid: int, spec: ComponentSpec, instance: str) -> bool:
+def is_ours(pid: int, spec: ComponentSpec | None, instance: str, *, name: str | None = None) -> bool:
     """True only when /proc says the process carries our marker for this component and runs
-    this spec's binary. Any doubt (unreadable, another user, a thread id) means no."""
+    this spec's binary. Any doubt (unreadable, another user, a thread id) means no. Without a
+    spec (a component no longer configured: only its pidfile is left) the marker alone decides:
+    ``KAGENT_MANAGED`` of this run dir and ``KAGENT_COMPONENT`` of that name."""
+    comp = spec.name if spec is not None else name
+    if comp is None:
+        return False
     proc = Path(f"/proc/{pid}")
     try:
         status = (proc / "status").read_text()
@@ -264,8 +269,10 @@ def is_ours(pid: int, spec: ComponentSpec, instance: str) -> bool:
             exe = ""
     except (OSError, ValueError):
         return False
-    if f"{MARKER_ENV}={instance}".encode() not in environ or f"{COMPONENT_ENV}={spec.name}".encode() not in environ:
+    if f"{MARKER_ENV}={instance}".encode() not in environ or f"{COMPONENT_ENV}={comp}".encode() not in environ:
         return False
+    if spec is None:
+        return True
     binary = str(spec.binary)
     # argv[0] for an executable; argv[1] for a script run through its #! interpreter
     argv_head = [a.decode(errors="replace") for a in cmdline[:2]]
@@ -290,9 +297,11 @@ async def wait_fd_readable(fd: int, timeout: float) -> bool:
         loop.remove_reader(fd)
 
 
-async def terminate_stale(pidfile: Path, spec: ComponentSpec, instance: str) -> tuple[int | None, str]:
+async def terminate_stale(pidfile: Path, spec: ComponentSpec | None, instance: str, *,
+                          name: str | None = None) -> tuple[int | None, str]:
     """If ``pidfile`` names a live process of ours, TERM it (then KILL after the spec's stop
-    timeout) and wait until it is gone. Returns (pid, what was done) for the log."""
+    timeout) and wait until it is gone. Returns (pid, what was done) for the log. ``spec`` None:
+    a component that is not configured any more, recognised by its marker (``is_ours``)."""
     pid = read_pidfile(pidfile)
     if pid is None or pid == os.getpid():
         return None, "none"
@@ -301,11 +310,11 @@ async def terminate_stale(pidfile: Path, spec: ComponentSpec, instance: str) -> 
     except (ProcessLookupError, OSError):
         return pid, "gone"
     try:
-        if not is_ours(pid, spec, instance):
+        if not is_ours(pid, spec, instance, name=name):
             return pid, "not_ours"
         group = _own_group(pid)
-        _pidfd_signal(pidfd, pid, spec.stop_signal, group)
-        if await wait_fd_readable(pidfd, spec.stop_timeout):
+        _pidfd_signal(pidfd, pid, spec.stop_signal if spec else signal.SIGTERM, group)
+        if await wait_fd_readable(pidfd, spec.stop_timeout if spec else 5.0):
             return pid, "terminated"
         _pidfd_signal(pidfd, pid, signal.SIGKILL, group)
         await wait_fd_readable(pidfd, 5.0)

@@ -176,4 +176,7 @@ def render_plan(plan: Mapping[str, Any]) -> str:
     unchanged = plan.get("unchanged") or []
     if unchanged:
         lines.append(f"unchanged: {', '.join(unchanged)}")
+    rewritten = plan.get("rewritten") or []
+    if rewritten:
+        lines.append(f"rewritten: {', '.join(rewritten)}")
     return "\n".join(lines)

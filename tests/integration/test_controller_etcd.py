@@ -15,9 +15,9 @@ def test_etcd_only_controller_survives_kill_9_and_stops_cleanly(node_factory):
     n = node_factory()
     n.write_config(base_config(n))
     n.start("controller", "--init", "--disable-components", KUBE_COMPONENTS)
-    comps = n.wait_healthy(["etcd"])
-    assert set(comps) == {"etcd"}
-    found = [e for e in n.events() if e.get("event") == "component_binary"]
+    comps = n.wait_healthy(["etcd", "control-api"])
+    assert set(comps) == {"etcd", "control-api"}  # the controller API is a child of its own
+    found = [e for e in n.events() if e.get("event") == "component_binary" and e["component"] == "etcd"]
     assert [(e["component"], e["path"]) for e in found] == [("etcd", shutil.which("etcd"))]
     assert found[0]["version"] and found[0]["version"][0].isdigit()  # kagent names the version it found
     first_pid = comps["etcd"]["pid"]

@@ -12,7 +12,7 @@ from tests.integration.conftest import base_config
 
 import subprocess
 
-ALL = ["etcd", "konnectivity-server", "kube-apiserver", "kube-scheduler", "kube-controller-manager", "containerd", "kubelet"]
+ALL = ["etcd", "control-api", "konnectivity-server", "kube-apiserver", "kube-scheduler", "kube-controller-manager", "containerd", "kubelet"]
 
 
 def test_controller_with_worker_starts_in_order_and_stops_in_reverse(node_factory, netns):

@@ -74,7 +74,7 @@ def test_hup_restarts_only_the_changed_component(node_factory, registries):
     a, b = registries
     n.write_config(_config(n, registry, a.url))
     n.start("controller", "--init", "--enable-worker", "--disable-components", f"{KUBE_COMPONENTS},kubelet")
-    before = n.wait_healthy(["etcd", "containerd"], timeout=90)
+    before = n.wait_healthy(["etcd", "control-api", "containerd"], timeout=90)
     pids = {k: v["pid"] for k, v in before.items()}
 
     ok, _ = pull_image(n.run / "containerd.sock", image)

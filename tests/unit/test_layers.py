@@ -53,6 +53,7 @@ LAYERS: dict[str, str] = {
     "kagent.supervisor.machine": PURE,
     "kagent.join": PURE,  # the package __init__
     "kagent.join.token": PURE,  # token encode/parse
+    "kagent.join.nodes": PURE,  # node names, kubelet CSR rules, node records
     "kagent.service": PURE,  # the package __init__
     # the edges: files, processes, sockets, the clock (also the default for unlisted modules)
     "kagent.fsutil": EDGE,

@@ -108,7 +108,7 @@ class Case:
 
 def golden_cases() -> list[Case]:
     out: list[Case] = []
-    controller_parts = ["etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "konnectivity-server"]
+    controller_parts = ["etcd", "control-api", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "konnectivity-server"]
     for comp in controller_parts:
         out.append(Case(comp, Role.CONTROLLER, "default", ctx()))
         out.append(Case(comp, Role.CONTROLLER, "overrides", ctx(config=overrides_config(), **OVERRIDE_OPTIONS)))

@@ -24,8 +24,8 @@ MODES = {
     "worker": dict(role=Role.WORKER),
 }
 EXPECTED = {
-    "controller": ["etcd", "konnectivity-server", "kube-apiserver", "kube-scheduler", "kube-controller-manager"],
-    "controller+worker": ["etcd", "konnectivity-server", "kube-apiserver", "kube-scheduler", "kube-controller-manager",
+    "controller": ["etcd", "control-api", "konnectivity-server", "kube-apiserver", "kube-scheduler", "kube-controller-manager"],
+    "controller+worker": ["etcd", "control-api", "konnectivity-server", "kube-apiserver", "kube-scheduler", "kube-controller-manager",
                           "containerd", "kubelet"],
     "single": ["kine", "kube-apiserver", "kube-scheduler", "kube-controller-manager", "containerd", "kubelet"],
     "worker": ["containerd", "kubelet"],
@@ -44,8 +44,12 @@ def test_every_component_yields_a_valid_spec(mode, config):
     assert [s.name for s in specs] == EXPECTED[mode]
     names = {s.name for s in specs}
     for s in specs:
-        assert s.binary == PATHS.bin_dir / s.name
-        assert s.args and all(a.startswith("--") for a in s.args), s.name
+        if s.name == "control-api":  # kagent itself: `kagent --data-dir=.. --run-dir=.. api --flags..`
+            assert s.binary == PATHS.bin_dir.parent.parent.parent / "usr/local/bin/kagent" or s.binary.name == "kagent"
+            assert s.args[2] == "api" and all(a.startswith("--") for a in s.args[:2] + s.args[3:])
+        else:
+            assert s.binary == PATHS.bin_dir / s.name
+            assert s.args and all(a.startswith("--") for a in s.args), s.name
         assert s.health is not None, s.name
         assert set(s.after) <= names, f"{s.name} waits for a component that does not run"
         assert s.stop_timeout == (20.0 if s.name == "kube-apiserver" else 5.0)
@@ -75,8 +79,8 @@ def test_specs_are_deterministic():
 def test_etcd_only_topology_drops_missing_dependencies():
     c = ctx(disabled=frozenset({"kube-apiserver", "kube-controller-manager", "kube-scheduler", "konnectivity-server"}))
     specs = specs_for(c)
-    assert [s.name for s in specs] == ["etcd"]
-    assert specs[0].after == ()
+    assert [s.name for s in specs] == ["etcd", "control-api"]
+    assert specs[0].after == () and specs[1].after == ("etcd",)
 
 
 def test_disabled_apiserver_prunes_dependents_after():

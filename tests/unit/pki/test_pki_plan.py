@@ -155,14 +155,6 @@ def test_kubeconfigs_point_at_localhost_with_k0s_names():
         (f"{n}.conf", n, "https://localhost:7443", "local", "Default", "user") for n in ("admin", "ccm", "scheduler", "konnectivity")}
 
 
-def test_readers_name_the_components_to_restart():
-    plan = _plan()
-    assert plan.readers_of([PATHS.pki("scheduler.crt"), PATHS.pki("scheduler.conf")]) == ("kube-scheduler",)
-    assert plan.readers_of([PATHS.etcd_pki("peer.crt")]) == ("etcd",)
-    assert plan.readers_of([PATHS.pki("server.crt")]) == ("konnectivity-server", "kube-apiserver")
-    assert plan.readers_of([PATHS.admin_conf]) == ()
-
-
 def test_urls_bracket_ipv6_and_prefer_the_external_address():
     assert https_url("::1", 6443) == "https://[::1]:6443"
     assert https_url("10.0.0.1", 1) == "https://10.0.0.1:1"

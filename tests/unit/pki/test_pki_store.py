@@ -26,7 +26,7 @@ from kagent.pki.store import (
     read_admin_kubeconfig,
     renew_pki,
 )
-from tests.fixtures.pki_env import FACTS, PkiEnv, build, replan, snapshot, utcnow
+from tests.fixtures.pki_env import FACTS, PkiEnv, build, replan, restarted, snapshot, utcnow
 
 EC = "spec:\n  pki:\n    keyAlgorithm: ecdsa-p256\n"
 
@@ -52,14 +52,14 @@ def test_first_run_writes_the_whole_set_with_modes(env: PkiEnv):
         mode = p.stat().st_mode & 0o7777
         expected = 0o600 if p.suffix in (".key", ".conf") else 0o644
         assert mode == expected, p
-    assert env.result.restart == ("control-api", "etcd", "konnectivity-server", "kube-apiserver",
-                                  "kube-controller-manager", "kube-scheduler")
+    assert restarted(env, env.result.written) == ("control-api", "etcd", "konnectivity-server", "kube-apiserver",
+                                                  "kube-controller-manager", "kube-scheduler")
 
 
 def test_second_run_writes_nothing_same_bytes_same_mtime(env: PkiEnv):
     before = snapshot(env.paths.data_dir)
     again = apply_pki(env.plan, now=utcnow())
-    assert again.written == () and again.restart == ()
+    assert again.written == () and restarted(env, again.written) == ()
     assert snapshot(env.paths.data_dir) == before
 
 
@@ -68,7 +68,7 @@ def test_changing_api_sans_reissues_exactly_the_certs_carrying_them(env: PkiEnv)
     after = replan(env, EC + "  api:\n    sans: [203.0.113.7, api.example.com]\n")
     assert set(after.result.written) == {env.paths.pki("server.crt"), env.paths.pki("control-api.crt")}
     assert set(after.result.reasons.values()) == {str(Reason.SANS_CHANGED)}
-    assert after.result.restart == ("control-api", "konnectivity-server", "kube-apiserver")
+    assert restarted(after, after.result.written) == ("control-api", "konnectivity-server", "kube-apiserver")
     dns, ips = issue.cert_sans(_cert(env.paths.pki("server.crt")))
     assert "api.example.com" in dns and "203.0.113.7" in ips
     # keys are kept: only the certificates changed
@@ -132,7 +132,7 @@ def test_a_cert_that_no_longer_matches_its_key_is_reissued_for_the_key_on_disk(e
     result = apply_pki(env.plan, now=utcnow())
     assert set(result.written) == {env.paths.pki("scheduler.crt"), env.paths.pki("scheduler.conf")}
     assert result.reasons[env.paths.pki("scheduler.crt")] == str(Reason.KEY_MISMATCH)
-    assert result.restart == ("kube-scheduler",)
+    assert restarted(env, result.written) == ("kube-scheduler",)
     assert env.paths.pki("scheduler.key").read_bytes() == new_key
     assert issue.same_public_key(_cert(env.paths.pki("scheduler.crt")).public_key(), issue.load_key(new_key))
 
