@@ -27,14 +27,14 @@ def test_default_users_are_k0s_s_and_containerd_kubelet_stay_root() -> None:
     got = _run_as(ctx(Role.CONTROLLER, enable_worker=True))
     assert got == {"etcd": "etcd", "konnectivity-server": "konnectivity-server", "kube-apiserver": "kube-apiserver",
                    "kube-scheduler": "kube-scheduler", "kube-controller-manager": "kube-apiserver",
-                   "containerd": None, "kubelet": None}
+                   "containerd": None, "kubelet": None, "control-api": None}  # the controller API: root, as k0s
 
 
 def test_configured_names_are_used_also_for_kine() -> None:
     cfg = load_config("spec:\n  install:\n    users: {etcdUser: e1, kineUser: k1, kubeAPIserverUser: a1,"
                       " kubeSchedulerUser: s1, konnectivityUser: n1}\n", host_address="10.0.0.5")
     assert _run_as(ctx(Role.CONTROLLER, config=cfg)) == {"etcd": "e1", "konnectivity-server": "n1", "kube-apiserver": "a1",
-                                                         "kube-scheduler": "s1", "kube-controller-manager": "a1"}
+                                                         "kube-scheduler": "s1", "kube-controller-manager": "a1", "control-api": None}
     assert _run_as(ctx(Role.CONTROLLER, config=cfg, single=True))["kine"] == "k1"
 
 
