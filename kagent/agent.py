@@ -24,6 +24,7 @@ from kagent.errors import PreconditionError
 
 if TYPE_CHECKING:
     from kagent.components.ownership import OwnershipPlan
+    from kagent.supervisor.manager import Hooks
     from kagent.components.context import Context
     from kagent.config.model import ClusterConfig
     from kagent.join.token import JoinToken
@@ -278,22 +279,27 @@ class Agent:
         watcher = DirWatcher(self.paths.images_dir, on_new_tarball)
         return watcher.close
 
-    def backup_schedule(self) -> tuple[list[Callable[[], Coroutine[Any, Any, None]]], dict[str, Callable[[], Any]]]:
-        """spec.backup on a controller: the scheduled-backup task and its status field."""
+    def backup_hooks(self) -> Hooks:
+        """spec.backup on a controller: the scheduled-backup task and its ``backup`` status field."""
+        from kagent.supervisor.manager import Hooks
+
+        hooks = Hooks()
         if self.req.role != Role.CONTROLLER or self.config is None or self.config.backup is None:
-            return [], {}
-        from kagent.backup import backup_from_app
+            return hooks
+        from kagent.backup import BackupResult, backup_from_app
         from kagent.backup_schedule import ScheduleStatus, run_schedule
 
         status = ScheduleStatus(spec=self.config.backup)
 
-        def take(directory: str) -> Any:
+        def take(directory: str) -> BackupResult:
             return backup_from_app(self.app, directory, scheduled=True)
 
-        def job() -> Coroutine[Any, Any, None]:
+        def task(_mgr: object) -> Coroutine[Any, Any, None]:
             return run_schedule(status, take, lambda: self.config.backup if self.config else None)
 
-        return [job], {"backup": status.as_dict}
+        hooks.tasks.append(("backup-schedule", task))
+        hooks.status.append(lambda: {"backup": status.as_dict()})
+        return hooks
 
     # ---- run -------------------------------------------------------------------------
     def run(self) -> int:
@@ -332,7 +338,7 @@ class Agent:
             if runs_worker(self.req) and any(s.name == "containerd" for s in specs):
                 stoppers.append(self.start_image_import())
 
-        background, status_extra = self.backup_schedule()
+        hooks = self.backup_hooks()
         try:
             return run_agent_sync(
                 paths=self.paths,
@@ -343,8 +349,7 @@ class Agent:
                 log_dir=self.req.log_dir,
                 on_ready=on_ready,
                 lock=lock,
-                background=background,
-                status_extra=status_extra,
+                hooks=hooks,
             )
         finally:
             for stop in stoppers:

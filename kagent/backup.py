@@ -63,6 +63,7 @@ NAME_RE = re.compile(r"^kagent_(backup|scheduled)_(\d{8}T\d{6}(?:\.\d{3})?Z)(?:-
 MAX_ENTRIES = 100_000
 MAX_TOTAL_BYTES = 64 * 1024**3
 MAX_MANIFEST_BYTES = 16 * 1024**2
+IN_MEMORY_BYTES = 128 * 1024**2  # a restore holds an archive this small in memory after verifying it
 MAX_NAME = 1024
 CHUNK = 1024 * 1024
 GZIP_LEVEL = 6  # what `tar czf` (gzip -6) uses; 9 costs much time for little
@@ -488,6 +489,8 @@ class Verified:
     files: dict[str, Entry]
     dirs: dict[str, int]
     config_text: str | None
+    order: list[str] = field(default_factory=list)  # entry names in archive order
+    blobs: dict[str, bytes] | None = None  # every file's verified bytes, when the archive is small
 
 
 def _members(tar: tarfile.TarFile) -> Iterator[tarfile.TarInfo]:
@@ -503,7 +506,7 @@ def _members(tar: tarfile.TarFile) -> Iterator[tarfile.TarInfo]:
 
 
 def _read_member(tar: tarfile.TarFile, info: tarfile.TarInfo, sink: IO[bytes] | None = None,
-                 keep: bool = False) -> tuple[str, bytes | None]:
+                 keep: bool = False, limit: int = MAX_MANIFEST_BYTES) -> tuple[str, bytes | None]:
     fh = tar.extractfile(info)
     assert fh is not None
     h = hashlib.sha256()
@@ -515,8 +518,8 @@ def _read_member(tar: tarfile.TarFile, info: tarfile.TarInfo, sink: IO[bytes] | 
         h.update(chunk)
         if kept is not None:
             kept += chunk
-            if len(kept) > MAX_MANIFEST_BYTES:
-                raise ArchiveError(f"archive entry {info.name}", f"is larger than {MAX_MANIFEST_BYTES} bytes")
+            if len(kept) > limit:
+                raise ArchiveError(f"archive entry {info.name}", f"is larger than {limit} bytes")
         if sink is not None:
             sink.write(chunk)
     return h.hexdigest(), bytes(kept) if kept is not None else None
@@ -529,11 +532,14 @@ def _open_tar(path: Path) -> tarfile.TarFile:
         raise ArchiveError(str(path), f"is not a gzip-compressed tar archive ({err})", hint="pass an archive written by `kagent backup`") from None
 
 
-def verify_archive(path: Path) -> Verified:
+def verify_archive(path: Path, *, keep_up_to: int = IN_MEMORY_BYTES) -> Verified:
     """Read the whole archive once: every name, type and bound checked, every file hashed, the
-    manifest compared entry by entry. Writes nothing."""
+    manifest compared entry by entry. Writes nothing. An archive unpacking to at most
+    ``keep_up_to`` bytes is kept in memory, so the extraction need not read it again."""
     files: dict[str, Entry] = {}
     dirs: dict[str, int] = {}
+    order: list[str] = []
+    blobs: dict[str, bytes] | None = {}
     manifest_raw: bytes | None = None
     config_raw: bytes | None = None
     total = 0
@@ -543,6 +549,7 @@ def verify_archive(path: Path) -> Verified:
             name = check_name(info.name)
             if name in files or name in dirs:
                 raise ArchiveError(f"archive entry {name}", "appears twice")
+            order.append(name)
             if info.isdir():
                 dirs[name] = info.mode & 0o777
                 continue
@@ -551,12 +558,17 @@ def verify_archive(path: Path) -> Verified:
             total += info.size
             if total > MAX_TOTAL_BYTES:
                 raise ArchiveError("archive", f"unpacks to more than {MAX_TOTAL_BYTES} bytes")
-            keep = name in (MANIFEST, CONFIG_ENTRY)
-            digest, data = _read_member(tar, info, keep=keep)
+            if blobs is not None and total > keep_up_to:
+                blobs = None  # too large to hold: the extraction reads the archive again
+            small = name in (MANIFEST, CONFIG_ENTRY)
+            digest, data = _read_member(tar, info, keep=small or blobs is not None,
+                                        limit=MAX_MANIFEST_BYTES if small else keep_up_to)
             if name == MANIFEST:
                 manifest_raw = data
             elif name == CONFIG_ENTRY:
                 config_raw = data
+            if blobs is not None and data is not None:
+                blobs[name] = data
             files[name] = Entry(name, "file", info.mode & 0o777, info.size, digest)
     except (tarfile.TarError, OSError, EOFError, zlib.error) as err:
         raise ArchiveError(str(path), f"is truncated or corrupt ({err})", hint="use another copy of the backup; nothing was written") from None
@@ -585,7 +597,7 @@ def verify_archive(path: Path) -> Verified:
             config_text = config_raw.decode()
         except UnicodeDecodeError:
             raise ArchiveError(f"archive entry {CONFIG_ENTRY}", "is not UTF-8 text") from None
-    return Verified(manifest, actual, dirs, config_text)
+    return Verified(manifest, actual, dirs, config_text, order, blobs)
 
 
 def _parse_manifest(raw: bytes, path: Path) -> dict[str, Any]:
@@ -687,35 +699,61 @@ def _chown_tree(root: Path, owner: tuple[int, int]) -> None:
             os.chown(os.path.join(dirpath, n), *owner, follow_symlinks=False)
 
 
+def _dir_mode(name: str, v: Verified) -> int:
+    return fsutil.MODE_PRIVATE_DIR if name.split("/")[0] == "pki" else (v.dirs[name] | 0o700)
+
+
+def _file_mode(name: str, v: Verified) -> int:
+    return fsutil.MODE_PRIVATE_KEY if name.endswith(".key") or name in (ETCD_SNAPSHOT, KINE_SNAPSHOT) else v.files[name].mode
+
+
+def _create(dest: Path) -> BinaryIO:
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    return os.fdopen(os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600), "wb")
+
+
+_SKIP = (MANIFEST, CONFIG_ENTRY, "config")
+
+
 def _extract(path: Path, v: Verified, staging: Path) -> None:
-    """Second pass: write files below ``staging`` (fresh, ours), re-hashing each one."""
-    tar = _open_tar(path)
+    """Write the verified entries below ``staging`` (fresh, ours): from memory when the first
+    pass kept them, else in a second pass over the archive, re-hashing each file."""
     try:
-        for info in _members(tar):
-            name = check_name(info.name)
-            if name == MANIFEST or name == CONFIG_ENTRY or name == "config":
-                continue
-            dest = staging / name
-            if info.isdir():
-                mode = fsutil.MODE_PRIVATE_DIR if name.split("/")[0] == "pki" else (v.dirs[name] | 0o700)
-                dest.mkdir(parents=True, exist_ok=True)
-                os.chmod(dest, mode)
-                continue
-            entry = v.files[name]
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            mode = fsutil.MODE_PRIVATE_KEY if name.endswith(".key") or name in (ETCD_SNAPSHOT, KINE_SNAPSHOT) else entry.mode
-            fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-            with os.fdopen(fd, "wb") as fh:
-                digest, _ = _read_member(tar, info, sink=fh)
-            if digest != entry.sha256:
-                raise ArchiveError(f"archive entry {name}", "changed between verification and extraction", hint="nothing was restored")
-            os.chmod(dest, mode)
-    except (tarfile.TarError, OSError, EOFError, zlib.error) as err:
-        if isinstance(err, OSError) and err.errno is not None and not isinstance(err, (EOFError,)):
-            raise PreconditionError(str(staging), f"cannot write: {err.strerror or err}") from None
+        if v.blobs is not None:
+            for name in v.order:
+                if name in _SKIP:
+                    continue
+                dest = staging / name
+                if name in v.dirs:
+                    dest.mkdir(parents=True, exist_ok=True)
+                    os.chmod(dest, _dir_mode(name, v))
+                    continue
+                with _create(dest) as fh:
+                    fh.write(v.blobs[name])
+                os.chmod(dest, _file_mode(name, v))
+            return
+        tar = _open_tar(path)
+        try:
+            for info in _members(tar):
+                name = check_name(info.name)
+                if name in _SKIP:
+                    continue
+                dest = staging / name
+                if info.isdir():
+                    dest.mkdir(parents=True, exist_ok=True)
+                    os.chmod(dest, _dir_mode(name, v))
+                    continue
+                with _create(dest) as fh:
+                    digest, _ = _read_member(tar, info, sink=fh)
+                if digest != v.files[name].sha256:
+                    raise ArchiveError(f"archive entry {name}", "changed between verification and extraction", hint="nothing was restored")
+                os.chmod(dest, _file_mode(name, v))
+        finally:
+            tar.close()
+    except (tarfile.TarError, EOFError, zlib.error) as err:
         raise ArchiveError(str(path), f"is truncated or corrupt ({err})") from None
-    finally:
-        tar.close()
+    except OSError as err:
+        raise PreconditionError(str(staging), f"cannot write: {err.strerror or err}") from None
 
 
 def refuse_if_running_or_not_empty(paths: Paths, config_out: Path | None) -> None:
@@ -751,6 +789,7 @@ def restore(paths: Paths, archive: Path, target: RestoreTarget, *, config_out: P
             fsutil.ensure_dir(paths.data_dir, fsutil.MODE_DATA_DIR)
         staging = Path(tempfile.mkdtemp(prefix=".kagent-restore-", dir=paths.data_dir))
         _extract(archive, v, staging)
+        _syncfs(staging)  # every extracted file durable (one call, not one fsync per file); etcd's restore fsyncs its own
         storage = v.manifest["storage"]
         if storage == "etcd":
             snap = staging / ETCD_SNAPSHOT
@@ -764,7 +803,6 @@ def restore(paths: Paths, archive: Path, target: RestoreTarget, *, config_out: P
                 raise PreconditionError("spec.storage.kine.dataSource", "is an external database; restore writes only kagent's SQLite file")
             (staging / "db").mkdir(mode=0o750)
             os.rename(staging / KINE_SNAPSHOT, staging / "db" / paths.kine_db.name)
-        _syncfs(staging)  # every extracted file durable before it is moved into place (one call, not one per file)
         for name in sorted(os.listdir(staging)):
             os.rename(staging / name, paths.data_dir / name)
             written.append(str(paths.data_dir / name))

@@ -23,6 +23,7 @@ import errno
 import os
 import re
 import select
+import shlex
 import signal
 import stat
 import time
@@ -31,7 +32,7 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 from kagent.errors import KagentError, PreconditionError
-from kagent.paths import Paths
+from kagent.paths import DEFAULT_DATA_DIR, Paths
 
 UMOUNT_NOFOLLOW = 8
 MNT_DETACH = 2
@@ -157,10 +158,11 @@ class ResetPlan:
     remove: tuple[str, ...]  # top-level entries of the data dir and the run dir
     keep_mounted: tuple[str, ...]  # roots that are mount points: emptied, not removed
     notes: tuple[str, ...] = ()
+    services: tuple[str, ...] = ()  # installed unit files that run this data dir
 
     @property
     def empty(self) -> bool:
-        return not (self.stop or self.unmount or self.remove)
+        return not (self.stop or self.unmount or self.remove or self.services)
 
 
 def roots_of(paths: Paths) -> tuple[str, ...]:
@@ -174,7 +176,7 @@ def roots_of(paths: Paths) -> tuple[str, ...]:
 
 
 def plan_reset(*, roots: Sequence[str], mounts: Sequence[Mount], targets: Sequence[Target],
-               entries: dict[str, Sequence[str]], notes: Sequence[str] = ()) -> ResetPlan:
+               entries: dict[str, Sequence[str]], notes: Sequence[str] = (), services: Sequence[str] = ()) -> ResetPlan:
     """Pure. ``entries``: each existing root -> its entry names. A root that is a mount point
     is emptied and kept; any other root is removed with its contents."""
     points = {m.point for m in mounts}
@@ -186,7 +188,7 @@ def plan_reset(*, roots: Sequence[str], mounts: Sequence[Mount], targets: Sequen
                 remove.append(root)
     return ResetPlan(roots=tuple(roots), stop=tuple(targets), unmount=tuple(mounts_below(mounts, roots)),
                      remove=tuple(remove), keep_mounted=tuple(r for r in roots if r in points and r in entries),
-                     notes=tuple(notes))
+                     notes=tuple(notes), services=tuple(services))
 
 
 # ---- edge: gathering ------------------------------------------------------------------------
@@ -238,7 +240,7 @@ def _list_entries(root: str) -> list[str] | None:
         os.close(fd)
 
 
-def build_plan(paths: Paths) -> ResetPlan:
+def build_plan(paths: Paths, service_root: Path = Path("/")) -> ResetPlan:
     from kagent.supervisor.process import instance_id
 
     roots = roots_of(paths)
@@ -250,14 +252,70 @@ def build_plan(paths: Paths) -> ResetPlan:
         if listed is not None:
             entries[r] = listed
     notes = []
-    service = _service_note()
-    if service:
-        notes.append(service)
-    return plan_reset(roots=roots, mounts=read_mounts(), targets=targets, entries=entries, notes=notes)
+    from kagent.join.worker import joined_control_api
+
+    url = joined_control_api(paths)
+    if url is not None:
+        notes.append(f"the node record is removed through the controller API {url} first")
+    units = _our_units(paths, service_root)
+    services = tuple(str(p) for p, mine in units if mine)
+    notes.extend(f"service {p} runs another data dir: left installed" for p, mine in units if not mine)
+    return plan_reset(roots=roots, mounts=read_mounts(), targets=targets, entries=entries, notes=notes, services=services)
 
 
-def _service_note() -> str | None:
-    return "service: kagent's service install is not part of this build; no unit file was looked for or removed"
+def unit_data_dir(text: str) -> str:
+    """Pure. The ``--data-dir`` a rendered kagent unit (systemd ``ExecStart=``) or OpenRC script
+    (``command_args=``) runs with; the default data dir when it names none."""
+    for line in text.splitlines():
+        key, sep, value = line.strip().partition("=")
+        if not sep or key not in ("ExecStart", "command_args"):
+            continue
+        try:
+            words = shlex.split(value)
+            if key == "command_args" and len(words) == 1:
+                words = shlex.split(words[0])  # OpenRC: one double-quoted string of single-quoted words
+        except ValueError:
+            continue
+        for i, w in enumerate(words):
+            if w.startswith("--data-dir="):
+                return w.split("=", 1)[1]
+            if w == "--data-dir" and i + 1 < len(words):
+                return words[i + 1]
+        return str(DEFAULT_DATA_DIR)
+    return str(DEFAULT_DATA_DIR)
+
+
+def _our_units(paths: Paths, root: Path) -> list[tuple[Path, bool]]:
+    """The installed kagent units under ``root``: (path, runs this data dir)."""
+    from kagent.service.install import find_installed
+
+    ours = os.path.realpath(paths.data_dir)
+    out = []
+    for u in find_installed(root):
+        try:
+            text = u.path.read_text(errors="replace")
+        except OSError:
+            continue
+        out.append((u.path, os.path.realpath(unit_data_dir(text)) == ours))
+    return out
+
+
+def remove_service(paths: Paths, root: Path, report: ResetReport) -> None:
+    """Disable and delete the installed unit(s) whose ExecStart runs this data dir; a unit of
+    another data dir is left alone (and mentioned)."""
+    from kagent.service.install import remove_installed
+
+    mine = {path for path, is_mine in _our_units(paths, root) if is_mine}
+    try:
+        removed = remove_installed(root, only=lambda u: u.path in mine)
+    except KagentError as err:
+        report.failures.append(Failure(err.where, err.what))
+        return
+    except OSError as err:
+        report.failures.append(Failure(str(err.filename or root), f"cannot remove the service: {err.strerror or err}"))
+        return
+    for u in removed:
+        report.done.append(f"removed service {u.name} ({u.path})")
 
 
 # ---- edge: executing --------------------------------------------------------------------------
@@ -273,6 +331,7 @@ class ResetReport:
     plan: ResetPlan
     done: list[str] = field(default_factory=list)
     failures: list[Failure] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
 
 
 def _still_ours(t: Target, instance: str, containerd_sock: str, shim_pids: set[int]) -> bool:
@@ -472,6 +531,24 @@ def remove_trees(plan: ResetPlan, report: ResetReport) -> None:
             report.done.append(f"emptied {root} (a mount point: kept)")
 
 
+def leave_as_worker(paths: Paths, report: ResetReport) -> None:
+    """A worker joined with a token removes its node record through the controller API (so
+    its name may join again); an unreachable controller is a note, not a failure."""
+    from kagent.join.worker import joined_control_api
+
+    if joined_control_api(paths) is None:
+        return
+    from kagent.join.worker_leave import leave
+
+    try:
+        left = leave(paths)
+    except KagentError as err:
+        report.notes.append(f"node record not removed: {err.where}: {err.what}" + (f" ({err.hint})" if err.hint else ""))
+        return
+    if left is not None:
+        report.done.append(f"removed node record {left[0]} through {left[1]}")
+
+
 def agent_pid(paths: Paths) -> int | None:
     from kagent.supervisor.process import read_pidfile
 
@@ -489,7 +566,7 @@ def refuse_if_running(paths: Paths, what: str) -> None:
                                 hint=f"stop it first (kill {pid})" if pid else "stop the running agent first")
 
 
-def reset(paths: Paths, *, dry_run: bool = False, grace: float = TERM_GRACE) -> ResetReport:
+def reset(paths: Paths, *, dry_run: bool = False, grace: float = TERM_GRACE, service_root: Path = Path("/")) -> ResetReport:
     """Plan, then (unless ``dry_run``) stop, unmount and remove. Holds the instance lock
     throughout (when the run dir exists), so no agent can start in the middle."""
     from kagent.node.lock import InstanceLock
@@ -503,10 +580,13 @@ def reset(paths: Paths, *, dry_run: bool = False, grace: float = TERM_GRACE) -> 
             refuse_if_running(paths, "reset")
             raise
     try:
-        plan = build_plan(paths)
+        plan = build_plan(paths, service_root)
         report = ResetReport(plan=plan)
         if dry_run or plan.empty:
             return report
+        leave_as_worker(paths, report)
+        if plan.services:
+            remove_service(paths, service_root, report)  # first: the init system must not restart the agent
         stop_processes(plan, paths, report, grace=grace)
         unmount_all(plan, report)
         remove_trees(plan, report)

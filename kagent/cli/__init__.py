@@ -34,6 +34,10 @@ COMMANDS: dict[str, str] = {
     "reset": "kagent.cli.reset:reset",
     "backup": "kagent.cli.backup:backup",
     "restore": "kagent.cli.backup:restore",
+    "install": "kagent.cli.service:install",
+    "uninstall": "kagent.cli.service:uninstall",
+    "start": "kagent.cli.service:start",
+    "stop": "kagent.cli.service:stop",
 }
 
 
@@ -182,6 +186,10 @@ _SUMMARIES: dict[str, str] = {
     "reset": "Stop leftovers, unmount and remove this node's data dir and run dir.",
     "backup": "Back up a controller (etcd snapshot or kine db, pki, manifests, images, config); backup list.",
     "restore": "Restore a backup into an empty data dir.",
+    "install": "Install kagent controller|worker as a systemd or OpenRC service.",
+    "uninstall": "Stop, disable and remove the installed kagent service.",
+    "start": "Start the installed kagent service.",
+    "stop": "Stop the installed kagent service.",
     "kubectl": "kubectl with the admin kubeconfig preset.",
     "ctr": "ctr with the containerd socket and the k8s.io namespace preset.",
 }

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
 from kagent.cli.app import AppContext
@@ -14,16 +16,21 @@ class ResetFailed(KagentError):
 
 @click.command()
 @click.option("--dry-run", is_flag=True, help="List what would be stopped, unmounted and removed; change nothing.")
+@click.option("--root", "service_root", type=click.Path(file_okay=False, path_type=Path), default=Path("/"),
+              show_default=True, help="Where the service files are (as `kagent uninstall --root`: tests, image builds).")
 @click.pass_obj
-def reset(app: AppContext, dry_run: bool) -> int:
-    """Remove this node's kagent state: stop leftover children (and their containers), unmount
-    everything below the data dir, kubelet root and run dir, then delete the data dir's
-    contents and the run dir. Refused while the agent runs. Safe to run twice."""
+def reset(app: AppContext, dry_run: bool, service_root: Path) -> int:
+    """Remove this node's kagent state: the installed service that runs this data dir, leftover
+    children (and their containers), every mount below the data dir, kubelet root and run dir,
+    then the data dir's contents and the run dir. A worker joined with a token first removes
+    its node record through the controller API. Refused while the agent runs. Safe to run twice."""
     from kagent.reset import reset as do_reset
 
-    report = do_reset(app.paths, dry_run=dry_run)
+    report = do_reset(app.paths, dry_run=dry_run, service_root=service_root.absolute())
     plan = report.plan
     if dry_run:
+        for unit in plan.services:
+            click.echo(f"would remove service: {unit}")
         for t in plan.stop:
             click.echo(f"would stop: pid {t.pid} {t.name} ({t.reason})")
         for m in plan.unmount:
@@ -39,7 +46,7 @@ def reset(app: AppContext, dry_run: bool) -> int:
         return 0
     for line in report.done:
         click.echo(line)
-    for n in plan.notes:
+    for n in (*plan.notes, *report.notes):
         click.echo(f"note: {n}")
     if plan.empty:
         click.echo("nothing to reset")

@@ -13,6 +13,7 @@ errors, and run blocking etcd calls through ``await api.call(fn, ...)``.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import importlib
 import signal
 from dataclasses import dataclass, field
@@ -40,9 +41,11 @@ from kagent.pki.issue import Signer
 # one line per route module; each has routes(api) -> list[web.RouteDef]
 ROUTE_MODULES: tuple[str, ...] = (
     "kagent.join.api_worker",
+    "kagent.join.worker_leave",
 )
 
 T = TypeVar("T")
+ETCD_THREADS = 16
 _DUMMY_HASH = hash_secret("0" * 16)  # compared against when the id is unknown: same work either way
 
 
@@ -116,12 +119,14 @@ async def serve_api(api: ApiContext, host: str, port: int, *, ready: Callable[[i
     ctx = server_ssl_context(api.paths.pki("control-api.crt"), api.paths.pki("control-api.key"),
                              (api.paths.pki("ca.crt"), api.paths.etcd_pki("ca.crt")))
     server = Server(build_app(api, request_timeout=request_timeout), host, port, ctx, head_timeout=head_timeout)
+    loop = asyncio.get_running_loop()
+    # etcd calls run in threads: enough of them that concurrent joins do not queue behind each other
+    loop.set_default_executor(concurrent.futures.ThreadPoolExecutor(max_workers=ETCD_THREADS, thread_name_prefix="etcd"))
     await server.start()
     api.log.info("control_api_listening", address=host or "*", port=server.bound_port)
     if ready is not None:
         ready(server.bound_port)
     stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     try:

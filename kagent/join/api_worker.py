@@ -48,19 +48,20 @@ def routes(api: ApiContext) -> list[web.RouteDef]:
         now = api.now()
         cert = sign_node_csr(csr, node, api.ca, lifetime=api.cert_lifetime, now=now, serial=issue.serial_from(os.urandom(20)))
         rec = new_node_record(node, cert, token_id=token.token_id, now=now)
-        existing = await api.call(api.store.get_node, node)
-        if existing is None:
-            created = await api.call(api.store.create_node, rec)
-        elif existing[0].public_key_sha256 == public_key_sha256(csr.public_key()):  # type: ignore[arg-type]
-            # the same worker (same key, proven by the CSR signature) retrying a join whose answer it lost
-            created = await api.call(api.store.replace_node, rec, existing[1])
-        else:
-            created = False
+        # one transaction: the record if the name is free, and the token use
+        created = await api.call(api.store.create_node, rec, token_use=(token.token_id, now))
+        existing = None
+        if not created:
+            existing = await api.call(api.store.get_node, node)
+            if existing is not None and existing[0].public_key_sha256 == public_key_sha256(csr.public_key()):  # type: ignore[arg-type]
+                # the same worker (same key, proven by the CSR signature) retrying a join whose answer it lost
+                created = await api.call(api.store.replace_node, rec, existing[1])
+                if created:
+                    await api.call(api.store.record_use, token.token_id, node, now)
         if not created:
             api.log.warning("worker_join_refused", node=node, token_id=token.token_id, reason="node name already joined")
             raise HttpError(409, f"node {node} has already joined this cluster",
                             hint=f"give this worker another name, or run `kagent node remove {node}` on a controller if the old node is gone")
-        await api.call(api.store.record_use, token.token_id, node, now)
         api.log.info("worker_joined", node=node, token_id=token.token_id, sha256=rec.fingerprint,
                      retry=existing is not None, peer=request.remote)
         return _answer(api, issue.cert_pem(cert))

@@ -352,6 +352,17 @@ class EtcdClient:
                         [{"request_delete_range": {"key": k}}], [], timeout)
         return bool(doc.get("succeeded"))
 
+
+    def create_with(self, key: str | bytes, value: str | bytes, also: Sequence[tuple[str | bytes, str | bytes]],
+                    *, timeout: float | None = None) -> bool:
+        """``create`` that also puts each ``(key, value)`` of ``also`` in the same transaction
+        (all or nothing), e.g. a node record and the token use that made it."""
+        k = _b64(key)
+        puts = [{"request_put": {"key": k, "value": _b64(value)}}]
+        puts += [{"request_put": {"key": _b64(ak), "value": _b64(av)}} for ak, av in also]
+        doc = self._txn([{"key": k, "result": "EQUAL", "target": "CREATE", "create_revision": "0"}], puts, [], timeout)
+        return bool(doc.get("succeeded"))
+
     # ---- cluster -------------------------------------------------------------------------
 
     def member_list(self, *, timeout: float | None = None) -> list[Member]:

@@ -14,7 +14,7 @@ import hashlib
 import json
 import re
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from typing import Any
 
 from cryptography import x509
@@ -22,6 +22,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 
+from kagent.join.token import iso_utc, parse_iso
 from kagent.pki import issue
 from kagent.pki.issue import CertRequest, Signer, Usage
 
@@ -114,19 +115,6 @@ def node_of_cert(cert: x509.Certificate, ca: x509.Certificate) -> str | None:
         return None
 
 
-def _iso(t: datetime) -> str:
-    return t.astimezone(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
-
-
-def _time(v: Any) -> datetime:
-    if not isinstance(v, str):
-        raise ValueError("time is not a string")
-    t = datetime.fromisoformat(v.replace("Z", "+00:00"))
-    if t.tzinfo is None:
-        raise ValueError("time has no zone")
-    return t
-
-
 @dataclass(frozen=True, slots=True, kw_only=True)
 class NodeRecord:
     name: str
@@ -150,8 +138,8 @@ class NodeRecord:
     def to_json(self) -> bytes:
         return json.dumps({
             "name": self.name, "fingerprint": self.fingerprint, "publicKeySha256": self.public_key_sha256,
-            "joinedAt": _iso(self.joined_at), "tokenId": self.token_id, "notAfter": _iso(self.not_after),
-            "renewedAt": _iso(self.renewed_at) if self.renewed_at else None, "previousFingerprint": self.previous_fingerprint,
+            "joinedAt": iso_utc(self.joined_at), "tokenId": self.token_id, "notAfter": iso_utc(self.not_after),
+            "renewedAt": iso_utc(self.renewed_at) if self.renewed_at else None, "previousFingerprint": self.previous_fingerprint,
         }, sort_keys=True).encode()
 
     @classmethod
@@ -161,16 +149,16 @@ class NodeRecord:
             raise ValueError("not an object")
         renewed = doc.get("renewedAt")
         return cls(name=check_node_name(doc.get("name")), fingerprint=str(doc["fingerprint"]),
-                   public_key_sha256=str(doc["publicKeySha256"]), joined_at=_time(doc.get("joinedAt")),
-                   token_id=str(doc.get("tokenId") or ""), not_after=_time(doc.get("notAfter")),
-                   renewed_at=_time(renewed) if renewed else None,
+                   public_key_sha256=str(doc["publicKeySha256"]), joined_at=parse_iso(doc.get("joinedAt")),
+                   token_id=str(doc.get("tokenId") or ""), not_after=parse_iso(doc.get("notAfter")),
+                   renewed_at=parse_iso(renewed) if renewed else None,
                    previous_fingerprint=str(doc.get("previousFingerprint") or ""))
 
     def as_row(self) -> dict[str, Any]:
         """The ``kagent node list -o json`` shape."""
-        return {"name": self.name, "joinedAt": _iso(self.joined_at), "tokenId": self.token_id,
-                "certificateNotAfter": _iso(self.not_after), "fingerprint": self.fingerprint,
-                "renewedAt": _iso(self.renewed_at) if self.renewed_at else None}
+        return {"name": self.name, "joinedAt": iso_utc(self.joined_at), "tokenId": self.token_id,
+                "certificateNotAfter": iso_utc(self.not_after), "fingerprint": self.fingerprint,
+                "renewedAt": iso_utc(self.renewed_at) if self.renewed_at else None}
 
 
 def new_node_record(name: str, cert: x509.Certificate, *, token_id: str, now: datetime) -> NodeRecord:

@@ -42,6 +42,8 @@ class Kv(Protocol):
     def delete(self, key: str | bytes, *, timeout: float | None = None) -> int: ...
     def delete_prefix(self, prefix: str | bytes, *, timeout: float | None = None) -> int: ...
     def create(self, key: str | bytes, value: str | bytes, *, timeout: float | None = None) -> bool: ...
+    def create_with(self, key: str | bytes, value: str | bytes, also: Sequence[tuple[str | bytes, str | bytes]],
+                    *, timeout: float | None = None) -> bool: ...
     def replace(self, key: str | bytes, value: str | bytes, mod_revision: int, *, timeout: float | None = None) -> bool: ...
 
 
@@ -102,7 +104,11 @@ class JoinStore:
         return deleted
 
     def record_use(self, token_id: str, what: str, now: datetime) -> None:
-        self.kv.put(f"{TOKEN_USES}{token_id}/{what}", now.isoformat(timespec="seconds"))
+        self.kv.put(*self._use(token_id, what, now))
+
+    @staticmethod
+    def _use(token_id: str, what: str, now: datetime) -> tuple[str, str]:
+        return f"{TOKEN_USES}{token_id}/{what}", now.isoformat(timespec="seconds")
 
     # ---- nodes ---------------------------------------------------------------------------
     def get_node(self, name: str) -> tuple[NodeRecord, int] | None:
@@ -116,8 +122,12 @@ class JoinStore:
             self.log.warning("node_record_unreadable", node=name)
             return None
 
-    def create_node(self, rec: NodeRecord) -> bool:
-        return self.kv.create(NODES + rec.name, rec.to_json())
+    def create_node(self, rec: NodeRecord, *, token_use: tuple[str, datetime] | None = None) -> bool:
+        """Record a node unless its name is taken (one transaction, which also records the
+        ``(token id, time)`` use when given)."""
+        if token_use is None:
+            return self.kv.create(NODES + rec.name, rec.to_json())
+        return self.kv.create_with(NODES + rec.name, rec.to_json(), [self._use(token_use[0], rec.name, token_use[1])])
 
     def replace_node(self, rec: NodeRecord, mod_revision: int) -> bool:
         return self.kv.replace(NODES + rec.name, rec.to_json(), mod_revision)

@@ -20,7 +20,6 @@ import binascii
 import gzip
 import hashlib
 import hmac
-import ipaddress
 import json
 import re
 import zlib
@@ -35,6 +34,7 @@ import yaml
 from kagent.errors import PreconditionError
 from kagent.kubeconfig import Kubeconfig, parse_kubeconfig, render_kubeconfig
 from kagent.pki import issue
+from kagent.pki.plan import https_url
 
 ID_RE = re.compile(r"^[a-z0-9]{6}$")
 SECRET_RE = re.compile(r"^[a-z0-9]{16}$")
@@ -93,12 +93,8 @@ def credentials_from(random_bytes: bytes) -> tuple[str, str]:
 
 
 def server_url(host: str, port: int) -> str:
-    try:
-        if ipaddress.ip_address(host).version == 6:
-            host = f"[{host}]"
-    except ValueError:
-        pass
-    return f"https://{host}:{port}"
+    """The controller API URL a token names (IPv6 in brackets)."""
+    return https_url(host, port)
 
 
 # ---- encode / decode ---------------------------------------------------------------------
@@ -236,11 +232,13 @@ def secret_matches(secret: str, stored_sha256: str) -> bool:
     return hmac.compare_digest(hash_secret(secret).encode(), stored_sha256.encode())
 
 
-def _iso(t: datetime) -> str:
+def iso_utc(t: datetime) -> str:
+    """``2026-01-01T00:00:00Z``: how join records store times."""
     return t.astimezone(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
-def _parse_time(v: Any) -> datetime:
+def parse_iso(v: Any) -> datetime:
+    """The inverse of ``iso_utc``; ValueError for anything else (no zone, not a string)."""
     if not isinstance(v, str):
         raise ValueError("time is not a string")
     t = datetime.fromisoformat(v.replace("Z", "+00:00"))
@@ -263,8 +261,8 @@ class TokenRecord:
 
     def to_json(self) -> bytes:
         return json.dumps({
-            "id": self.token_id, "role": str(self.role), "created": _iso(self.created),
-            "expires": _iso(self.expires) if self.expires else None, "secretSha256": self.secret_sha256,
+            "id": self.token_id, "role": str(self.role), "created": iso_utc(self.created),
+            "expires": iso_utc(self.expires) if self.expires else None, "secretSha256": self.secret_sha256,
             "description": self.description,
         }, sort_keys=True).encode()
 
@@ -280,8 +278,8 @@ class TokenRecord:
         if not isinstance(sha, str) or not re.fullmatch(r"[0-9a-f]{64}", sha):
             raise ValueError("bad secret hash")
         expires = doc.get("expires")
-        return cls(token_id=tid, role=TokenRole(str(doc.get("role"))), created=_parse_time(doc.get("created")),
-                   expires=_parse_time(expires) if expires is not None else None, secret_sha256=sha,
+        return cls(token_id=tid, role=TokenRole(str(doc.get("role"))), created=parse_iso(doc.get("created")),
+                   expires=parse_iso(expires) if expires is not None else None, secret_sha256=sha,
                    description=str(doc.get("description") or ""))
 
 

@@ -190,3 +190,28 @@ def _gone(pid: int, timeout: float = 10) -> bool:
             return True
         time.sleep(0.1)
     return False
+
+
+def test_reset_removes_only_the_service_that_runs_its_data_dir(tmp_path):
+    root = tmp_path / "root"
+    ours, other = tmp_path / "our data", tmp_path / "other"
+    run = tmp_path / "run"
+    r = run_kagent("--data-dir", str(ours), "install", "controller", "--root", str(root), "--init", "systemd")
+    assert r.returncode == 0, r.stderr
+    r = run_kagent("--data-dir", str(other), "install", "worker", "--root", str(root), "--init", "systemd")
+    assert r.returncode == 0, r.stderr
+    units = sorted(p.name for p in (root / "etc" / "systemd" / "system").iterdir())
+    assert units == ["kagentcontroller.service", "kagentworker.service"]
+    ours.mkdir()
+    (ours / "pki").mkdir()
+
+    dry = _reset(ours, run, "--root", str(root), "--dry-run")
+    assert f"would remove service: {root / 'etc/systemd/system/kagentcontroller.service'}" in dry.stdout, dry.stdout
+    assert "kagentworker.service runs another data dir: left installed" in dry.stdout
+    r = _reset(ours, run, "--root", str(root))
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "removed service kagentcontroller" in r.stdout
+    assert sorted(p.name for p in (root / "etc" / "systemd" / "system").iterdir()) == ["kagentworker.service"]
+    assert not ours.exists()
+    again = _reset(ours, run, "--root", str(root))
+    assert again.returncode == 0 and "nothing to reset" in again.stdout

@@ -61,3 +61,12 @@ def test_plan_removes_roots_but_keeps_a_mounted_data_dir():
     empty = plan_reset(roots=["/d", "/r"], mounts=mounts, targets=[], entries={"/d": []})
     assert empty.remove == () and empty.unmount == ("/d/kubelet/x",) and not empty.empty
     assert plan_reset(roots=["/d", "/r"], mounts=mounts[:1], targets=[], entries={"/d": []}).empty
+
+
+def test_unit_data_dir_reads_systemd_and_openrc_quoting():
+    from kagent.reset import unit_data_dir
+
+    assert unit_data_dir('[Service]\nExecStart=/usr/bin/kagent controller "--data-dir=/srv/my data" --init\n') == "/srv/my data"
+    assert unit_data_dir("ExecStart=/usr/bin/kagent controller --data-dir /srv/k\n") == "/srv/k"
+    assert unit_data_dir("command_args=\"'controller' '--data-dir=/srv/o r' '--init'\"\n") == "/srv/o r"
+    assert unit_data_dir("ExecStart=/usr/bin/kagent worker --labels a=b\n") == "/var/lib/kagent"
