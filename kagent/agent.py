@@ -179,7 +179,8 @@ class Agent:
 
         specs = specs_for(self.build_context())
         self._check_binaries(specs)
-        self._ownership = users.prepare(specs, self.paths, self.log)  # component users, their files
+        # component users and their files (--init-only starts nothing: creates no user, demands nothing)
+        self._ownership = users.prepare(specs, self.paths, self.log, will_run=not self.req.init_only)
         for s in specs:
             self.log.debug("component_spec", component=s.name, argv=list(s.argv), spec_hash=spec_hash(s)[:12])
         return specs
@@ -195,7 +196,8 @@ class Agent:
         self.check_token()
         specs = specs_for(ctx)
         self._check_binaries(specs)
-        users.preflight(specs, self.paths)  # each component user can reach its binary and dirs
+        if not self.req.init_only:
+            users.preflight(specs, self.paths)  # each component user can reach its binary and dirs
         for s in specs:
             if s.binary.is_file():
                 self.log.info("component_binary", component=s.name, path=str(s.binary), version=cached_version(s.binary))

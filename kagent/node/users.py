@@ -174,15 +174,33 @@ def check_reach(plan: OwnershipPlan, *, accounts: dict[str, Account | None] | No
                                     hint=f"chmod o+{bit} {path}, or run the component as another user (spec.install.users)")
 
 
-def prepare(specs: Sequence[ComponentSpec], paths: Paths, log: Any) -> OwnershipPlan:
-    """Before the specs start: create the missing users, apply the ownership, check reach."""
+def prepare(specs: Sequence[ComponentSpec], paths: Paths, log: Any, *, will_run: bool = True) -> OwnershipPlan:
+    """Before the specs start: create the missing users, apply the ownership, check reach.
+    ``will_run`` False (``--init-only``: nothing starts): no user is created and nothing is
+    demanded; the files of users that exist already are owned by them, the rest stay root's
+    until the first start."""
     plan = plan_ownership(specs)
     if not plan.users:
+        return plan
+    if not will_run:
+        existing = {u: a for u in plan.users if (a := lookup(u)) is not None}
+        for u in plan.users:
+            if u not in existing:
+                log.warning("system_user_missing", user=u, reason="--init-only creates no user; the first start does")
+        apply_ownership(_only(plan, set(existing)), paths, accounts=existing)
         return plan
     accounts = {a.name: a for a in ensure_users(plan.users, log)}
     apply_ownership(plan, paths, accounts=accounts)
     check_reach(plan, accounts={**accounts})
     return plan
+
+
+def _only(plan: OwnershipPlan, users: set[str]) -> OwnershipPlan:
+    """The part of ``plan`` that concerns ``users`` (a shared file needs both of its users)."""
+    return OwnershipPlan(users=tuple(u for u in plan.users if u in users),
+                         dirs=tuple(d for d in plan.dirs if d.user in users),
+                         files=tuple(f for f in plan.files if f.user in users and (f.group_of is None or f.group_of in users)),
+                         reach=tuple(r for r in plan.reach if r[0] in users))
 
 
 def preflight(specs: Sequence[ComponentSpec], paths: Paths) -> None:
