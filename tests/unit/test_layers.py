@@ -55,10 +55,12 @@ LAYERS: dict[str, str] = {
     "kagent.join.token": PURE,  # token encode/parse
     "kagent.join.nodes": PURE,  # node names, kubelet CSR rules, node records
     "kagent.service": PURE,  # the package __init__
+    "kagent.service.render": PURE,  # unit/init-script text from a ServiceSpec
     # the edges: files, processes, sockets, the clock (also the default for unlisted modules)
     "kagent.fsutil": EDGE,
     "kagent.log": EDGE,
     "kagent.bins": EDGE,
+    "kagent.binfetch": EDGE,
     "kagent.airgap": EDGE,
     "kagent.sysinfo": EDGE,
     "kagent.node.*": EDGE,
