@@ -74,6 +74,7 @@ class NodeOptions:
     # joining an existing etcd cluster: --initial-cluster-state=existing and this member list
     join: bool = False
     initial_cluster: tuple[str, ...] = ()  # "name=https://peer:port", from the join answer
+    etcd_name: str = ""  # this controller's etcd member name (kept in the data dir); "" = the node name
     containerd_version: tuple[int, int] = (1, 7)  # detected from the binary by the edge
     etcd_version: tuple[int, int] = (3, 5)  # detected from the binary by the edge
     bins: Mapping[str, Path] = field(default_factory=lambda: MappingProxyType({}))
@@ -234,6 +235,7 @@ def build(*, config: ClusterConfig, paths: Paths, facts: NodeFacts, req: Any, de
         kubelet_extra_args=tuple(req.kubelet_extra_args),
         join=bool(getattr(req, "join", False)),
         initial_cluster=tuple(getattr(req, "initial_cluster", ())),
+        etcd_name=str(getattr(req, "etcd_name", "") or ""),
         containerd_version=detected.containerd_version,
         etcd_version=detected.etcd_version,
         bins=detected.bins,

@@ -33,7 +33,7 @@ def client_url(ctx: Context) -> str:
 def spec(ctx: Context) -> ComponentSpec:
     p = ctx.paths
     etcd = ctx.config.storage.etcd
-    name = ctx.facts.node_name
+    name = ctx.options.etcd_name or ctx.facts.node_name
     own = f"{name}={peer_url(ctx)}"
     initial_cluster = ",".join(ctx.options.initial_cluster) if ctx.options.join and ctx.options.initial_cluster else own
     defaults = {
