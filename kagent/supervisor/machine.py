@@ -37,7 +37,7 @@ import dataclasses
 import signal as _signal
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, Iterable, Mapping, Sequence, Union
+from typing import Any, Iterable, Mapping, NamedTuple, Sequence, Union
 
 from kagent.components.spec import ComponentSpec
 from kagent.supervisor.policy import ExitStatus, Health, RestartPolicy, State, decide_restart
@@ -126,53 +126,48 @@ class Machine:
 
 
 # ---- events ---------------------------------------------------------------------------------
+# (NamedTuples, not dataclasses: immutable all the same, and several times cheaper to define,
+# which is part of the agent's start-up before its first spawn)
 
-@dataclass(frozen=True, slots=True)
-class Start:
+class Start(NamedTuple):
     """Add these units (or start again stopped/failed ones) with these specs."""
 
     specs: tuple[ComponentSpec, ...]
     strict: bool = False
 
 
-@dataclass(frozen=True, slots=True)
-class Arrange:
+class Arrange(NamedTuple):
     """The start order (reload): units are kept in this order (for status and stops)."""
 
     order: tuple[str, ...]
 
 
-@dataclass(frozen=True, slots=True)
-class Spawned:
+class Spawned(NamedTuple):
     name: str
     gen: int
     pid: int
     at: float
 
 
-@dataclass(frozen=True, slots=True)
-class SpawnFailed:
+class SpawnFailed(NamedTuple):
     name: str
     gen: int
     reason: str
 
 
-@dataclass(frozen=True, slots=True)
-class Ready:
+class Ready(NamedTuple):
     name: str
     gen: int
 
 
-@dataclass(frozen=True, slots=True)
-class HealthChanged:
+class HealthChanged(NamedTuple):
     name: str
     gen: int
     ok: bool
     detail: str
 
 
-@dataclass(frozen=True, slots=True)
-class Exited:
+class Exited(NamedTuple):
     name: str
     gen: int
     pid: int
@@ -180,32 +175,27 @@ class Exited:
     wall: str = ""  # wall-clock time of the exit, for the status document
 
 
-@dataclass(frozen=True, slots=True)
-class Timer:
+class Timer(NamedTuple):
     name: str
     gen: int
     kind: TimerKind
 
 
-@dataclass(frozen=True, slots=True)
-class Stop:
+class Stop(NamedTuple):
     names: tuple[str, ...]
 
 
-@dataclass(frozen=True, slots=True)
-class Forget:
+class Forget(NamedTuple):
     """Drop settled units (removed by a reload)."""
 
     names: tuple[str, ...]
 
 
-@dataclass(frozen=True, slots=True)
-class Settle:
+class Settle(NamedTuple):
     """The initial start is over: failures restart from now on."""
 
 
-@dataclass(frozen=True, slots=True)
-class Update:
+class Update(NamedTuple):
     """A new spec applied in place (health/timeouts; with ``signal``: files rewritten, send
     ``reload_signal``)."""
 
@@ -213,8 +203,7 @@ class Update:
     signal: bool = False
 
 
-@dataclass(frozen=True, slots=True)
-class Adopt:
+class Adopt(NamedTuple):
     """A running process of ours (pidfd + marker) taken over without spawning it."""
 
     spec: ComponentSpec
@@ -228,15 +217,13 @@ Event = Union[Start, Arrange, Spawned, SpawnFailed, Ready, HealthChanged, Exited
 
 # ---- actions --------------------------------------------------------------------------------
 
-@dataclass(frozen=True, slots=True)
-class Spawn:
+class Spawn(NamedTuple):
     name: str
     gen: int
     spec: ComponentSpec
 
 
-@dataclass(frozen=True, slots=True)
-class WatchHealth:
+class WatchHealth(NamedTuple):
     """Run the start-up gate (then periodic probes) for this generation: the edge answers with
     ``Ready`` once and ``HealthChanged`` per probe."""
 
@@ -245,16 +232,14 @@ class WatchHealth:
     spec: ComponentSpec
 
 
-@dataclass(frozen=True, slots=True)
-class SetTimer:
+class SetTimer(NamedTuple):
     name: str
     gen: int
     kind: TimerKind
     delay: float
 
 
-@dataclass(frozen=True, slots=True)
-class Signal:
+class Signal(NamedTuple):
     """To the process group and the pid (a child that left its group still gets it)."""
 
     name: str
@@ -263,8 +248,7 @@ class Signal:
     sig: int
 
 
-@dataclass(frozen=True, slots=True)
-class Up:
+class Up(NamedTuple):
     """The unit just became RUNNING (healthy, or up without a check): per-component work that
     waits for it (e.g. pruning the files of the spec it replaced) runs now."""
 
@@ -273,8 +257,7 @@ class Up:
     spec: ComponentSpec
 
 
-@dataclass(frozen=True, slots=True)
-class Failed:
+class Failed(NamedTuple):
     """The initial start failed: the agent stops everything and exits 5 with this message
     (the edge adds the child's last output)."""
 
@@ -282,8 +265,7 @@ class Failed:
     message: str
 
 
-@dataclass(frozen=True, slots=True)
-class Log:
+class Log(NamedTuple):
     level: str  # "info" | "warning" | "error"
     event: str
     name: str

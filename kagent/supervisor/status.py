@@ -9,14 +9,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import http.client
+from http import HTTPStatus
 import json
 import os
 import socket
 from pathlib import Path
-from typing import Any, Awaitable, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, Mapping
 
 from kagent.errors import PreconditionError
+
+if TYPE_CHECKING:
+    import http.client
 
 Handler = Callable[[str, str], Awaitable[tuple[int, Any]]]  # (method, path) -> (status, json body)
 MAX_HEADER = 16 * 1024
@@ -45,7 +48,7 @@ async def _handle(r: asyncio.StreamReader, w: asyncio.StreamWriter, handler: Han
             await r.readexactly(min(length, MAX_HEADER))
         status, body = await handler(method.upper(), target.split("?")[0])
         payload = (json.dumps(body, indent=None) + "\n").encode()
-        reason = http.client.responses.get(status, "")
+        reason = HTTPStatus(status).phrase if status in HTTPStatus._value2member_map_ else ""
         w.write(f"HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\n"
                 f"Content-Length: {len(payload)}\r\nConnection: close\r\n\r\n".encode() + payload)
         await w.drain()
@@ -59,16 +62,19 @@ async def _handle(r: asyncio.StreamReader, w: asyncio.StreamWriter, handler: Han
 
 # ---- client (sync: used by the CLI) ---------------------------------------------------------
 
-class _UnixHTTPConnection(http.client.HTTPConnection):
-    def __init__(self, path: Path, timeout: float) -> None:
-        super().__init__("localhost", timeout=timeout)
-        self._path = path
+def _connection(path: Path, timeout: float) -> http.client.HTTPConnection:
+    """An HTTP connection over the unix socket (http.client is imported here, by the CLI: the
+    agent serves without it, and its start-up does not pay for it)."""
+    import http.client
 
-    def connect(self) -> None:
-        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        s.settimeout(self.timeout)
-        s.connect(str(self._path))
-        self.sock = s
+    class UnixHTTPConnection(http.client.HTTPConnection):
+        def connect(self) -> None:
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            s.settimeout(self.timeout)
+            s.connect(str(path))
+            self.sock = s
+
+    return UnixHTTPConnection("localhost", timeout=timeout)
 
 
 MAX_RESPONSE = 4 * 1024 * 1024  # a status document of thousands of components is far below this
@@ -79,7 +85,9 @@ def request(sock: Path, method: str, target: str, *, timeout: float = 10.0) -> t
     fail (no agent, a reset or closed connection, no answer within ``timeout``, a reply that
     is not HTTP, a body that is not JSON or is too large) is a PreconditionError (exit 4)
     naming the socket. The body's shape is the caller's to check."""
-    conn = _UnixHTTPConnection(sock, timeout)
+    import http.client
+
+    conn = _connection(sock, timeout)
     answer = "check the agent's log (or restart it); is the process on this socket a kagent?"
     try:
         conn.request(method, target, body=b"" if method == "POST" else None)
