@@ -362,6 +362,8 @@ def agent_rss_with_etcd(base: Path, timeout: float = 60) -> float:
 
     root = Path(tempfile.mkdtemp(prefix="etcd-rss-", dir=base))
     run = Path(tempfile.mkdtemp(prefix="kagent-etcd-run-", dir=TMPFS or base))
+    for d in (base, root, run):  # etcd runs as the etcd user: it must reach its certs
+        d.chmod(0o755)
     ports = [_free_port() for _ in range(4)]
     (root / "kagent.yaml").write_text(json.dumps({"apiVersion": "kagent.dev/v1beta1", "kind": "ClusterConfig", "spec": {
         "api": {"address": "127.0.0.1", "port": ports[0], "controlApiPort": ports[1]},
