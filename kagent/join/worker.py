@@ -186,10 +186,12 @@ def join(paths: Paths, token: JoinToken, *, node: str, key_algorithm: KeyAlgorit
     if ans.status != 200:
         raise _refused(ans, where, "refused the join")
     cert_pem, apiserver = _check_answer(ans, where, key, node, token.ca_pem)
-    fsutil.write_atomic(paths.kubelet_conf, _kubeconfig(node, apiserver, token.ca_pem, cert_pem, key_pem),
-                        mode=fsutil.MODE_KUBECONFIG)
+    # join.json first: kubelet.conf is what marks "joined", so a kill between the two writes
+    # leaves a worker that joins again (same key: accepted), never one that cannot renew
     state = {"controlApi": token.server, "node": node, "tokenId": token.token_id, "joinedAt": now.isoformat(timespec="seconds")}
     fsutil.write_atomic(join_state_path(paths), json.dumps(state, indent=2) + "\n", mode=fsutil.MODE_CONFIG)
+    fsutil.write_atomic(paths.kubelet_conf, _kubeconfig(node, apiserver, token.ca_pem, cert_pem, key_pem),
+                        mode=fsutil.MODE_KUBECONFIG)
     join_key_path(paths).unlink(missing_ok=True)
     log.info("worker_joined", url=token.server, node=node, token_id=token.token_id, kubeconfig=str(paths.kubelet_conf))
 
@@ -205,10 +207,12 @@ def joined_control_api(paths: Paths) -> str | None:
 
 
 def renew(paths: Paths, *, node: str, renew_before: timedelta, key_algorithm: KeyAlgorithm, now: datetime, log: Any,
-          timeout: float = 60.0) -> tuple[Path, ...]:
+          timeout: float = 10.0) -> tuple[Path, ...]:
     """Renew the kubelet client certificate when it expires within ``renew_before``; returns
     the rewritten paths (kubelet.conf) or () when nothing was due. PreconditionError when the
-    controller refuses (a removed node) or cannot be reached; nothing is changed then."""
+    controller refuses (a removed node) or cannot be reached; nothing is changed then. The
+    retry window is short (``timeout``): this runs as a command of the agent's loop, and the
+    next renewal tick tries again."""
     url = joined_control_api(paths)
     if url is None:
         return ()

@@ -126,3 +126,7 @@ def test_worker_joins_with_a_token_and_runs_containerd_and_kubelet(node_factory,
     # the secrets never reached a log
     for secret in (tok.secret, decode_token(fresh, "t").secret):
         assert secret not in ctl.log_text() and secret not in w.log_text() and secret not in r.stderr
+    # with the controller stopped, the token commands say so (exit 4 and a hint)
+    assert ctl.stop() == 0
+    down = in_ns(netns, ctl, "token", "list")
+    assert down.returncode == 4 and "is the controller running" in down.stderr and "hint:" in down.stderr, down.stderr
