@@ -3,7 +3,7 @@
 # venv at .venv with kagent and its test extra. Idempotent; run as root.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-pkgs=(etcd-server etcd-client containerd runc busybox-static iproute2 kmod openssl supervisor)
+pkgs=(etcd-server etcd-client containerd runc busybox-static iproute2 kmod openssl supervisor systemd)
 missing=()
 for p in "${pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if ((${#missing[@]})); then
