@@ -23,6 +23,7 @@ from kagent.components.spec import ComponentSpec
 from kagent.errors import PreconditionError
 
 if TYPE_CHECKING:
+    from kagent.components.ownership import OwnershipPlan
     from kagent.supervisor.manager import Hooks
     from kagent.components.context import Context
     from kagent.config.model import ClusterConfig
@@ -48,6 +49,10 @@ class RunRequest:
     init_only: bool = False
     log_dir: Path | None = None
     token_file: Path | None = None  # join with this token (worker: kagent.join.worker; controller: the controller join)
+    # etcd membership of a controller (kagent.join.controller): member name, joining an existing cluster
+    etcd_name: str = ""
+    join: bool = False
+    initial_cluster: tuple[str, ...] = ()
 
 
 def utcnow() -> datetime:
@@ -80,8 +85,10 @@ class Agent:
         self.paths = app.paths
         self.log = log.get(role=role_label(req))
         self._pki_plan: PkiPlan | None = None
+        self._ownership: OwnershipPlan | None = None  # of the last load_specs, re-applied after a renewal
         self._pki_written: tuple[Path, ...] = ()  # what the last PKI apply rewrote
         self.config: ClusterConfig | None = None  # the config of the last (re)load
+        self._controller_token: JoinToken | None = None  # a controller's validated token, when it still has to join
         self._join_token: JoinToken | None = None  # a worker's validated token, when it still has to join
 
     # ---- preconditions -------------------------------------------------------------
@@ -95,9 +102,13 @@ class Agent:
         """The data dir's state fits the request (reads only)."""
         if self.req.role == Role.CONTROLLER:
             has_cluster = self.paths.pki("ca.crt").exists() and self.paths.pki("ca.key").exists()
-            if not has_cluster and not self.req.init:
+            if not has_cluster and not self.req.init and self.req.token_file is None:
                 raise PreconditionError(str(self.paths.data_dir), "holds no cluster (no pki/ca.crt)",
-                                        hint="pass --init to create a new cluster here")
+                                        hint="pass --init to create a new cluster here, or --token-file FILE to join one")
+            if self.uses_etcd():
+                from kagent.join.controller import check_controller_join
+
+                self._controller_token = check_controller_join(self.paths, self.req.token_file)
         if runs_worker(self.req) and self.req.role == Role.WORKER and "kubelet" not in self.req.disabled:
             if not self.paths.kubelet_conf.exists() and self.req.token_file is None:
                 raise PreconditionError(str(self.paths.kubelet_conf), "no kubelet kubeconfig in this data dir",
@@ -153,7 +164,8 @@ class Agent:
         from kagent.config.model import StorageType
 
         etcd = not self.req.single and config.storage.type is StorageType.ETCD  # --single means kine
-        plan = plan_pki(config, self.paths, facts, konnectivity=konnectivity, kubelet_node=kubelet_node, etcd=etcd)
+        plan = plan_pki(config, self.paths, facts, konnectivity=konnectivity, kubelet_node=kubelet_node, etcd=etcd,
+                        etcd_member=self.req.etcd_name or None)
         result = apply_pki(plan, now=utcnow())
         self._pki_plan = plan
         self._pki_written = tuple(result.written)
@@ -172,11 +184,13 @@ class Agent:
     def load_specs(self) -> Sequence[ComponentSpec]:
         """Config -> PKI -> specs (in start order). Also the SIGHUP path of the supervisor."""
         from kagent.components import specs_for
-
         from kagent.components.spec import spec_hash
+        from kagent.node import users
 
         specs = specs_for(self.build_context())
         self._check_binaries(specs)
+        # component users and their files (--init-only starts nothing: creates no user, demands nothing)
+        self._ownership = users.prepare(specs, self.paths, self.log, will_run=not self.req.init_only)
         for s in specs:
             self.log.debug("component_spec", component=s.name, argv=list(s.argv), spec_hash=spec_hash(s)[:12])
         return specs
@@ -186,11 +200,14 @@ class Agent:
         ``ctx``, made without touching the PKI). Reads only."""
         from kagent.bins import cached_version
         from kagent.components import specs_for
+        from kagent.node import users
 
         self.check_data_dir()
         self.check_token()
         specs = specs_for(ctx)
         self._check_binaries(specs)
+        if not self.req.init_only:
+            users.preflight(specs, self.paths)  # each component user can reach its binary and dirs
         for s in specs:
             if s.binary.is_file():
                 self.log.info("component_binary", component=s.name, path=str(s.binary), version=cached_version(s.binary))
@@ -215,11 +232,77 @@ class Agent:
             )
 
     def renew(self) -> Sequence[Path]:
+        from kagent.node import users
         from kagent.pki.store import renew_pki
 
         if self._pki_plan is None:
             return ()
-        return renew_pki(self._pki_plan, now=utcnow())
+        rewritten = renew_pki(self._pki_plan, now=utcnow())
+        if rewritten and self._ownership is not None:
+            users.apply_ownership(self._ownership, self.paths)  # a renewed key is written root-owned
+        return rewritten
+
+    # ---- controller etcd membership -------------------------------------------------
+    def uses_etcd(self) -> bool:
+        from kagent.config.model import StorageType
+
+        config = self.config or self.app.reload_config()
+        return (self.req.role == Role.CONTROLLER and not self.req.single and "etcd" not in self.req.disabled
+                and config.storage.type is StorageType.ETCD)
+
+    def setup_etcd_member(self) -> None:
+        """The member name (kept in the data dir) and, for a joined controller, its initial
+        cluster; when joining: the shared CAs fetched and written first."""
+        from kagent.join import controller as cj
+
+        if not self.uses_etcd():
+            return
+        if self._controller_token is not None:
+            cj.fetch_shared(self.paths, self._controller_token)
+        st = cj.ensure_member_name(self.paths, self.app.facts().node_name)
+        joined = st.state == "joined"
+        self.req = with_updates(self.req, etcd_name=st.name, join=joined, initial_cluster=st.initial_cluster if joined else ())
+
+    def join_etcd(self) -> None:
+        """After the leaves are written: this node's etcd member is added (a learner), and etcd
+        will start with the answer's initial cluster and state ``existing``."""
+        from kagent.join import controller as cj
+
+        token = self._controller_token
+        if token is None:
+            return
+        assert self.config is not None
+        etcd = self.config.storage.etcd
+        answer = cj.join_etcd(self.paths, token, self.req.etcd_name, etcd.peer_address, etcd.peer_port)
+        self.req = with_updates(self.req, join=True, initial_cluster=answer.initial_cluster)
+
+    def start_membership_tasks(self) -> Callable[[], None]:
+        """A thread that completes a pending join (promotion) and then, every 30 s, records this
+        controller in etcd, refreshes the other controllers' API URLs and sweeps stale joins."""
+        import threading
+
+        from kagent.join import controller as cj
+        from kagent.pki.plan import https_url
+
+        assert self.config is not None
+        config = self.config
+        stop = threading.Event()
+        client_port = config.storage.etcd.client_port
+        own_peer = https_url(config.storage.etcd.peer_address, config.storage.etcd.peer_port)
+        api_url = None if "control-api" in self.req.disabled else https_url(config.api.address, config.api.control_api_port)
+
+        def loop() -> None:
+            try:
+                cj.finish_join(self.paths, client_port)
+            except PreconditionError as e:
+                self.log.error("controller_join_failed", reason=f"{e.where}: {e.what}", hint=e.hint)
+            delay = 3.0  # the first round once etcd had time to come up
+            while not stop.wait(delay):
+                cj.keep_membership(self.paths, client_port=client_port, peer_url=own_peer, api_url=api_url)
+                delay = 30.0
+
+        threading.Thread(target=loop, name="kagent-etcd-membership", daemon=True).start()
+        return stop.set
 
     # ---- worker join and renewal ---------------------------------------------------
     def join_worker(self, token: JoinToken) -> None:
@@ -313,9 +396,13 @@ class Agent:
         from kagent.supervisor.manager import run_agent_sync
 
         self.ensure_dirs()
+        self.setup_etcd_member()
         if self._join_token is not None:
             self.join_worker(self._join_token)
         specs = self.load_specs()
+        if self._controller_token is not None:
+            self.join_etcd()
+            specs = self.load_specs()
         assert self.config is not None  # set by load_specs
         renew_interval = renew_interval_for(self.config.pki.renew_before)
         if self.req.init_only:
@@ -324,6 +411,8 @@ class Agent:
         if runs_worker(self.req):
             self.kernel_setup()
         stoppers: list[Callable[[], None]] = []
+        if self.uses_etcd():
+            stoppers.append(self.start_membership_tasks())
 
         def on_ready() -> None:
             if runs_worker(self.req) and any(s.name == "containerd" for s in specs):

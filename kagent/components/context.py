@@ -74,6 +74,7 @@ class NodeOptions:
     # joining an existing etcd cluster: --initial-cluster-state=existing and this member list
     join: bool = False
     initial_cluster: tuple[str, ...] = ()  # "name=https://peer:port", from the join answer
+    etcd_name: str = ""  # this controller's etcd member name (kept in the data dir); "" = the node name
     containerd_version: tuple[int, int] = (1, 7)  # detected from the binary by the edge
     etcd_version: tuple[int, int] = (3, 5)  # detected from the binary by the edge
     bins: Mapping[str, Path] = field(default_factory=lambda: MappingProxyType({}))
@@ -96,6 +97,11 @@ class Context:
         """The resolved binary for ``name`` (filled by the edge), else ``<data>/bin/<name>``."""
         found = self.options.bins.get(name)
         return Path(found) if found is not None else self.paths.bin_dir / name
+
+    def run_as(self, user: str) -> str | None:
+        """The system user a control-plane component runs as (spec.install.users); None (the
+        agent's own user) when the agent is not root, as k0s: switching users needs root."""
+        return user if self.facts.is_root else None
 
     def is_disabled(self, name: str) -> bool:
         return name in self.options.disabled
@@ -229,6 +235,7 @@ def build(*, config: ClusterConfig, paths: Paths, facts: NodeFacts, req: Any, de
         kubelet_extra_args=tuple(req.kubelet_extra_args),
         join=bool(getattr(req, "join", False)),
         initial_cluster=tuple(getattr(req, "initial_cluster", ())),
+        etcd_name=str(getattr(req, "etcd_name", "") or ""),
         containerd_version=detected.containerd_version,
         etcd_version=detected.etcd_version,
         bins=detected.bins,

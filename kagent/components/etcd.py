@@ -33,7 +33,7 @@ def client_url(ctx: Context) -> str:
 def spec(ctx: Context) -> ComponentSpec:
     p = ctx.paths
     etcd = ctx.config.storage.etcd
-    name = ctx.facts.node_name
+    name = ctx.options.etcd_name or ctx.facts.node_name
     own = f"{name}={peer_url(ctx)}"
     initial_cluster = ",".join(ctx.options.initial_cluster) if ctx.options.join and ctx.options.initial_cluster else own
     defaults = {
@@ -75,6 +75,7 @@ def spec(ctx: Context) -> ComponentSpec:
         args=args,
         env=env,
         dirs=((p.etcd_data_dir, MODE_PRIVATE_DIR),),
+        run_as=ctx.run_as(ctx.config.users.etcd_user),
         health=HttpCheck(
             url=f"https://127.0.0.1:{client_port}/health",
             ca_file=p.etcd_pki("ca.crt"),

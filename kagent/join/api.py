@@ -45,6 +45,7 @@ from kagent.pki.issue import Signer
 # one line per route module; each has routes(api) -> list[web.RouteDef]
 ROUTE_MODULES: tuple[str, ...] = (
     "kagent.join.api_worker",
+    "kagent.join.api_etcd",
     "kagent.join.worker_leave",
 )
 

@@ -323,6 +323,15 @@ def external_api_url(config: ClusterConfig) -> str:
     return https_url(config.api.external_address or config.api.address, config.api.port)
 
 
+ETCD_MEMBER_ORG = "kagent-etcd-members"
+ETCD_MEMBER_CN_PREFIX = "kagent-etcd-member:"
+
+
+def etcd_member_cn(member: str) -> str:
+    """The CN of a controller's member cert: ``kagent-etcd-member:<member name>``."""
+    return ETCD_MEMBER_CN_PREFIX + member
+
+
 def etcd_peer_hosts(peer_address: str) -> tuple[str, ...]:
     """The etcd peer cert's SANs. etcd checks a peer's source IP against its client cert, and
     the kernel sends from 127.0.0.1 to any loopback address, so a loopback peer address
@@ -345,12 +354,16 @@ def plan_pki(
     kubelet_node: str | None = None,
     kubelet_kubeconfig: Path | None = None,
     etcd: bool | None = None,
+    etcd_member: str | None = None,
 ) -> PkiPlan:
     """The controller PKI. ``etcd`` (default: storage type is etcd) adds the etcd CA, its
     leaves and the JWT key pair; ``kubelet_node`` (controller+worker) adds the kubelet's
     client cert ``pki/kubelet-client.crt`` and its kubeconfig, by default
     ``<run>/kubelet-direct.conf`` (the file the kubelet component reads on a
-    controller+worker, as k0s; ``kubelet_kubeconfig`` picks another path)."""
+    controller+worker, as k0s; ``kubelet_kubeconfig`` picks another path). ``etcd_member``
+    (this controller's etcd member name) adds ``pki/etcd/member.crt``, the client cert
+    (etcd CA, CN ``kagent-etcd-member:<name>``) that authenticates this controller to another
+    controller's API when it leaves or promotes its own member."""
     pki = config.pki
     with_etcd = config.storage.type is StorageType.ETCD if etcd is None else etcd
     alg = pki.key_algorithm
@@ -412,6 +425,9 @@ def plan_pki(
             leaf("apiserver-etcd-client", ETCD_CA_NAME, "apiserver-etcd-client", ("apiserver-etcd-client",), client,
                  (APISERVER, CONTROL_API), ("127.0.0.1", "localhost")),
         ]
+        if etcd_member:
+            leaves.append(leaf("etcd/member", ETCD_CA_NAME, etcd_member_cn(etcd_member), (ETCD_MEMBER_ORG,), client, (),
+                               base=paths.etcd_pki_dir))
 
     local = local_api_url(config)
     kubeconfigs = [
