@@ -77,7 +77,8 @@ class Controller:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise SystemExit(f"controller exited {self.proc.returncode}; see {self.root / 'agent.log'}")
+                tail = (self.root / "agent.log").read_text(errors="replace").splitlines()[-5:]
+                raise SystemExit(f"controller exited {self.proc.returncode}:\n" + "\n".join(tail))
             if self.ca.exists():
                 try:
                     if healthz(self.ports["control"], ssl.create_default_context(cafile=str(self.ca))) == 200:
@@ -206,6 +207,7 @@ def main() -> int:
     args = ap.parse_args()
     joins = 200 if args.quick else args.joins
     root = Path(tempfile.mkdtemp(prefix="kbj", dir="/tmp"))
+    root.chmod(0o755)  # etcd runs as its own user: it must be able to pass through to the data dir
     ctl = Controller(root, args.key_algorithm)
     try:
         ctl.wait_ready()
