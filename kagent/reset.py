@@ -257,6 +257,9 @@ def build_plan(paths: Paths, service_root: Path = Path("/")) -> ResetPlan:
     url = joined_control_api(paths)
     if url is not None:
         notes.append(f"the node record is removed through the controller API {url} first")
+    member = controller_member(paths)
+    if member is not None:
+        notes.append(f"etcd member {member} leaves the cluster through another controller's API first")
     units = _our_units(paths, service_root)
     services = tuple(str(p) for p, mine in units if mine)
     notes.extend(f"service {p} runs another data dir: left installed" for p, mine in units if not mine)
@@ -549,6 +552,39 @@ def leave_as_worker(paths: Paths, report: ResetReport) -> None:
         report.done.append(f"removed node record {left[0]} through {left[1]}")
 
 
+def controller_member(paths: Paths) -> str | None:
+    """The etcd member of a controller's data dir that is still in a cluster, or None."""
+    from kagent.join.controller import load_state
+
+    try:
+        st = load_state(paths)
+    except KagentError:
+        return None
+    if st is None or st.state not in ("joined", "initial", "pending") or not paths.etcd_pki("member.crt").exists():
+        return None
+    return st.name
+
+
+def leave_as_controller(paths: Paths, report: ResetReport) -> None:
+    """A controller's etcd member leaves through another controller's API (its own etcd is
+    stopped: reset refuses while the agent runs), so the cluster does not keep a member that
+    will never come back; an unreachable controller, or the last member, is a note."""
+    if controller_member(paths) is None:
+        return
+    from kagent.join.controller import leave_through_api, load_state
+
+    st = load_state(paths)
+    if st is not None and not st.api_urls:
+        report.notes.append(f"etcd member {st.name} not removed: this controller knows no other controller (the only one?)")
+        return
+    try:
+        url = leave_through_api(paths)
+    except KagentError as err:
+        report.notes.append(f"etcd member not removed: {err.where}: {err.what}" + (f" ({err.hint})" if err.hint else ""))
+        return
+    report.done.append(f"removed etcd member {st.name if st else ''} through {url}")
+
+
 def agent_pid(paths: Paths) -> int | None:
     from kagent.supervisor.process import read_pidfile
 
@@ -585,6 +621,7 @@ def reset(paths: Paths, *, dry_run: bool = False, grace: float = TERM_GRACE, ser
         if dry_run or plan.empty:
             return report
         leave_as_worker(paths, report)
+        leave_as_controller(paths, report)
         if plan.services:
             remove_service(paths, service_root, report)  # first: the init system must not restart the agent
         stop_processes(plan, paths, report, grace=grace)
