@@ -30,6 +30,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
@@ -156,22 +157,29 @@ def bench_bare(rounds: int, base: Path) -> list[float]:
     return out
 
 
+def measure(rounds: int) -> dict[str, Any]:
+    """Both variants, ``rounds`` each (also called by bench/join.py)."""
+    base = Path(tempfile.mkdtemp(prefix="kfo", dir="/tmp"))
+    try:
+        bare = bench_bare(rounds, base / "bare")
+        kagent = bench_kagent(rounds, base / "k")
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+    res: dict[str, Any] = {"rounds": rounds, "bare_etcd_s": bare, "kagent_s": kagent,
+                           "bare_median_s": statistics.median(bare), "kagent_median_s": statistics.median(kagent),
+                           "kagent_max_s": max(kagent)}
+    res["ratio_kagent_over_bare"] = res["kagent_median_s"] / res["bare_median_s"]
+    return res
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     log.configure(fmt="json")
-    base = Path(tempfile.mkdtemp(prefix="kfo", dir="/tmp"))
-    try:
-        bare = bench_bare(args.rounds, base / "bare")
-        kagent = bench_kagent(args.rounds, base / "k")
-    finally:
-        shutil.rmtree(base, ignore_errors=True)
-    res = {"rounds": args.rounds, "bare_etcd_s": bare, "kagent_s": kagent,
-           "bare_median_s": statistics.median(bare), "kagent_median_s": statistics.median(kagent),
-           "kagent_max_s": max(kagent)}
-    res["ratio_kagent_over_bare"] = res["kagent_median_s"] / res["bare_median_s"]
+    res = measure(args.rounds)
+    bare = res["bare_etcd_s"]
     if args.json:
         print(json.dumps(res, indent=2))
         return
