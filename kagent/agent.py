@@ -23,6 +23,7 @@ from kagent.components.spec import ComponentSpec
 from kagent.errors import PreconditionError
 
 if TYPE_CHECKING:
+    from kagent.components.ownership import OwnershipPlan
     from kagent.supervisor.manager import Hooks
     from kagent.components.context import Context
     from kagent.config.model import ClusterConfig
@@ -84,6 +85,7 @@ class Agent:
         self.paths = app.paths
         self.log = log.get(role=role_label(req))
         self._pki_plan: PkiPlan | None = None
+        self._ownership: OwnershipPlan | None = None  # of the last load_specs, re-applied after a renewal
         self._pki_written: tuple[Path, ...] = ()  # what the last PKI apply rewrote
         self.config: ClusterConfig | None = None  # the config of the last (re)load
         self._controller_token: JoinToken | None = None  # a controller's validated token, when it still has to join
@@ -182,11 +184,13 @@ class Agent:
     def load_specs(self) -> Sequence[ComponentSpec]:
         """Config -> PKI -> specs (in start order). Also the SIGHUP path of the supervisor."""
         from kagent.components import specs_for
-
         from kagent.components.spec import spec_hash
+        from kagent.node import users
 
         specs = specs_for(self.build_context())
         self._check_binaries(specs)
+        # component users and their files (--init-only starts nothing: creates no user, demands nothing)
+        self._ownership = users.prepare(specs, self.paths, self.log, will_run=not self.req.init_only)
         for s in specs:
             self.log.debug("component_spec", component=s.name, argv=list(s.argv), spec_hash=spec_hash(s)[:12])
         return specs
@@ -196,11 +200,14 @@ class Agent:
         ``ctx``, made without touching the PKI). Reads only."""
         from kagent.bins import cached_version
         from kagent.components import specs_for
+        from kagent.node import users
 
         self.check_data_dir()
         self.check_token()
         specs = specs_for(ctx)
         self._check_binaries(specs)
+        if not self.req.init_only:
+            users.preflight(specs, self.paths)  # each component user can reach its binary and dirs
         for s in specs:
             if s.binary.is_file():
                 self.log.info("component_binary", component=s.name, path=str(s.binary), version=cached_version(s.binary))
@@ -225,11 +232,15 @@ class Agent:
             )
 
     def renew(self) -> Sequence[Path]:
+        from kagent.node import users
         from kagent.pki.store import renew_pki
 
         if self._pki_plan is None:
             return ()
-        return renew_pki(self._pki_plan, now=utcnow())
+        rewritten = renew_pki(self._pki_plan, now=utcnow())
+        if rewritten and self._ownership is not None:
+            users.apply_ownership(self._ownership, self.paths)  # a renewed key is written root-owned
+        return rewritten
 
     # ---- controller etcd membership -------------------------------------------------
     def uses_etcd(self) -> bool:

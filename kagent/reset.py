@@ -19,6 +19,7 @@ Safety rules (DESIGN §8, anchors §5):
 from __future__ import annotations
 
 import ctypes
+import dataclasses
 import errno
 import os
 import re
@@ -29,10 +30,13 @@ import stat
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import TYPE_CHECKING, Iterable, Sequence
 
 from kagent.errors import KagentError, PreconditionError
 from kagent.paths import DEFAULT_DATA_DIR, Paths
+
+if TYPE_CHECKING:
+    from kagent.join.controller import MemberState
 
 UMOUNT_NOFOLLOW = 8
 MNT_DETACH = 2
@@ -159,6 +163,7 @@ class ResetPlan:
     keep_mounted: tuple[str, ...]  # roots that are mount points: emptied, not removed
     notes: tuple[str, ...] = ()
     services: tuple[str, ...] = ()  # installed unit files that run this data dir
+    leave: tuple[str, ...] = ()  # what is left first (the etcd cluster, the worker's node record)
 
     @property
     def empty(self) -> bool:
@@ -251,19 +256,22 @@ def build_plan(paths: Paths, service_root: Path = Path("/")) -> ResetPlan:
         listed = _list_entries(r)
         if listed is not None:
             entries[r] = listed
-    notes = []
+    notes: list[str] = []
     from kagent.join.worker import joined_control_api
 
+    leave: list[str] = []
     url = joined_control_api(paths)
     if url is not None:
-        notes.append(f"the node record is removed through the controller API {url} first")
-    member = controller_member(paths)
+        leave.append(f"the node record of this worker is removed through the controller API {url}")
+    member = etcd_membership(paths)
     if member is not None:
-        notes.append(f"etcd member {member} leaves the cluster through another controller's API first")
+        leave.append(f"the etcd cluster, as member {member.name}, through one of {', '.join(member.api_urls)} "
+                     "(not with --force)")
     units = _our_units(paths, service_root)
     services = tuple(str(p) for p, mine in units if mine)
     notes.extend(f"service {p} runs another data dir: left installed" for p, mine in units if not mine)
-    return plan_reset(roots=roots, mounts=read_mounts(), targets=targets, entries=entries, notes=notes, services=services)
+    plan = plan_reset(roots=roots, mounts=read_mounts(), targets=targets, entries=entries, notes=notes, services=services)
+    return dataclasses.replace(plan, leave=tuple(leave))
 
 
 def unit_data_dir(text: str) -> str:
@@ -534,6 +542,44 @@ def remove_trees(plan: ResetPlan, report: ResetReport) -> None:
             report.done.append(f"emptied {root} (a mount point: kept)")
 
 
+def etcd_membership(paths: Paths) -> MemberState | None:
+    """This controller's etcd member state when it is (or is joining) one member of a
+    multi-member cluster: it knows other controllers' APIs. None for a single controller, a
+    member that left, and a data dir without etcd."""
+    from kagent.join.controller import load_state
+
+    if not paths.etcd_data_dir.is_dir():
+        return None
+    st = load_state(paths)
+    if st is None or st.state not in ("initial", "joined", "pending") or not st.api_urls:
+        return None
+    return st
+
+
+def leave_etcd(paths: Paths, report: ResetReport, *, force: bool) -> None:
+    """A controller that is one member of a multi-member etcd cluster leaves it first, through
+    another controller's API (its own etcd is stopped), so the survivors never carry a dead
+    member. Refused (exit 4, nothing changed) when no other controller removes it, unless
+    ``force``."""
+    from kagent.join.controller import leave_through_api
+
+    st = etcd_membership(paths)
+    if st is None:
+        return
+    if force:
+        report.notes.append(f"etcd member {st.name} did not leave its cluster (--force): remove it on a survivor with "
+                            "`kagent etcd leave --peer-address <this node's peer address>`")
+        return
+    try:
+        through = leave_through_api(paths, name=st.name, api_urls=list(st.api_urls))
+    except KagentError as err:
+        raise PreconditionError(f"etcd member {st.name}", f"cannot leave the etcd cluster: {err.what}",
+                                hint="start another controller of the cluster and run kagent reset again, or pass "
+                                     "--force to reset without leaving (then remove the member on a survivor with "
+                                     "kagent etcd leave --peer-address <this node's peer address>)") from None
+    report.done.append(f"etcd member {st.name} left the cluster (through {through})")
+
+
 def leave_as_worker(paths: Paths, report: ResetReport) -> None:
     """A worker joined with a token removes its node record through the controller API (so
     its name may join again); an unreachable controller is a note, not a failure."""
@@ -550,39 +596,6 @@ def leave_as_worker(paths: Paths, report: ResetReport) -> None:
         return
     if left is not None:
         report.done.append(f"removed node record {left[0]} through {left[1]}")
-
-
-def controller_member(paths: Paths) -> str | None:
-    """The etcd member of a controller's data dir that is still in a cluster, or None."""
-    from kagent.join.controller import load_state
-
-    try:
-        st = load_state(paths)
-    except KagentError:
-        return None
-    if st is None or st.state not in ("joined", "initial", "pending") or not paths.etcd_pki("member.crt").exists():
-        return None
-    return st.name
-
-
-def leave_as_controller(paths: Paths, report: ResetReport) -> None:
-    """A controller's etcd member leaves through another controller's API (its own etcd is
-    stopped: reset refuses while the agent runs), so the cluster does not keep a member that
-    will never come back; an unreachable controller, or the last member, is a note."""
-    if controller_member(paths) is None:
-        return
-    from kagent.join.controller import leave_through_api, load_state
-
-    st = load_state(paths)
-    if st is not None and not st.api_urls:
-        report.notes.append(f"etcd member {st.name} not removed: this controller knows no other controller (the only one?)")
-        return
-    try:
-        url = leave_through_api(paths)
-    except KagentError as err:
-        report.notes.append(f"etcd member not removed: {err.where}: {err.what}" + (f" ({err.hint})" if err.hint else ""))
-        return
-    report.done.append(f"removed etcd member {st.name if st else ''} through {url}")
 
 
 def agent_pid(paths: Paths) -> int | None:
@@ -602,7 +615,8 @@ def refuse_if_running(paths: Paths, what: str) -> None:
                                 hint=f"stop it first (kill {pid})" if pid else "stop the running agent first")
 
 
-def reset(paths: Paths, *, dry_run: bool = False, grace: float = TERM_GRACE, service_root: Path = Path("/")) -> ResetReport:
+def reset(paths: Paths, *, dry_run: bool = False, force: bool = False, grace: float = TERM_GRACE,
+          service_root: Path = Path("/")) -> ResetReport:
     """Plan, then (unless ``dry_run``) stop, unmount and remove. Holds the instance lock
     throughout (when the run dir exists), so no agent can start in the middle."""
     from kagent.node.lock import InstanceLock
@@ -620,8 +634,8 @@ def reset(paths: Paths, *, dry_run: bool = False, grace: float = TERM_GRACE, ser
         report = ResetReport(plan=plan)
         if dry_run or plan.empty:
             return report
+        leave_etcd(paths, report, force=force)  # before anything is touched: a refusal changes nothing
         leave_as_worker(paths, report)
-        leave_as_controller(paths, report)
         if plan.services:
             remove_service(paths, service_root, report)  # first: the init system must not restart the agent
         stop_processes(plan, paths, report, grace=grace)

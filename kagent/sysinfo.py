@@ -560,8 +560,47 @@ def read_host(needs: Needs, paths: Paths, *, proc_root: Path = Path("/proc"),
     )
 
 
+def component_users(cfg: ClusterConfig) -> list[tuple[str, str]]:
+    """Pure. (user, the components that run as it) of a controller, from spec.install.users;
+    containerd and the kubelet run as root."""
+    u = cfg.users
+    by_user: dict[str, list[str]] = {}
+    pairs = (("etcd", u.etcd_user) if cfg.storage.type.value == "etcd" else ("kine", u.kine_user),
+             ("kube-apiserver", u.kube_apiserver_user), ("kube-controller-manager", u.kube_apiserver_user),
+             ("kube-scheduler", u.kube_scheduler_user), ("konnectivity-server", u.konnectivity_user))
+    for component, user in pairs:
+        by_user.setdefault(user, []).append(component)
+    return [(user, ", ".join(comps)) for user, comps in by_user.items()]
+
+
+def check_user(user: str, components: str, uid: int | None, agent_uid: int) -> Check:
+    """Pure. One component user: exists (PASS), or will be created on first start (WARN)."""
+    name = f"user {user}"
+    if agent_uid != 0:
+        return Check(name, Status.WARN, f"{components}: run as the agent's own user (kagent is not root)",
+                     "run kagent as root for privilege separation")
+    if user == "root":
+        return Check(name, Status.WARN, f"{components}: run as root (spec.install.users)",
+                     "name a dedicated system user in spec.install.users")
+    if uid is None:
+        return Check(name, Status.WARN, f"{components}: missing, created on first start (useradd --system)",
+                     f"or create it yourself: useradd --system --user-group --no-create-home --shell /usr/sbin/nologin {user}")
+    return Check(name, Status.PASS, f"{components} (uid {uid})")
+
+
 def preflight(roles: Iterable[Role], cfg: ClusterConfig, paths: Paths) -> list[Check]:
     """Read this machine and run every check for ``roles`` (what ``kagent sysinfo`` prints)."""
+    import pwd
+
     roles = set(roles) or {Role.CONTROLLER, Role.WORKER}
     needs = role_needs(roles, cfg)
-    return evaluate(read_host(needs, paths), roles, needs)
+    readings = read_host(needs, paths)
+    checks = evaluate(readings, roles, needs)
+    if Role.CONTROLLER in roles:
+        for user, components in component_users(cfg):
+            try:
+                uid: int | None = pwd.getpwnam(user).pw_uid
+            except KeyError:
+                uid = None
+            checks.append(check_user(user, components, uid, readings.uid))
+    return checks

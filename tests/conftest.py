@@ -45,6 +45,25 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def traversable_tmpdir(prefix: str) -> Path:
+    """A fresh dir under /tmp that every user may traverse (0711, not listable): a component
+    kagent runs as its own system user (etcd as ``etcd``) must get through every dir above its
+    data dir. pytest's ``tmp_path`` (under a 0700 ``pytest-of-root``) is not such a dir, and the
+    agent refuses it (exit 4 naming it). The caller removes it."""
+    import tempfile
+
+    d = Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
+    d.chmod(0o711)
+    return d
+
+
+# spec.install.users for tests: existing users only, so a test never creates one on the host.
+# etcd runs as Debian's `etcd` (scripts/setup.sh installs etcd-server); the Kubernetes test
+# doubles run as root, because they are scripts of a venv interpreter under /root.
+TEST_USERS = {"etcdUser": "etcd", "kineUser": "root", "konnectivityUser": "root", "kubeAPIserverUser": "root",
+              "kubeSchedulerUser": "root"}
+
+
 @dataclass
 class Dirs:
     data: Path

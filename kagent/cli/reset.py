@@ -18,17 +18,23 @@ class ResetFailed(KagentError):
 @click.option("--dry-run", is_flag=True, help="List what would be stopped, unmounted and removed; change nothing.")
 @click.option("--root", "service_root", type=click.Path(file_okay=False, path_type=Path), default=Path("/"),
               show_default=True, help="Where the service files are (as `kagent uninstall --root`: tests, image builds).")
+@click.option("--force", is_flag=True, help="Reset a member of a multi-member etcd cluster without leaving it first "
+              "(when no other controller can be reached).")
 @click.pass_obj
-def reset(app: AppContext, dry_run: bool, service_root: Path) -> int:
+def reset(app: AppContext, dry_run: bool, service_root: Path, force: bool) -> int:
     """Remove this node's kagent state: the installed service that runs this data dir, leftover
     children (and their containers), every mount below the data dir, kubelet root and run dir,
-    then the data dir's contents and the run dir. A worker joined with a token first removes
-    its node record through the controller API. Refused while the agent runs. Safe to run twice."""
+    then the data dir's contents and the run dir. A controller that is one member of a
+    multi-member etcd cluster first leaves it through another controller's API (refused when
+    none answers, unless --force); a worker joined with a token first removes its node record.
+    Refused while the agent runs. Safe to run twice."""
     from kagent.reset import reset as do_reset
 
-    report = do_reset(app.paths, dry_run=dry_run, service_root=service_root.absolute())
+    report = do_reset(app.paths, dry_run=dry_run, force=force, service_root=service_root.absolute())
     plan = report.plan
     if dry_run:
+        for what in plan.leave:
+            click.echo(f"would leave: {what}")
         for unit in plan.services:
             click.echo(f"would remove service: {unit}")
         for t in plan.stop:

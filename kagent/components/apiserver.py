@@ -110,6 +110,7 @@ def spec(ctx: Context) -> ComponentSpec:
         args=args,
         files=files,
         after=after,
+        run_as=ctx.run_as(ctx.config.users.kube_apiserver_user),
         health=HttpCheck(
             url=f"https://localhost:{port}/readyz",
             ca_file=p.pki("ca.crt"),

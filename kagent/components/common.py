@@ -79,7 +79,7 @@ def port_of(value: str, default: int) -> int:
 
 
 def control_loop_spec(ctx: Context, *, name: str, defaults: Mapping[str, str], overrides: ComponentOverrides,
-                      source: str, default_port: int, reads: tuple[Path, ...]) -> ComponentSpec:
+                      source: str, default_port: int, reads: tuple[Path, ...], run_as: str | None) -> ComponentSpec:
     """kube-controller-manager and kube-scheduler: leader election forced off on a single
     controller, ``/healthz`` over TLS on ``--secure-port`` (self-signed: not verified), after
     the apiserver."""
@@ -94,6 +94,7 @@ def control_loop_spec(ctx: Context, *, name: str, defaults: Mapping[str, str], o
         after=("kube-apiserver",),
         health=HttpCheck(url=f"https://127.0.0.1:{port}/healthz", ca_file=None),
         stop_timeout=STOP_TIMEOUT,
+        run_as=run_as,
         reads=reads,
         notes=notes,
     )

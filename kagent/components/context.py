@@ -98,6 +98,11 @@ class Context:
         found = self.options.bins.get(name)
         return Path(found) if found is not None else self.paths.bin_dir / name
 
+    def run_as(self, user: str) -> str | None:
+        """The system user a control-plane component runs as (spec.install.users); None (the
+        agent's own user) when the agent is not root, as k0s: switching users needs root."""
+        return user if self.facts.is_root else None
+
     def is_disabled(self, name: str) -> bool:
         return name in self.options.disabled
 

@@ -50,4 +50,5 @@ def spec(ctx: Context) -> ComponentSpec:
     }
     return control_loop_spec(ctx, name=NAME, defaults=defaults, overrides=ctx.config.controller_manager,
                              source="spec.controllerManager.extraArgs", default_port=DEFAULT_SECURE_PORT,
+                             run_as=ctx.run_as(ctx.config.users.kube_apiserver_user),  # as k0s: the apiserver user
                              reads=(p.pki("ccm.conf"), p.pki("ca.crt"), p.pki("ca.key"), p.pki("front-proxy-ca.crt"), p.pki("sa.key")))

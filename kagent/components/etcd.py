@@ -75,6 +75,7 @@ def spec(ctx: Context) -> ComponentSpec:
         args=args,
         env=env,
         dirs=((p.etcd_data_dir, MODE_PRIVATE_DIR),),
+        run_as=ctx.run_as(ctx.config.users.etcd_user),
         health=HttpCheck(
             url=f"https://127.0.0.1:{client_port}/health",
             ca_file=p.etcd_pki("ca.crt"),

@@ -43,6 +43,7 @@ def spec(ctx: Context) -> ComponentSpec:
         binary=ctx.binary(NAME),
         args=args,
         dirs=tuple(dirs),
+        run_as=ctx.run_as(ctx.config.users.kine_user),
         health=UnixSocketCheck(path=p.kine_sock),
         stop_timeout=STOP_TIMEOUT,
         notes=notes,

@@ -53,6 +53,7 @@ def spec(ctx: Context) -> ComponentSpec:
         binary=ctx.binary(NAME),
         args=args,
         dirs=((p.konnectivity_sock_dir, 0o755),),
+        run_as=ctx.run_as(ctx.config.users.konnectivity_user),
         health=HttpCheck(url=f"http://127.0.0.1:{HEALTH_PORT}/healthz"),
         stop_timeout=STOP_TIMEOUT,
         reads=(p.pki("server.crt"), p.pki("server.key"), p.pki("konnectivity.conf")),

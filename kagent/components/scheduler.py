@@ -29,4 +29,5 @@ def spec(ctx: Context) -> ComponentSpec:
     }
     return control_loop_spec(ctx, name=NAME, defaults=defaults, overrides=ctx.config.scheduler,
                              source="spec.scheduler.extraArgs", default_port=DEFAULT_SECURE_PORT,
+                             run_as=ctx.run_as(ctx.config.users.kube_scheduler_user),
                              reads=(p.pki("scheduler.conf"),))

@@ -28,6 +28,7 @@ from kagent.config.model import (
     ComponentOverrides,
     ContainerdSpec,
     EtcdSpec,
+    InstallUsers,
     KeyAlgorithm,
     KineSpec,
     KonnectivitySpec,
@@ -52,7 +53,7 @@ _PROFILE_NAME = re.compile(r"^[a-z0-9]([a-z0-9.-]{0,61}[a-z0-9])?$")
 
 # k0s ClusterConfig sections kagent does not use: accepted from a k0s file, ignored with a warning
 _K0S_IGNORED = {
-    "spec": {"extensions", "installConfig", "telemetry", "images", "featureGates", "metricsServer", "controlPlaneLoadBalancing"},
+    "spec": {"extensions", "telemetry", "images", "featureGates", "metricsServer", "controlPlaneLoadBalancing"},
     "spec.api": {"ca", "onlyBindToAddress"},
     "spec.network": {"kubeProxy", "kuberouter", "calico", "provider", "dualStack", "nodeLocalLoadBalancing",
                      "coreDNS", "primaryAddressFamily", "controlPlaneLoadBalancing", "clusterDomain_"},
@@ -265,6 +266,27 @@ def p_containerd_toml(v: Any, where: str) -> str:
     text = p_str(v, where)
     check_extra_config(text, where)
     return text
+
+
+_USER_NAME = re.compile(r"^[a-z_][a-z0-9_-]{0,30}[$]?$")
+_USER_FIELDS = (("etcdUser", "etcd_user"), ("kineUser", "kine_user"), ("konnectivityUser", "konnectivity_user"),
+                ("kubeAPIserverUser", "kube_apiserver_user"), ("kubeSchedulerUser", "kube_scheduler_user"))
+
+
+def p_user_name(v: Any, where: str) -> str:
+    s = p_nonempty(v, where)
+    if not _USER_NAME.match(s):
+        raise ConfigError(where, f"{s!r} is not a system user name",
+                          hint="lowercase letters, digits, '_' and '-', starting with a letter or '_', at most 32 characters")
+    return s
+
+
+def _install_users(sec: _Section) -> InstallUsers:
+    users = sec.section("users")
+    defaults = InstallUsers()
+    got = {attr: users.get(key, p_user_name, getattr(defaults, attr)) for key, attr in _USER_FIELDS}
+    sec.warnings.extend(users.done())
+    return InstallUsers(**got)
 
 
 def _enum(enum_cls: type[T]) -> Callable[[Any, str], T]:
@@ -544,8 +566,13 @@ def build_config(doc: Any, *, host_address: str) -> ClusterConfig:
     no_profiles: tuple[WorkerProfile, ...] = ()
     profiles = spec.get("workerProfiles", p_profiles, no_profiles)
 
+    # k0s names it spec.installConfig; either is read
+    install_key = "installConfig" if k0s and "installConfig" in spec.raw and "install" not in spec.raw else "install"
+    inst_s = spec.section(install_key)
+    users = _install_users(inst_s)
+
     warnings: list[str] = []
-    for s in (api_s, etcd_s, kine_s, net_s, kon_s, cm_s, sched_s, pki_s, ctd_s, bk_s, meta):
+    for s in (api_s, etcd_s, kine_s, net_s, kon_s, cm_s, sched_s, pki_s, ctd_s, bk_s, inst_s, meta):
         warnings.extend(s.done())
     st_s.seen.update({"etcd", "kine"})
     warnings.extend(st_s.done())
@@ -565,6 +592,7 @@ def build_config(doc: Any, *, host_address: str) -> ClusterConfig:
         containerd=containerd,
         worker_profiles=profiles,
         backup=backup,
+        users=users,
         warnings=tuple(warnings),
     )
 
@@ -650,6 +678,7 @@ def render_config(cfg: ClusterConfig) -> dict[str, Any]:
             "workerProfiles": [{"name": p.name, "values": _thaw(p.values)} for p in cfg.worker_profiles],
             **({"backup": {"schedule": format_duration(cfg.backup.schedule), "retention": cfg.backup.retention,
                            "directory": cfg.backup.directory}} if cfg.backup else {}),
+            "install": {"users": {key: getattr(cfg.users, attr) for key, attr in _USER_FIELDS}},
         },
     }
 

@@ -102,6 +102,18 @@ class ContainerdSpec:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class InstallUsers:
+    """``spec.install.users`` (k0s's field names and defaults): the system users the
+    control-plane components run as. kube-controller-manager runs as the apiserver user."""
+
+    etcd_user: str = "etcd"
+    kine_user: str = "kube-apiserver"
+    konnectivity_user: str = "konnectivity-server"
+    kube_apiserver_user: str = "kube-apiserver"
+    kube_scheduler_user: str = "kube-scheduler"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class WorkerProfile:
     name: str
     # a KubeletConfiguration fragment, merged over the defaults
@@ -131,6 +143,7 @@ class ClusterConfig:
     containerd: ContainerdSpec = field(default_factory=ContainerdSpec)
     worker_profiles: tuple[WorkerProfile, ...] = ()
     backup: BackupSpec | None = None
+    users: InstallUsers = field(default_factory=InstallUsers)
     # notes for the operator (e.g. k0s-only fields that were ignored); logged by the edge
     warnings: tuple[str, ...] = ()
 

@@ -9,7 +9,6 @@ import os
 import shutil
 import signal
 import subprocess
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,7 +17,7 @@ from typing import Any, Callable
 import pytest
 import yaml
 
-from tests.conftest import free_port, kagent_cmd, kagent_env, run_kagent
+from tests.conftest import TEST_USERS, free_port, kagent_cmd, kagent_env, run_kagent, traversable_tmpdir
 
 KUBE_COMPONENTS = "kube-apiserver,kube-controller-manager,kube-scheduler,konnectivity-server"
 
@@ -134,7 +133,7 @@ def node_factory():
     nodes: list[Node] = []
 
     def make(**port_overrides: int) -> Node:
-        root = Path(tempfile.mkdtemp(prefix="ka", dir="/tmp"))
+        root = traversable_tmpdir("ka")  # etcd runs as the etcd user: it must get through
         n = Node(root=root, data=root / "d", run=root / "r", config=root / "kagent.yaml")
         nodes.append(n)
         n.ports = {"api": free_port(), "control": free_port(), "etcd_client": free_port(), "etcd_peer": free_port(),
@@ -172,6 +171,7 @@ def base_config(n: Node, **spec_extra: Any) -> dict[str, Any]:
         "storage": {"type": "etcd", "etcd": {"peerAddress": "127.0.0.1", "clientPort": n.ports["etcd_client"],
                                               "peerPort": n.ports["etcd_peer"]}},
         "pki": {"keyAlgorithm": "ecdsa-p256"},
+        "install": {"users": dict(TEST_USERS)},
     }
     for k, v in spec_extra.items():
         spec[k] = {**spec.get(k, {}), **v} if isinstance(v, dict) else v

@@ -46,3 +46,24 @@ def test_without_init_only_a_missing_binary_is_exit_4_and_nothing_is_written(nod
     assert r.returncode == 4
     assert "error: binaries: not found or not executable: " in r.stderr and "kube-apiserver" in r.stderr
     assert not n.data.exists()
+
+
+def test_init_only_creates_no_user_and_demands_no_reach(tmp_path):
+    """Nothing starts: default users that do not exist are not created (a warning each), a data
+    dir the users could not reach (pytest's 0700 tmp dirs) is no reason to refuse, and the
+    files of a user that exists (etcd) are already its own."""
+    import pwd
+
+    from tests.conftest import run_kagent
+
+    before = open("/etc/passwd").read()
+    cfg = tmp_path / "k.yaml"
+    cfg.write_text("spec:\n  api:\n    address: 127.0.0.1\n  pki:\n    keyAlgorithm: ecdsa-p256\n")
+    r = run_kagent("controller", "--init", "--init-only", "-c", str(cfg), "--data-dir", str(tmp_path / "d"),
+                   "--run-dir", str(tmp_path / "r"), "--log-format", "json", timeout=120)
+    assert r.returncode == 0, r.stderr
+    missing = {e["user"] for e in _events(r.stderr) if e.get("event") == "system_user_missing"}
+    known = {p.pw_name for p in pwd.getpwall()}
+    assert missing == {"kube-apiserver", "kube-scheduler", "konnectivity-server"} - known
+    assert open("/etc/passwd").read() == before
+    assert (tmp_path / "d" / "pki" / "etcd" / "server.key").stat().st_uid == pwd.getpwnam("etcd").pw_uid

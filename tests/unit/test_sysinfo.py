@@ -346,3 +346,30 @@ def test_render_text_and_json() -> None:
 
     assert json.loads(si.render_json(checks))[1] == {"name": "binary etcd", "status": "fail", "value": "not found",
                                                     "hint": "put etcd in <data-dir>/bin or on PATH"}
+
+
+# ---- component users (spec.install.users) ------------------------------------------------------
+
+def test_sysinfo_reports_each_component_user() -> None:
+    from kagent.config.load import load_config
+    from kagent.sysinfo import check_user, component_users
+
+    cfg = load_config("spec:\n  install:\n    users: {kubeSchedulerUser: kube-apiserver}\n", host_address="10.0.0.5")
+    assert component_users(cfg) == [("etcd", "etcd"), ("kube-apiserver", "kube-apiserver, kube-controller-manager, kube-scheduler"),
+                                    ("konnectivity-server", "konnectivity-server")]
+    assert check_user("etcd", "etcd", 102, 0).status.value == "pass"
+    missing = check_user("kube-apiserver", "kube-apiserver", None, 0)
+    assert missing.status.value == "warn" and "created on first start" in missing.value
+    assert check_user("etcd", "etcd", 102, 1000).status.value == "warn"
+    assert check_user("root", "etcd", 0, 0).value == "etcd: run as root (spec.install.users)"
+
+
+def test_sysinfo_cli_shows_the_users(tmp_path) -> None:
+    from tests.conftest import run_kagent
+
+    cfg = tmp_path / "k.yaml"
+    cfg.write_text("spec:\n  install:\n    users: {etcdUser: etcd, kubeAPIserverUser: kagent-no-such-user}\n")
+    r = run_kagent("sysinfo", "--controller", "-c", str(cfg), "--data-dir", str(tmp_path / "d"))
+    lines = r.stdout.splitlines()
+    assert any(ln.startswith("PASS  user etcd: etcd (uid ") for ln in lines), r.stdout
+    assert "WARN  user kagent-no-such-user: kube-apiserver, kube-controller-manager: missing, created on first start (useradd --system)" in lines

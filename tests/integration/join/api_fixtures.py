@@ -8,14 +8,13 @@ import http.client
 import json
 import shutil
 import ssl
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
 
-from tests.conftest import free_port
+from tests.conftest import free_port, traversable_tmpdir
 from tests.integration.conftest import KUBE_COMPONENTS, Node, _kill_marked_children, base_config
 
 
@@ -55,7 +54,7 @@ def api_call(port: int, method: str, path: str, body: Any = None, *, ca: Path, t
 
 @pytest.fixture(scope="module")
 def controller() -> Iterator[Node]:
-    root = Path(tempfile.mkdtemp(prefix="kj", dir="/tmp"))
+    root = traversable_tmpdir("kj")  # etcd runs as the etcd user: it must get through
     n = Node(root=root, data=root / "d", run=root / "r", config=root / "kagent.yaml")
     n.ports = {"api": free_port(), "control": free_port(), "etcd_client": free_port(), "etcd_peer": free_port()}
     try:

@@ -44,7 +44,7 @@ def test_worker_reset_removes_its_node_record_and_only_its_own(controller, tmp_p
     assert {"leaver-a", "leaver-b"} <= _nodes(ctl)
 
     dry = run_kagent("--data-dir", str(a.data_dir), "--run-dir", str(a.run_dir), "reset", "--dry-run")
-    assert "node record is removed through the controller API" in dry.stdout
+    assert "would leave: the node record of this worker is removed through the controller API https://" in dry.stdout
     assert "leaver-a" in _nodes(ctl)
 
     r = run_kagent("--data-dir", str(a.data_dir), "--run-dir", str(a.run_dir), "reset")

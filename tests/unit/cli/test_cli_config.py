@@ -154,7 +154,6 @@ def test_k0s_file_is_accepted_with_warnings_for_ignored_sections(tmp_path: Path)
         "warning: spec.network.provider: k0s setting not used by kagent, ignored",
         "warning: metadata.namespace: k0s setting not used by kagent, ignored",
         "warning: spec.extensions: k0s setting not used by kagent, ignored",
-        "warning: spec.installConfig: k0s setting not used by kagent, ignored",
         "warning: spec.telemetry: k0s setting not used by kagent, ignored",
     ]
 
