@@ -27,7 +27,6 @@ import shutil
 import signal
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -39,7 +38,7 @@ from kagent import log  # noqa: E402
 from kagent.bins import find_binary  # noqa: E402
 from kagent.join.etcdclient import EtcdClient, EtcdError  # noqa: E402
 from kagent.paths import Paths  # noqa: E402
-from tests.conftest import ProcRegistry, free_port  # noqa: E402
+from tests.conftest import ProcRegistry, free_port, traversable_tmpdir  # noqa: E402
 from tests.fixtures.controllers import Host, configure, voting, wait_until, write_token  # noqa: E402
 from tests.fixtures.etcd import client_for, start_member  # noqa: E402
 from tests.fixtures.pki_env import build  # noqa: E402
@@ -159,7 +158,7 @@ def bench_bare(rounds: int, base: Path) -> list[float]:
 
 def measure(rounds: int) -> dict[str, Any]:
     """Both variants, ``rounds`` each (also called by bench/join.py)."""
-    base = Path(tempfile.mkdtemp(prefix="kfo", dir="/tmp"))
+    base = traversable_tmpdir("kfo")  # etcd runs as the etcd user: it must get through to its data dir
     try:
         bare = bench_bare(rounds, base / "bare")
         kagent = bench_kagent(rounds, base / "k")
