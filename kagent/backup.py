@@ -625,6 +625,7 @@ class RestoreTarget:
     peer_url: str
     kine_data_source: str | None = None
     etcd_user: tuple[int, int] | None = None  # owner of <data>/etcd (spec.install.users.etcdUser)
+    kine_user: tuple[int, int] | None = None  # owner of <data>/db (spec.install.users.kineUser)
 
 
 @dataclass
@@ -812,6 +813,8 @@ def restore(paths: Paths, archive: Path, target: RestoreTarget, *, config_out: P
                 raise PreconditionError("spec.storage.kine.dataSource", "is an external database; restore writes only kagent's SQLite file")
             (staging / "db").mkdir(mode=0o750)
             os.rename(staging / KINE_SNAPSHOT, staging / "db" / paths.kine_db.name)
+            if target.kine_user is not None:
+                _chown_tree(staging / "db", target.kine_user)
         for name in sorted(os.listdir(staging)):
             os.rename(staging / name, paths.data_dir / name)
             written.append(str(paths.data_dir / name))

@@ -69,6 +69,16 @@ def list_cmd(app: AppContext, directory: Path | None, output: str) -> int:
     return 0
 
 
+def _owner(user: str, is_root: bool) -> tuple[int, int] | None:
+    """(uid, gid) of a component user that exists; None when not root (components then run as
+    the agent's user) or when it does not exist yet (the agent creates it at its first start
+    and applies the ownership plan then)."""
+    from kagent.node.users import lookup
+
+    acct = lookup(user) if is_root else None
+    return (acct.uid, acct.gid) if acct is not None else None
+
+
 @click.command()
 @click.argument("archive", metavar="FILE|-")
 @click.option("--config-out", type=click.Path(path_type=Path), default=None,
@@ -99,7 +109,9 @@ def restore(app: AppContext, archive: str, config_out: Path | None) -> int:
                if verified.config_text is not None else app.load_config())
         etcd = cfg.storage.etcd
         target = bk.RestoreTarget(node_name=facts.node_name, peer_url=f"https://{url_host(etcd.peer_address)}:{etcd.peer_port}",
-                                  kine_data_source=cfg.storage.kine.data_source)
+                                  kine_data_source=cfg.storage.kine.data_source,
+                                  etcd_user=_owner(cfg.users.etcd_user, facts.is_root),
+                                  kine_user=_owner(cfg.users.kine_user, facts.is_root))
         result = bk.restore(paths, path, target, config_out=config_out, verified=verified)
     finally:
         if spooled is not None:

@@ -9,6 +9,7 @@ import hashlib
 import io
 import json
 import os
+import pwd
 import subprocess
 import tarfile
 from pathlib import Path
@@ -69,6 +70,9 @@ def test_live_backup_of_1000_keys_restores_into_a_fresh_data_dir(node_factory, t
     r = b.kagent("restore", str(archive), "--config-out", str(cfg_out))
     assert r.returncode == 0, r.stderr
     assert oct((b.data / "etcd").stat().st_mode & 0o777) == "0o700"
+    etcd_uid = pwd.getpwnam("etcd").pw_uid  # spec.install.users.etcdUser of the test config
+    for dirpath, _dirs, files in os.walk(b.data / "etcd"):
+        assert os.stat(dirpath).st_uid == etcd_uid and all(os.stat(Path(dirpath) / f).st_uid == etcd_uid for f in files)
     assert oct((b.data / "pki").stat().st_mode & 0o777) == "0o700"
     assert oct((b.data / "pki" / "ca.key").stat().st_mode & 0o777) == "0o600"
     assert not list(b.data.glob(".kagent-restore-*"))

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.fixtures.controllers import Host, configure, voting, wait_until, write_token
+from tests.fixtures.controllers import Host, configure, wait_until
+from tests.integration.join.test_controller_ha import _bring_up
 
 pytestmark = pytest.mark.slow
-HEALTHY = ["etcd", "control-api"]
 
 
 def test_reset_of_one_of_three_controllers_leaves_a_writable_pair(node_factory, tmp_path: Path):
@@ -21,15 +21,7 @@ def test_reset_of_one_of_three_controllers_leaves_a_writable_pair(node_factory, 
     for h in hosts:
         configure(h.node, h.address)
     c1, c2, c3 = hosts
-    c1.start("--init")
-    c1.node.wait_healthy(HEALTHY, timeout=60)
-    token = tmp_path / "controller.token"
-    write_token(c1, "controller", token)
-    for h in (c2, c3):
-        h.start("--token-file", str(token))
-        h.node.wait_healthy(HEALTHY, timeout=90)
-        name = h.member_name()
-        wait_until(lambda: name in voting(c1), 60, f"{name} promoted to a voting member")
+    _bring_up(hosts, tmp_path)  # c1 --init, c2 and c3 joined as voting members
     gone = c3.member_name()
     wait_until(lambda: json.loads((c3.node.data / "etcd-member.json").read_text()).get("apiURLs"), 60,
                "controller 3 knowing the others' APIs")
