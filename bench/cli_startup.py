@@ -20,6 +20,7 @@ import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -66,8 +67,9 @@ def main() -> int:
     exe = single_file(args)
     if exe is not None:
         cases["single file version"] = [str(exe), "version"]
-    for argv in cases.values():  # warm the page cache and .pyc files
-        wall(argv, env)
+        # its first run unpacks the bundle (the warm-up below); keep that cache out of /var/cache
+        env.setdefault("KAGENT_BUNDLE_DIR", tempfile.mkdtemp(prefix="kagent-bench-bundle-"))
+    first = {name: wall(argv, env) for name, argv in cases.items()}  # warm the page cache and .pyc files
     times: dict[str, list[float]] = {name: [] for name in cases}
     for _ in range(args.runs):
         for name, argv in cases.items():
@@ -88,7 +90,8 @@ def main() -> int:
         med = statistics.median(times["single file version"]) * 1000
         ratio = med / venv
         size = exe.stat().st_size / (1024 * 1024)
-        print(f"{'single file version':<20} {med:>10.1f} {med - base:>+14.1f} {med / base:>7.2f}")
+        print(f"{'single file version':<20} {med:>10.1f} {med - base:>+14.1f} {med / base:>7.2f}"
+              f"   (first run, unpacking: {first['single file version'] * 1000:.0f} ms)")
         file_ok = ratio <= args.single_file_target
         print(f"{'PASS' if file_ok else 'FAIL'}: single file `version` is {ratio:.2f}x the venv's "
               f"(target <= {args.single_file_target:g}x); {exe} is {size:.1f} MiB")

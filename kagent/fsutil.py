@@ -87,9 +87,12 @@ def write_atomic(
     *,
     mode: int = MODE_CONFIG,
     owner: tuple[int, int] | None = None,
+    durable: bool = True,
 ) -> bool:
     """Write ``data`` to ``path`` atomically. Returns False (and touches nothing) when the
-    file already holds exactly these bytes with this mode."""
+    file already holds exactly these bytes with this mode. ``durable=False`` skips the two
+    fsyncs (still atomic by rename): for runtime state in the run dir (pidfiles), which is a
+    tmpfs on a real host and means nothing after a reboot."""
     payload = data.encode() if isinstance(data, str) else data
     try:
         st = path.stat()
@@ -104,7 +107,8 @@ def write_atomic(
         with os.fdopen(fd, "wb") as fh:
             fh.write(payload)
             fh.flush()
-            os.fsync(fh.fileno())
+            if durable:
+                os.fsync(fh.fileno())
         os.chmod(tmp, mode)
         if owner is not None:
             os.chown(tmp, *owner)
@@ -115,7 +119,8 @@ def write_atomic(
         except FileNotFoundError:
             pass
         raise
-    _fsync_dir(path.parent)
+    if durable:
+        _fsync_dir(path.parent)
     return True
 
 

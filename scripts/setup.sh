@@ -3,7 +3,9 @@
 # venv at .venv with kagent and its test extra. Idempotent; run as root.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-pkgs=(etcd-server etcd-client containerd runc busybox-static iproute2 kmod openssl supervisor)
+# runit: a peer of bench/supervisor.py, systemd: systemd-analyze verify in the tests (neither becomes
+# the init system: --no-install-recommends below, no runit-init, no systemd-sysv)
+pkgs=(etcd-server etcd-client containerd runc busybox-static iproute2 kmod openssl supervisor runit systemd)
 missing=()
 for p in "${pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if ((${#missing[@]})); then

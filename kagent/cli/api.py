@@ -17,30 +17,25 @@ from kagent.cli.app import AppContext
               help="Seconds a client has to send a complete request head (after connecting or the last answer).")
 @click.option("--request-timeout", type=click.FloatRange(0.1, 300), default=15.0, show_default=True,
               help="Seconds a client has to send the body and get its answer.")
-@click.option("--processes", type=click.IntRange(0, 64), default=0, show_default=True,
-              help="Server processes sharing the port (0: two on a multi-core host, else one).")
 @click.pass_obj
 def api(app: AppContext, bind_address: str, port: int, etcd_endpoint: str, apiserver_url: str, certificate_expiry: str,
-        head_timeout: float, request_timeout: float, processes: int) -> int:
+        head_timeout: float, request_timeout: float) -> int:
     """Serve the controller API (join tokens, worker join and renewal) over TLS."""
-    import os
+    import asyncio
 
     from kagent import log
     from kagent.config.load import parse_duration
-    from kagent.join.api import ApiContext, run_api
+    from kagent.join.api import ApiContext, serve_api
     from kagent.join.etcdclient import EtcdClient
     from kagent.pki.store import load_ca
 
     log.configure(fmt=app.log_format, verbose=app.verbose, debug=app.debug)
     paths = app.paths
     lifetime = parse_duration(certificate_expiry, "--certificate-expiry")
-    ca = load_ca(paths)  # exit 4 before anything listens when the CA is missing
-
-    def make_context() -> ApiContext:
-        kv = EtcdClient(etcd_endpoint, ca=paths.etcd_pki("ca.crt"), cert=paths.pki("apiserver-etcd-client.crt"),
-                        key=paths.pki("apiserver-etcd-client.key"))
-        return ApiContext(paths=paths, kv=kv, ca=ca, apiserver_url=apiserver_url, cert_lifetime=lifetime)
-
-    count = processes or min(2, os.cpu_count() or 1)
-    return run_api(make_context, bind_address, port, processes=count, head_timeout=head_timeout,
-                   request_timeout=request_timeout)
+    kv = EtcdClient(etcd_endpoint, ca=paths.etcd_pki("ca.crt"), cert=paths.pki("apiserver-etcd-client.crt"),
+                    key=paths.pki("apiserver-etcd-client.key"))
+    ctx = ApiContext(paths=paths, kv=kv, ca=load_ca(paths), apiserver_url=apiserver_url, cert_lifetime=lifetime)
+    try:
+        return asyncio.run(serve_api(ctx, bind_address, port, head_timeout=head_timeout, request_timeout=request_timeout))
+    finally:
+        kv.close()

@@ -40,6 +40,9 @@ class OwnershipPlan:
     files: tuple[FileOwner, ...]  # applied to private files only (the edge skips world-readable ones)
     # (user, component, path, "exec" | "read"): what each user must reach and run or read
     reach: tuple[tuple[str, str, Path, str], ...]
+    # (binary, user): the edge gives a binary in kagent's own bin dir (0750 root) the group of
+    # the one user that runs it, so it stays 0750 and that user can execute it
+    binaries: tuple[tuple[Path, str], ...] = ()
 
 
 def component_user(spec: ComponentSpec) -> str | None:
@@ -51,6 +54,7 @@ def plan_ownership(specs: Sequence[ComponentSpec]) -> OwnershipPlan:
     dirs: list[DirOwner] = []
     readers: dict[Path, list[str]] = {}
     reach: list[tuple[str, str, Path, str]] = []
+    binaries: dict[Path, list[str]] = {}
     for spec in specs:
         user = component_user(spec)
         if user is None:
@@ -62,6 +66,9 @@ def plan_ownership(specs: Sequence[ComponentSpec]) -> OwnershipPlan:
             names = readers.setdefault(f, [])
             if user not in names:
                 names.append(user)
+        runners = binaries.setdefault(spec.binary, [])
+        if user not in runners:
+            runners.append(user)
         reach += [(user, spec.name, spec.binary, "exec"), *((user, spec.name, f, "read") for f in spec.reads),
                   *((user, spec.name, f.path, "read") for f in spec.files)]
     files = []
@@ -70,4 +77,6 @@ def plan_ownership(specs: Sequence[ComponentSpec]) -> OwnershipPlan:
             raise ConfigError("spec.install.users", f"{path} is read by {len(names)} different users ({', '.join(names)})",
                               hint="a private file can be shared by two users at most; give two of them the same user")
         files.append(FileOwner(path=path, user=names[0], group_of=names[1] if len(names) == 2 else None))
-    return OwnershipPlan(users=tuple(users), dirs=tuple(dirs), files=tuple(files), reach=tuple(reach))
+    # a binary run by two users (one file for two components) keeps its mode: the reach check decides
+    execs = tuple((path, names[0]) for path, names in binaries.items() if len(names) == 1)
+    return OwnershipPlan(users=tuple(users), dirs=tuple(dirs), files=tuple(files), reach=tuple(reach), binaries=execs)

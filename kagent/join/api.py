@@ -15,24 +15,20 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import importlib
-import os
 import signal
-import socket
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from typing import Any, Callable, NoReturn, Sequence, TypeVar
+from typing import Any, Callable, NoReturn, TypeVar
 
 from aiohttp import web
 from cryptography import x509
 
 from kagent import log
-from kagent.errors import PreconditionError
 from kagent.join.server import (
     HEAD_TIMEOUT,
     REQUEST_TIMEOUT,
     HttpError,
     Server,
-    listen_socket,
     make_app,
     peer_certificate,
     server_ssl_context,
@@ -119,34 +115,19 @@ def build_app(api: ApiContext, modules: tuple[str, ...] = ROUTE_MODULES, *,
 
 
 async def serve_api(api: ApiContext, host: str, port: int, *, ready: Callable[[int], None] | None = None,
-                    head_timeout: float = HEAD_TIMEOUT, request_timeout: float = REQUEST_TIMEOUT,
-                    sock: socket.socket | None = None, workers: Sequence[int] = ()) -> int:
-    """Serve until SIGTERM/SIGINT (then close the listener and finish the requests in flight).
-    ``workers``: PIDs of forked sibling processes serving the same socket; when one exits, this
-    one stops with exit 1, so the supervisor restarts the component as a whole."""
+                    head_timeout: float = HEAD_TIMEOUT, request_timeout: float = REQUEST_TIMEOUT) -> int:
+    """Serve until SIGTERM/SIGINT (then close the listener and finish the requests in flight)."""
     ctx = server_ssl_context(api.paths.pki("control-api.crt"), api.paths.pki("control-api.key"),
                              (api.paths.pki("ca.crt"), api.paths.etcd_pki("ca.crt")))
-    server = Server(build_app(api, request_timeout=request_timeout), host, port, ctx, head_timeout=head_timeout, sock=sock)
+    server = Server(build_app(api, request_timeout=request_timeout), host, port, ctx, head_timeout=head_timeout)
     loop = asyncio.get_running_loop()
     # etcd calls run in threads: enough of them that concurrent joins do not queue behind each other
     loop.set_default_executor(concurrent.futures.ThreadPoolExecutor(max_workers=ETCD_THREADS, thread_name_prefix="etcd"))
     await server.start()
-    stop = asyncio.Event()
-    failed: list[int] = []
-    pidfds: list[int] = []
-
-    def worker_exited(pid: int, fd: int) -> None:
-        loop.remove_reader(fd)
-        failed.append(pid)
-        api.log.error("control_api_worker_exited", pid=pid)
-        stop.set()
-
-    for pid in workers:
-        fd = os.pidfd_open(pid)
-        pidfds.append(fd)
-        loop.add_reader(fd, worker_exited, pid, fd)
+    api.log.info("control_api_listening", address=host or "*", port=server.bound_port)
     if ready is not None:
         ready(server.bound_port)
+    stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     try:
@@ -154,63 +135,6 @@ async def serve_api(api: ApiContext, host: str, port: int, *, ready: Callable[[i
     finally:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
-        for fd in pidfds:
-            loop.remove_reader(fd)
-            os.close(fd)
         await server.close()
-    return 1 if failed else 0
-
-
-def _die_with_parent(parent: int) -> None:
-    """A forked worker gets SIGTERM when the process that forked it dies (PR_SET_PDEATHSIG),
-    so a SIGKILLed control-api leaves no worker holding the port."""
-    import ctypes
-
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(1, signal.SIGTERM, 0, 0, 0)  # PR_SET_PDEATHSIG
-    if os.getppid() != parent:  # the parent died before prctl took effect
-        os._exit(1)
-
-
-def run_api(make_context: Callable[[], ApiContext], host: str, port: int, *, processes: int = 1,
-            head_timeout: float = HEAD_TIMEOUT, request_timeout: float = REQUEST_TIMEOUT) -> int:
-    """Bind ``host:port`` once, fork ``processes - 1`` workers (before any thread or event
-    loop exists) and serve the same socket from each: the API is CPU-bound in TLS and signing,
-    and one Python process uses one core. Each process builds its own context (its own etcd
-    connections) after the fork."""
-    try:
-        sock = listen_socket(host, port)
-    except OSError as err:
-        raise PreconditionError(f"control-api {host or '*'}:{port}", f"cannot listen: {err.strerror or err}",
-                                hint="another process holds spec.api.controlApiPort; pick another port or stop it") from None
-    parent = os.getpid()
-    children: list[int] = []
-    for _ in range(max(1, processes) - 1):
-        pid = os.fork()
-        if pid == 0:  # a worker: serve until told to stop, never return into the CLI
-            code = 1
-            try:
-                _die_with_parent(parent)
-                code = asyncio.run(serve_api(make_context(), host, port, head_timeout=head_timeout,
-                                             request_timeout=request_timeout, sock=sock))
-            finally:
-                os._exit(code)
-        children.append(pid)
-    api = make_context()
-    api.log.info("control_api_listening", address=host or "*", port=sock.getsockname()[1], processes=len(children) + 1)
-    try:
-        return asyncio.run(serve_api(api, host, port, head_timeout=head_timeout, request_timeout=request_timeout, sock=sock,
-                                     workers=children))
-    finally:
-        for pid in children:
-            try:
-                os.kill(pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-        for pid in children:
-            try:
-                os.waitpid(pid, 0)
-            except ChildProcessError:
-                pass
-        sock.close()
         api.log.info("control_api_stopped")
+    return 0

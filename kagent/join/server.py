@@ -19,9 +19,7 @@ Limits against slow or hostile clients:
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import json
-import socket
 import ssl
 from pathlib import Path
 from typing import Any, Awaitable, Callable, Sequence
@@ -140,28 +138,13 @@ def make_app(log: Any, *, request_timeout: float = REQUEST_TIMEOUT) -> web.Appli
     return web.Application(client_max_size=MAX_BODY, middlewares=[_limits_middleware(log, request_timeout)])
 
 
-def listen_socket(host: str, port: int, backlog: int = 512) -> socket.socket:
-    """A listening TCP socket on ``host:port`` (every address, IPv4 and IPv6, when ``host`` is
-    empty, ``0.0.0.0`` or ``::``), made before the server processes fork so they share it."""
-    if host in ("", "::", "0.0.0.0"):
-        if host != "0.0.0.0" and socket.has_dualstack_ipv6():
-            return socket.create_server(("::", port), family=socket.AF_INET6, dualstack_ipv6=True, backlog=backlog)
-        return socket.create_server(("0.0.0.0", port), backlog=backlog)
-    try:
-        family = socket.AF_INET6 if ipaddress.ip_address(host).version == 6 else socket.AF_INET
-    except ValueError:
-        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
-    return socket.create_server((host, port), family=family, backlog=backlog)
-
-
 class Server:
     """A running HTTPS server (``start``/``close``), bound to ``host:port``."""
 
     def __init__(self, app: web.Application, host: str, port: int, ssl_ctx: ssl.SSLContext, *,
-                 head_timeout: float = HEAD_TIMEOUT, sock: socket.socket | None = None) -> None:
+                 head_timeout: float = HEAD_TIMEOUT) -> None:
         self.app, self.host, self.port, self.ssl_ctx = app, host, port, ssl_ctx
         self.head_timeout = head_timeout
-        self.sock = sock  # an already listening socket (shared by the API's processes), else bind host:port
         self._runner: web.AppRunner | None = None
         self._server: asyncio.AbstractServer | None = None
 
@@ -170,13 +153,9 @@ class Server:
         await self._runner.setup()
         assert self._runner.server is not None
         loop = asyncio.get_running_loop()
-        handshake = min(HANDSHAKE_TIMEOUT, self.head_timeout)
-        if self.sock is not None:
-            self._server = await loop.create_server(self._runner.server, sock=self.sock, ssl=self.ssl_ctx,
-                                                    ssl_handshake_timeout=handshake)
-        else:
-            self._server = await loop.create_server(self._runner.server, self.host or None, self.port, ssl=self.ssl_ctx,
-                                                    ssl_handshake_timeout=handshake, reuse_address=True, backlog=512)
+        self._server = await loop.create_server(self._runner.server, self.host or None, self.port, ssl=self.ssl_ctx,
+                                                ssl_handshake_timeout=min(HANDSHAKE_TIMEOUT, self.head_timeout), reuse_address=True,
+                                                backlog=512)
 
     @property
     def bound_port(self) -> int:

@@ -96,6 +96,7 @@ def _chown_tree(top: Path, uid: int, gid: int) -> None:
 def apply_ownership(plan: OwnershipPlan, paths: Paths, *, accounts: dict[str, Account] | None = None) -> None:
     """Dirs (made when missing) owned recursively by their component's user; private files
     (not world-readable) owned by their reader, 0600, or 0640 with the second reader's group;
+    a binary in ``<data>/bin`` that others cannot execute gets its user's group (g+x);
     kagent's private PKI dirs become traversable (0711: no one but root can list them)."""
     from kagent import fsutil
 
@@ -115,6 +116,16 @@ def apply_ownership(plan: OwnershipPlan, paths: Paths, *, accounts: dict[str, Ac
         gid = acct[f.group_of].gid if f.group_of else owner.gid
         _chown(f.path, owner.uid, gid)
         os.chmod(f.path, f.mode)
+    for binary, user in plan.binaries:
+        if binary.parent != paths.bin_dir or user not in acct:
+            continue  # only kagent's own staged binaries (bins fetch: 0750 root)
+        try:
+            st = os.lstat(binary)
+        except FileNotFoundError:
+            continue
+        if stat.S_ISREG(st.st_mode) and not st.st_mode & stat.S_IXOTH:
+            os.chown(binary, -1, acct[user].gid, follow_symlinks=False)
+            os.chmod(binary, stat.S_IMODE(st.st_mode) | stat.S_IXGRP)
     if plan.users:
         for private in (paths.pki_dir, paths.etcd_pki_dir):
             if private.is_dir() and not private.is_symlink():
@@ -142,11 +153,12 @@ def _describe(path: Path, st: os.stat_result) -> str:
 
 
 def check_reach(plan: OwnershipPlan, *, accounts: dict[str, Account | None] | None = None,
-                skip: Sequence[Path] = (), files: bool = True) -> None:
+                skip: Sequence[Path] = (), files: bool = True, own_bin_dir: Path | None = None) -> None:
     """PreconditionError (exit 4) naming the first dir a component's user cannot traverse, or
     the binary it cannot execute, or (``files``) the file it cannot read. Paths that do not
     exist yet are judged by their existing ancestors; ``skip``: dirs kagent itself will make
-    traversable. A user that does not exist yet counts as "other"."""
+    traversable; a binary in ``own_bin_dir`` is not judged (kagent gives it the user's group).
+    A user that does not exist yet counts as "other"."""
     acct = accounts if accounts is not None else {u: lookup(u) for u in plan.users}
     for user, component, path, kind in plan.reach:
         a = acct.get(user)
@@ -162,7 +174,7 @@ def check_reach(plan: OwnershipPlan, *, accounts: dict[str, Account | None] | No
                     str(parent), f"{component} runs as user {user}, who cannot reach {path} through it ({_describe(parent, st)})",
                     hint=f"let it pass: chmod o+x {parent} (or a+x); or put kagent's data and run dirs where {user} can reach "
                          "them; or run the component as another user (spec.install.users)")
-        if kind == "read" and not files:
+        if (kind == "read" and not files) or (kind == "exec" and path.parent == own_bin_dir):
             continue
         try:
             st = os.stat(path)
@@ -207,4 +219,4 @@ def preflight(specs: Sequence[ComponentSpec], paths: Paths) -> None:
     """Before anything is written: each component user can get through the dirs above its
     binary and files (kagent's own PKI dirs excepted: it makes them traversable) and execute
     its binary."""
-    check_reach(plan_ownership(specs), skip=(paths.pki_dir, paths.etcd_pki_dir), files=False)
+    check_reach(plan_ownership(specs), skip=(paths.pki_dir, paths.etcd_pki_dir), files=False, own_bin_dir=paths.bin_dir)

@@ -21,8 +21,6 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
-import struct
-import sys
 import time
 from collections.abc import Mapping, MutableMapping, Sequence
 from typing import Any
@@ -73,31 +71,12 @@ def summarize(phase: str, components: Sequence[Mapping[str, Any]]) -> str:
     return "; ".join([line, *down])
 
 
-def frozen_main_pid() -> int | None:
-    """The pid of the single file's bootloader when this process is the Python it unpacked
-    and started (PyInstaller one-file): that bootloader is the service's main pid."""
-    if not getattr(sys, "frozen", False):
-        return None
-    ppid = os.getppid()
-    try:
-        if os.path.samefile(f"/proc/{ppid}/exe", sys.executable):
-            return ppid
-    except OSError:
-        pass
-    return None
-
-
 class Notifier:
     """One datagram socket to the service manager. ``send`` never raises: a manager that went
-    away must not take the agent down; the first failure is kept in ``last_error``.
+    away must not take the agent down; the first failure is kept in ``last_error``."""
 
-    ``as_pid``: send on behalf of this pid (``sd_pid_notify``): the kernel lets root put any
-    pid in ``SCM_CREDENTIALS``. The single file uses it so systemd, which accepts messages from
-    the main pid only (``NotifyAccess=main``), hears the agent that runs under the bootloader."""
-
-    def __init__(self, address: str, as_pid: int | None = None) -> None:
+    def __init__(self, address: str) -> None:
         self.address = address
-        self.as_pid = as_pid
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
         # a manager that stops reading fills its queue (net.unix.max_dgram_qlen): give up on a
         # message after a second rather than blocking the agent's event loop for good
@@ -108,14 +87,6 @@ class Notifier:
     def send(self, *assignments: str) -> bool:
         payload = "\n".join(assignments).encode()
         try:
-            if self.as_pid is not None:
-                try:
-                    creds = struct.pack("3i", self.as_pid, os.getuid(), os.getgid())
-                    self.sock.sendmsg([payload], [(socket.SOL_SOCKET, socket.SCM_CREDENTIALS, creds)], 0, self.address)
-                    self.sent += 1
-                    return True
-                except PermissionError:
-                    self.as_pid = None  # not root: speak for ourselves
             self.sock.sendto(payload, self.address)
         except OSError as err:
             self.last_error = f"{err.strerror or err}"
@@ -148,8 +119,7 @@ class Readiness:
         address = socket_address(values.get(NOTIFY_SOCKET, ""))
         if address is None:
             return cls(None)
-        main_pid = frozen_main_pid()
-        return cls(Notifier(address, as_pid=main_pid), watchdog_interval(values, main_pid or os.getpid()))
+        return cls(Notifier(address), watchdog_interval(values, os.getpid()))
 
     @property
     def enabled(self) -> bool:

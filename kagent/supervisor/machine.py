@@ -107,6 +107,9 @@ class Machine:
     units: Mapping[str, Unit] = field(default_factory=dict)  # in start order; never mutated, replaced
     policy: RestartPolicy = field(default_factory=RestartPolicy)
     stop_queue: tuple[str, ...] = ()  # still to stop, in the order they will be signalled
+    # name -> the units whose ``after`` names it (derived from ``units``; kept so that one event
+    # costs O(1) and not O(N): only the changed units and their dependents are looked at)
+    dependents: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
     def unit(self, name: str) -> Unit:
         return self.units[name]
@@ -303,18 +306,35 @@ class _Step:
         self.units = dict(m.units)
         self.policy = m.policy
         self.queue = list(m.stop_queue)
+        self.dependents = m.dependents
         self.actions: list[Action] = []
+        self.changed: set[str] = set()
+        self.restructured = False  # units added, removed or reordered: dependents are derived again
 
     def set(self, u: Unit, **kw: Any) -> Unit:
         new = dataclasses.replace(u, **kw)
         self.units[u.name] = new
+        self.changed.add(u.name)
         return new
+
+    def put(self, u: Unit) -> None:
+        """A new or replaced unit."""
+        self.units[u.name] = u
+        self.changed.add(u.name)
+        self.restructured = True
 
     def emit(self, *acts: Action) -> None:
         self.actions.extend(acts)
 
     def machine(self) -> Machine:
-        return Machine(units=self.units, policy=self.policy, stop_queue=tuple(self.queue))
+        if self.restructured:
+            deps: dict[str, list[str]] = {n: [] for n in self.units}
+            for u in self.units.values():
+                for d in u.spec.after:
+                    if d in deps:
+                        deps[d].append(u.name)
+            self.dependents = {k: tuple(v) for k, v in deps.items()}
+        return Machine(units=self.units, policy=self.policy, stop_queue=tuple(self.queue), dependents=self.dependents)
 
 
 def transition(m: Machine, ev: Event, now: float) -> tuple[Machine, tuple[Action, ...]]:
@@ -342,13 +362,14 @@ def _apply(st: _Step, ev: Event, now: float) -> None:  # noqa: C901 - one branch
             if old is not None:
                 base = dataclasses.replace(base, gen=old.gen, spawns=old.spawns, restarts=old.restarts,
                                            last_exit=old.last_exit, last_exit_wall=old.last_exit_wall)
-            st.units[spec.name] = base
+            st.put(base)
             if spec.name in st.queue:
                 st.queue.remove(spec.name)
     elif isinstance(ev, Arrange):
         ordered = {n: st.units[n] for n in ev.order if n in st.units}
         ordered.update({n: u for n, u in st.units.items() if n not in ordered})
         st.units = ordered
+        st.restructured = True
     elif isinstance(ev, Spawned):
         u = _current(st, ev.name, ev.gen)
         if u is None or u.phase is not Phase.SPAWNING:
@@ -366,7 +387,7 @@ def _apply(st: _Step, ev: Event, now: float) -> None:  # noqa: C901 - one branch
         gen = (old.gen if old else 0) + 1
         u = Unit(spec=ev.spec, phase=Phase.STARTING, gen=gen, pid=ev.pid, adopted=True, started_at=ev.started_at,
                  spawns=1)
-        st.units[u.name] = u
+        st.put(u)
         st.emit(_log("info", "component_adopted", u.name, pid=ev.pid))
         _after_start(st, u)
     elif isinstance(ev, SpawnFailed):
@@ -437,6 +458,7 @@ def _apply(st: _Step, ev: Event, now: float) -> None:  # noqa: C901 - one branch
             u = st.units.get(name)
             if u is not None and u.settled:
                 del st.units[name]
+                st.restructured = True
                 if name in st.queue:
                     st.queue.remove(name)
     elif isinstance(ev, Settle):
@@ -448,6 +470,7 @@ def _apply(st: _Step, ev: Event, now: float) -> None:  # noqa: C901 - one branch
         if u is None:
             return
         u = st.set(u, spec=ev.spec)
+        st.restructured = True  # its ``after`` may differ
         if ev.signal and u.pid is not None:
             st.emit(Signal(u.name, u.gen, u.pid, int(ev.spec.reload_signal)),
                     _log("info", "component_signalled", u.name, signal=int(ev.spec.reload_signal)))
@@ -531,9 +554,22 @@ def _advance_stops(st: _Step) -> None:
 
 
 def _launch_ready(st: _Step) -> None:
-    """Spawn every waiting unit whose dependencies are RUNNING."""
-    for u in list(st.units.values()):
-        if u.phase is not Phase.WAITING or u.stop_wanted:
+    """Spawn every waiting unit whose dependencies are RUNNING. Only the units this event
+    changed, and the dependents of those now RUNNING, can have become ready."""
+    if st.restructured:
+        candidates = list(st.units)
+    else:
+        seen = set(st.changed)
+        for name in st.changed:
+            u = st.units.get(name)
+            if u is not None and u.phase is Phase.RUNNING:
+                seen.update(st.dependents.get(name, ()))
+        if not seen:
+            return
+        candidates = [n for n in st.units if n in seen] if len(seen) > 1 else list(seen)
+    for name in candidates:
+        u = st.units.get(name)
+        if u is None or u.phase is not Phase.WAITING or u.stop_wanted:
             continue
         deps = [st.units[d] for d in u.spec.after if d in st.units]
         if all(d.phase is Phase.RUNNING for d in deps):

@@ -281,7 +281,7 @@ class Manager:
             self.dispatch(sm.SpawnFailed(a.name, a.gen, what))
             return
         try:
-            fsutil.write_atomic(self.paths.pidfile(spec.name), f"{child.pid}\n", mode=fsutil.MODE_PIDFILE)
+            fsutil.write_atomic(self.paths.pidfile(spec.name), f"{child.pid}\n", mode=fsutil.MODE_PIDFILE, durable=False)
         except OSError as err:
             # no unsupervised child: it goes, and the spawn counts as failed
             self._background_task(self._discard(a, child, f"cannot write {self.paths.pidfile(spec.name)}: "
@@ -720,7 +720,7 @@ async def run_agent(
 
 async def _run(mgr: Manager, paths: Paths, tasks: Tasks, renew: Callable[[], Collection[Path]] | None,
                renew_interval: float, log_dir: Path | None, signals: list[int]) -> int:
-    fsutil.write_atomic(paths.agent_pidfile, f"{os.getpid()}\n", mode=fsutil.MODE_PIDFILE)
+    fsutil.write_atomic(paths.agent_pidfile, f"{os.getpid()}\n", mode=fsutil.MODE_PIDFILE, durable=False)
     if log_dir is not None:
         log_dir.mkdir(parents=True, exist_ok=True)
     server = await status.serve(paths.status_sock, mgr.handle_http)

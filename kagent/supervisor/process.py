@@ -132,31 +132,38 @@ class _LineReader:
         self.eof.set_result(None)
 
 
+def _waitpid(pid: int) -> int:
+    """Reap ``pid`` (a zombie by now); its return code as Popen gives it (-N: killed by N)."""
+    try:
+        _, status = os.waitpid(pid, 0)
+    except ChildProcessError:
+        return 0
+    return os.waitstatus_to_exitcode(status)
+
+
 class Child:
     """A running (or just exited) child. ``exited`` resolves once, when the kernel says so."""
 
-    def __init__(self, spec: ComponentSpec, popen: subprocess.Popen[bytes], started_at: float,
-                 loop: asyncio.AbstractEventLoop, sink: LineSink) -> None:
+    def __init__(self, spec: ComponentSpec, pid: int, out_fds: tuple[int, int], started_at: float,
+                 loop: asyncio.AbstractEventLoop, sink: LineSink, reap: Callable[[], int] | None = None) -> None:
+        """``out_fds``: the read ends of its stdout and stderr pipes (owned from now on);
+        ``reap``: how to collect its status once it exited (default: ``waitpid``)."""
         self.spec = spec
-        self.popen = popen
-        self.pid = popen.pid
+        self.pid = pid
         self.started_at = started_at
         self.tail: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
         self.exited: asyncio.Future[ExitStatus] = loop.create_future()
         self._loop = loop
-        self._readers: list[_LineReader] = []
-        for stream, fh in (("stdout", popen.stdout), ("stderr", popen.stderr)):
-            assert fh is not None
-            fd = os.dup(fh.fileno())
-            fh.close()
-            self._readers.append(_LineReader(loop, fd, stream, sink, self.tail))
+        self._reap = reap or (lambda: _waitpid(pid))
+        self._readers = [_LineReader(loop, fd, stream, sink, self.tail)
+                         for stream, fd in zip(("stdout", "stderr"), out_fds)]
         self._pidfd = os.pidfd_open(self.pid)
         loop.add_reader(self._pidfd, self._on_exit)
 
     def _on_exit(self) -> None:
         self._loop.remove_reader(self._pidfd)
         os.close(self._pidfd)
-        rc = self.popen.wait()  # already a zombie: returns at once, and reaps it
+        rc = self._reap()  # already a zombie: returns at once, and reaps it
         self.exited.set_result(ExitStatus.from_returncode(rc))
 
     @property
@@ -209,12 +216,21 @@ class Child:
 
 def spawn(spec: ComponentSpec, *, instance: str, sink: LineSink, now: float,
           loop: asyncio.AbstractEventLoop, base_env: Mapping[str, str] | None = None) -> Child:
-    """Start ``spec`` in its own process group with the ownership markers in its environment."""
+    """Start ``spec`` in its own process group with the ownership markers in its environment.
+
+    Without ``run_as`` and ``cwd`` (what the specs of a root agent need) it is one
+    ``posix_spawn`` (glibc's clone(CLONE_VM|CLONE_VFORK) + exec: no copy of the agent's page
+    tables, about a millisecond less per spawn than ``subprocess.Popen``); otherwise Popen,
+    which can switch users and change directory. Either way: stdin /dev/null, stdout and
+    stderr pipes, nothing else inherited (every other fd of ours is close-on-exec)."""
+    env = build_env(spec, instance, os.environ if base_env is None else base_env)
+    if spec.run_as is None and spec.cwd is None:
+        return _posix_spawn(spec, env, now, loop, sink)
     user, group, extra_groups = _credentials(spec.run_as)
     try:
         popen = subprocess.Popen(  # noqa: S603 - argv list, no shell
             spec.argv,
-            env=build_env(spec, instance, os.environ if base_env is None else base_env),
+            env=env,
             cwd=spec.cwd,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
@@ -225,15 +241,46 @@ def spawn(spec: ComponentSpec, *, instance: str, sink: LineSink, now: float,
             group=group,
             extra_groups=extra_groups,
         )
-    except FileNotFoundError as err:
-        missing = spec.cwd if spec.cwd and not Path(spec.cwd).is_dir() else spec.binary
-        raise ComponentError(f"component {spec.name}", f"{missing} does not exist",
-                             hint="install the binary (see kagent sysinfo)") from err
-    except PermissionError as err:
-        raise ComponentError(f"component {spec.name}", f"{spec.binary} is not executable: {err.strerror}") from err
     except OSError as err:
-        raise ComponentError(f"component {spec.name}", f"cannot start {spec.binary}: {err.strerror or err}") from err
-    return Child(spec, popen, now, loop, sink)
+        raise _spawn_error(spec, err) from err
+    assert popen.stdout is not None and popen.stderr is not None
+    fds = (os.dup(popen.stdout.fileno()), os.dup(popen.stderr.fileno()))
+    popen.stdout.close()
+    popen.stderr.close()
+    return Child(spec, popen.pid, fds, now, loop, sink, reap=popen.wait)
+
+
+_DEFAULT_SIGNALS = (signal.SIGPIPE, signal.SIGXFSZ)  # what Popen's restore_signals resets too
+
+
+def _posix_spawn(spec: ComponentSpec, env: Mapping[str, str], now: float, loop: asyncio.AbstractEventLoop,
+                 sink: LineSink) -> Child:
+    out_r, out_w = os.pipe()
+    err_r, err_w = os.pipe()
+    null = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        pid = os.posix_spawn(str(spec.binary), spec.argv, env, setpgroup=0, setsigdef=_DEFAULT_SIGNALS,
+                             setsigmask=(), file_actions=[(os.POSIX_SPAWN_DUP2, null, 0),
+                                                          (os.POSIX_SPAWN_DUP2, out_w, 1),
+                                                          (os.POSIX_SPAWN_DUP2, err_w, 2)])
+    except OSError as err:
+        os.close(out_r)
+        os.close(err_r)
+        raise _spawn_error(spec, err) from err
+    finally:
+        for fd in (out_w, err_w, null):
+            os.close(fd)
+    return Child(spec, pid, (out_r, err_r), now, loop, sink)
+
+
+def _spawn_error(spec: ComponentSpec, err: OSError) -> ComponentError:
+    if isinstance(err, FileNotFoundError):
+        missing = spec.cwd if spec.cwd and not Path(spec.cwd).is_dir() else spec.binary
+        return ComponentError(f"component {spec.name}", f"{missing} does not exist",
+                              hint="install the binary (see kagent sysinfo)")
+    if isinstance(err, PermissionError):
+        return ComponentError(f"component {spec.name}", f"{spec.binary} is not executable: {err.strerror}")
+    return ComponentError(f"component {spec.name}", f"cannot start {spec.binary}: {err.strerror or err}")
 
 
 # ---- pidfiles and stale children ---------------------------------------------------------

@@ -54,3 +54,21 @@ def test_a_data_dir_the_etcd_user_cannot_reach_is_refused_before_anything_is_wri
     assert first.startswith(f"error: {locked}: etcd runs as user etcd, who cannot reach "), r.stderr
     assert r.stderr.splitlines()[-1].startswith(f"hint: let it pass: chmod o+x {locked}")
     assert list(locked.iterdir()) == []
+
+
+def test_an_etcd_staged_0750_in_the_bin_dir_runs_as_the_etcd_user(node_factory):
+    import shutil
+
+    etcd = pwd.getpwnam(TEST_USERS["etcdUser"])
+    n = node_factory()
+    n.write_config(base_config(n))
+    staged = n.data / "bin" / "etcd"
+    staged.parent.mkdir(parents=True)
+    shutil.copy2(shutil.which("etcd") or "/usr/bin/etcd", staged)
+    staged.chmod(0o750)  # the mode `kagent bins fetch` gives it
+    n.start("controller", "--init", "--disable-components", KUBE_COMPONENTS)
+    pid = n.wait_healthy(["etcd"])["etcd"]["pid"]
+    assert os.path.samefile(f"/proc/{pid}/exe", staged) and _uid_of(pid) == etcd.pw_uid
+    st = staged.stat()
+    assert (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == (0, etcd.pw_gid, 0o750)
+    assert n.stop() == 0

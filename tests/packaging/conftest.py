@@ -18,6 +18,7 @@ class Built:
     exe: Path
     wheel: Path
     sdist: Path
+    cache: Path  # KAGENT_BUNDLE_DIR of the tests: where the file unpacks itself (never /var/cache)
 
 
 @pytest.fixture(scope="session")
@@ -28,10 +29,13 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Built:
     assert r.returncode == 0, f"packaging/build.sh failed:\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}"
     wheels, sdists = list(out.glob("kagent-*.whl")), list(out.glob("kagent-*.tar.gz"))
     assert len(wheels) == 1 and len(sdists) == 1, sorted(p.name for p in out.iterdir())
-    return Built(exe=out / "kagent", wheel=wheels[0], sdist=sdists[0])
+    cache = tmp_path_factory.mktemp("bundle")
+    cache.chmod(0o700)
+    return Built(exe=out / "kagent", wheel=wheels[0], sdist=sdists[0], cache=cache)
 
 
-def clean_env(**extra: str) -> dict[str, str]:
-    """What a bare Debian host gives a root shell: no Python variables, no venv on PATH."""
+def clean_env(built: Built, **extra: str) -> dict[str, str]:
+    """What a bare Debian host gives a root shell: no Python variables, no venv on PATH (and
+    the test session's bundle cache)."""
     return {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME": "/root", "LANG": "C.UTF-8",
-            **extra}
+            "KAGENT_BUNDLE_DIR": str(built.cache), **extra}

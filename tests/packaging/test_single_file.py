@@ -1,8 +1,9 @@
 """The single-file kagent, run with a bare environment from a folder outside the checkout:
 it is the whole agent (version, sysinfo, install, controller --init --init-only, a short
-etcd-only controller whose control-api child is the same file), speaks sd_notify as the
-service's main pid, and its children see neither the bundle's libraries nor its bootloader
-variables. Also what the wheel and the sdist carry."""
+etcd-only controller whose control-api child is started through the same file), unpacks
+itself once into a cache it checks, is the service's main pid itself (sd_notify, HUP, TERM),
+and its children see neither the bundle's libraries nor its bootloader variables. Also what
+the wheel and the sdist carry."""
 
 from __future__ import annotations
 
@@ -29,7 +30,7 @@ TEMPLATES = ["systemd/kagentcontroller.service", "systemd/kagentworker.service",
 
 
 def run_file(built: Built, *args: str, cwd: Path, timeout: float = 120, **env: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([str(built.exe), *args], capture_output=True, text=True, cwd=cwd, env=clean_env(**env),
+    return subprocess.run([str(built.exe), *args], capture_output=True, text=True, cwd=cwd, env=clean_env(built, **env),
                           timeout=timeout, stdin=subprocess.DEVNULL)
 
 
@@ -89,21 +90,26 @@ def test_etcd_only_controller_from_the_file(built: Built, node_factory) -> None:
     log = (n.root / "agent.log").open("wb")
     proc = subprocess.Popen([str(built.exe), "--log-format", "json", *n.flags(), "controller", "--init",
                              "--disable-components", "kube-apiserver,kube-controller-manager,kube-scheduler,konnectivity-server"],
-                            stdout=log, stderr=subprocess.STDOUT, env=clean_env(NOTIFY_SOCKET=str(sock)),
+                            stdout=log, stderr=subprocess.STDOUT, env=clean_env(built, NOTIFY_SOCKET=str(sock)),
                             start_new_session=True, cwd=n.root)
     n.proc, n.log = proc, n.root / "agent.log"  # the fixture stops it by this PID, also on failure
     try:
         ready = systemd.wait_for("READY=1", 0, timeout=120)
         comps = n.wait_healthy(["etcd", "control-api"], timeout=30)
-        # systemd's main pid is the file's bootloader; the agent speaks for it
+        # the file execs the unpacked agent: the pid systemd started is the agent (main pid)
         assert {pid for pid, _ in systemd.messages} == {proc.pid}
-        # the controller API child is this same file, started as its own instance
+        assert (n.run / "kagent.pid").read_text().split()[0] == str(proc.pid)
+        # the controller API child is started through this same file (its argv[0]), and runs
+        # the same unpacked program as the agent
         api_pid = comps["control-api"]["pid"]
-        assert os.path.samefile(f"/proc/{api_pid}/exe", built.exe)
-        for pid in (api_pid, comps["etcd"]["pid"]):
-            env = _environ(pid)
-            assert not [k for k in env if k.startswith("_PYI_") or k in ("LD_LIBRARY_PATH", "NOTIFY_SOCKET")], env
-        # systemd's ExecReload and stop signal the main pid: the bootloader passes them on
+        binaries = {e["component"]: e["path"] for e in n.events() if e.get("event") == "component_binary"}
+        assert binaries["control-api"] == str(built.exe)
+        assert os.path.samefile(f"/proc/{api_pid}/exe", f"/proc/{proc.pid}/exe")
+        assert _environ(api_pid).get("KAGENT_SELF") == str(built.exe)
+        # a foreign child inherits nothing of the bundle
+        env = _environ(comps["etcd"]["pid"])
+        assert not [k for k in env if k.startswith("_PYI_") or k in ("LD_LIBRARY_PATH", "NOTIFY_SOCKET", "KAGENT_SELF")], env
+        # systemd's ExecReload and stop signal the main pid: the agent itself
         os.kill(proc.pid, signal.SIGHUP)
         reloading = systemd.wait_for("RELOADING=1", ready + 1)
         systemd.wait_for("READY=1", reloading + 1)
@@ -126,7 +132,26 @@ def test_the_file_runs_with_every_python_of_this_host_hidden(built: Built, tmp_p
               f"'{built.exe}' version && '{built.exe}' --data-dir '{tmp_path}/d' --run-dir '{tmp_path}/r' "
               "controller --init --init-only")
     r = subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c", script], capture_output=True,
-                       text=True, timeout=120, env=clean_env(), cwd=tmp_path)
+                       text=True, timeout=120, env=clean_env(built), cwd=tmp_path)
     assert r.returncode == 0, r.stderr[-3000:]
     assert r.stdout.startswith("kagent ")
     assert (tmp_path / "d" / "pki" / "ca.crt").is_file()
+
+
+def test_the_bundle_cache_is_unpacked_once_and_checked(built: Built, tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    r = run_file(built, "version", cwd=tmp_path, KAGENT_BUNDLE_DIR=str(cache))
+    assert r.returncode == 0, r.stderr
+    (entry,) = list(cache.iterdir())  # one folder named after the payload hash, no temp left
+    assert len(entry.name) == 16 and (entry / "kagent").is_file()
+    assert oct(cache.stat().st_mode & 0o777) == "0o700"
+    stamp = (entry / "kagent").stat().st_mtime_ns
+    assert run_file(built, "version", cwd=tmp_path, KAGENT_BUNDLE_DIR=str(cache)).returncode == 0
+    assert (entry / "kagent").stat().st_mtime_ns == stamp  # not unpacked again
+    # a cache others can write could hand root a planted kagent: refused, nothing run
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o777)
+    r = run_file(built, "version", cwd=tmp_path, KAGENT_BUNDLE_DIR=str(shared))
+    assert r.returncode == 4 and "writable by other users" in r.stderr and r.stdout == ""
+    assert list(shared.iterdir()) == []

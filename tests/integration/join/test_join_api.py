@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import socket
 import ssl
 import subprocess
@@ -251,51 +250,3 @@ def test_token_commands_without_a_running_controller(tmp_path):
     r = run_kagent("--data-dir", str(tmp_path / "d"), "--run-dir", str(tmp_path / "r"), "token", "list")
     assert r.returncode == 4 and "hint:" in r.stderr
     assert not (tmp_path / "d").exists()
-
-
-def _children(pid: int) -> list[int]:
-    try:
-        return [int(x) for x in open(f"/proc/{pid}/task/{pid}/children").read().split()]
-    except OSError:
-        return []
-
-
-def _start_api(n, procs, processes: int):
-    port = free_port()
-    argv = kagent_cmd(*n.flags(), "--log-format", "json", "api", f"--port={port}", "--bind-address=127.0.0.1",
-                      f"--etcd-endpoint=https://127.0.0.1:{n.ports['etcd_client']}", "--apiserver-url=https://127.0.0.1:6443",
-                      f"--processes={processes}")
-    p = procs.popen(argv, env=kagent_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 20
-    while True:
-        try:
-            if api_call(port, "GET", "/healthz", ca=n.data / "pki" / "ca.crt").status == 200 and len(_children(p.pid)) == processes - 1:
-                return p, port
-        except OSError:
-            pass
-        assert time.monotonic() < deadline and p.poll() is None, "kagent api did not come up"
-        time.sleep(0.1)
-
-
-def test_api_processes_share_the_port_and_live_and_die_together(controller, procs):
-    """A worker process that dies ends the API (the supervisor restarts it whole); a killed
-    API takes its workers with it (no orphan keeps the port)."""
-    n = controller
-    p, port = _start_api(n, procs, 2)
-    (worker,) = _children(p.pid)
-    _, tok = create_token(n, "--role", "worker")
-    ca = n.data / "pki" / "ca.crt"
-    for i in range(20):  # the processes answer joins on the one port
-        body = {"node": f"shared-{i}", "csr": make_csr(f"shared-{i}", issue.new_key(KeyAlgorithm.ECDSA_P256)).decode()}
-        assert api_call(port, "POST", "/v1beta1/worker/join", body, ca=ca, token=tok.value).status == 200
-    os.kill(worker, signal.SIGKILL)
-    assert p.wait(15) == 1
-
-    p2, _ = _start_api(n, procs, 2)
-    (worker2,) = _children(p2.pid)
-    os.kill(p2.pid, signal.SIGKILL)
-    p2.wait(10)
-    deadline = time.monotonic() + 10
-    while os.path.exists(f"/proc/{worker2}") and open(f"/proc/{worker2}/stat").read().split()[2] != "Z":
-        assert time.monotonic() < deadline, "the worker outlived its parent"
-        time.sleep(0.1)

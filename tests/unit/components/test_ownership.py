@@ -56,7 +56,8 @@ def test_plan_owns_dirs_and_private_files_of_each_user() -> None:
     shared = files[PATHS.pki("server.key")]
     assert {shared.user, shared.group_of} == {"kube-apiserver", "konnectivity-server"} and shared.mode == 0o640
     assert not any(d.user in ("root",) for d in plan.dirs)
-    assert ("etcd", "etcd", specs_for(ctx(Role.CONTROLLER))[0].binary, "exec") in plan.reach
+    etcd_binary = specs_for(ctx(Role.CONTROLLER))[0].binary
+    assert ("etcd", "etcd", etcd_binary, "exec") in plan.reach and (etcd_binary, "etcd") in plan.binaries
 
 
 def test_a_file_read_by_three_users_is_refused() -> None:

@@ -126,3 +126,25 @@ def test_check_reach_names_the_dir_a_user_cannot_pass_and_the_fix() -> None:
         assert err.value.where == str(binary) and "cannot execute it" in err.value.what
     finally:
         shutil.rmtree(base)
+
+
+def test_a_staged_binary_gets_the_group_of_the_user_that_runs_it() -> None:
+    etcd = users.lookup("etcd")
+    assert etcd
+    base = traversable_tmpdir("kb")
+    try:
+        paths = Paths.build(base / "data", base / "run", None)
+        paths.bin_dir.mkdir(parents=True)
+        staged, elsewhere = paths.bin_dir / "etcd", base / "etcd"
+        for b in (staged, elsewhere):
+            b.write_text("#!/bin/sh\n")
+            b.chmod(0o750)  # as `kagent bins fetch` stages it
+        plan = OwnershipPlan(users=("etcd",), dirs=(), files=(), reach=(("etcd", "etcd", staged, "exec"),),
+                             binaries=((staged, "etcd"), (elsewhere, "etcd")))
+        users.apply_ownership(plan, paths)
+        st = staged.stat()
+        assert (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == (0, etcd.gid, 0o750)
+        assert elsewhere.stat().st_gid == 0  # not kagent's: left alone (the reach check names it)
+        users.check_reach(plan, accounts={"etcd": etcd})
+    finally:
+        shutil.rmtree(base)

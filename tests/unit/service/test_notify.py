@@ -8,11 +8,8 @@ import os
 import socket
 from pathlib import Path
 
-import pytest
-
 from kagent.service import notify
 from kagent.service.notify import Readiness, socket_address, summarize, watchdog_interval
-from tests.fixtures.notify import FakeSystemd
 
 
 def test_socket_address_forms() -> None:
@@ -138,23 +135,3 @@ def test_a_vanished_manager_socket_does_not_raise(tmp_path: Path) -> None:
     assert n.send("READY=1") is False
     assert n.last_error
     n.close()
-
-
-@pytest.mark.skipif(os.geteuid() != 0, reason="speaking for another pid needs root (CI runs as root)")
-def test_as_pid_sends_on_behalf_of_the_main_pid(tmp_path: Path) -> None:
-    # the single file's agent runs under its bootloader; systemd must see the bootloader's pid
-    systemd = FakeSystemd(tmp_path / "notify.sock")
-    n = notify.Notifier(str(tmp_path / "notify.sock"), as_pid=os.getppid())
-    plain = notify.Notifier(str(tmp_path / "notify.sock"))
-    try:
-        assert n.send("READY=1") and plain.send("STATUS=x")
-        systemd.drain(2)
-    finally:
-        n.close()
-        plain.close()
-        systemd.close()
-    assert systemd.messages == [(os.getppid(), ["READY=1"]), (os.getpid(), ["STATUS=x"])]
-
-
-def test_frozen_main_pid_is_none_outside_the_single_file() -> None:
-    assert notify.frozen_main_pid() is None
