@@ -93,6 +93,7 @@ def main() -> int:
     a = ap.parse_args()
 
     root = Path(tempfile.mkdtemp(prefix="kab", dir="/tmp"))
+    root.chmod(0o711)  # etcd runs as its own user (spec.install.users): it must get through
     data, run, cfg = root / "d", root / "r", root / "kagent.yaml"
     client, peer = free_port(), free_port()
     cfg.write_text(json.dumps({"spec": {"api": {"address": "127.0.0.1", "port": free_port(), "controlApiPort": free_port()},

@@ -19,6 +19,11 @@ connection pool is filled by the first concurrent joins). Clients are threads wi
 client side's own GIL does not dominate the tail; keys and CSRs are made before the clock starts.
 Reported: requests/s, p50 and p99 latency for both, and the ratio joins/floor. Targets from
 the issue: at least 50 joins/s and p99 under 250 ms on this machine.
+
+Then (``--failover-rounds N``, default 1, 0 skips it) etcd failover, from bench/etcd_failover.py:
+three controllers on 127.0.0.1/2/3, the etcd leader's controller SIGKILLed (agent, etcd,
+control-api), the time until a write through another controller succeeds, against the same
+with three bare etcd processes. Target: under 5 s.
 """
 
 from __future__ import annotations
@@ -195,6 +200,14 @@ def run(kind: str, port: int, ca: Path, token: str, bodies: list[bytes], clients
             "p99_ms": round(1000 * lat[min(len(lat) - 1, int(len(lat) * 0.99))], 1)}
 
 
+def _failover(rounds: int) -> dict[str, Any]:
+    """bench/etcd_failover.py's two measurements (three kagent controllers, three bare etcd)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import etcd_failover
+
+    return etcd_failover.measure(rounds)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--joins", type=int, default=1000)
@@ -204,6 +217,8 @@ def main() -> int:
     ap.add_argument("--procs", type=int, default=4, help="client processes the clients are spread over")
     ap.add_argument("--quick", action="store_true", help="200 joins")
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--failover-rounds", type=int, default=1,
+                    help="also measure etcd failover of three controllers vs bare etcd (bench/etcd_failover.py); 0: skip")
     args = ap.parse_args()
     joins = 200 if args.quick else args.joins
     root = Path(tempfile.mkdtemp(prefix="kbj", dir="/tmp"))
@@ -228,7 +243,8 @@ def main() -> int:
     finally:
         ctl.stop()
         shutil.rmtree(root, ignore_errors=True)
-    result = {"joins": joined, "floor_bare_tls_get": floor, "clients": args.clients, "key_algorithm": args.key_algorithm,
+    failover = _failover(args.failover_rounds) if args.failover_rounds > 0 else None
+    result = {"joins": joined, "floor_bare_tls_get": floor, "failover": failover, "clients": args.clients, "key_algorithm": args.key_algorithm,
               "joins_vs_floor_per_s": round(joined["per_s"] / floor["per_s"], 2),
               "targets": {"joins_per_s>=50": joined["per_s"] >= 50, "p99_ms<250": joined["p99_ms"] < 250}}
     if args.json:
@@ -241,6 +257,12 @@ def main() -> int:
         print(f"  joins/s vs floor: {result['joins_vs_floor_per_s']:.2f}x;  targets: >=50 joins/s "
               f"{'met' if result['targets']['joins_per_s>=50'] else 'MISSED'}, p99 < 250 ms "
               f"{'met' if result['targets']['p99_ms<250'] else 'MISSED'}")
+        if failover is not None:
+            print(f"etcd failover (SIGKILL of the leader's controller until a write through another succeeds), "
+                  f"{args.failover_rounds} round(s): kagent median {failover['kagent_median_s']:.2f} s, worst "
+                  f"{failover['kagent_max_s']:.2f} s; bare etcd {failover['bare_median_s']:.2f} s "
+                  f"({failover['ratio_kagent_over_bare']:.2f}x); target < 5 s "
+                  f"{'met' if failover['kagent_max_s'] < 5 else 'MISSED'}")
     return 0 if joined["failed"] == 0 else 1
 
 

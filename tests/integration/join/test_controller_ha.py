@@ -3,7 +3,8 @@ network namespaces joined by veth pairs. Controller 1 ``--init``, 2 and 3 join w
 controller token; ``kagent etcd member-list`` shows three voting members; a key written
 through controller 1's etcd is read through controller 3's; SIGKILL of controller 1's agent
 and its children leaves the cluster writable through 2 and 3; controller 1 restarted with no
-token rejoins. Loopback only (once is enough): a worker token on the controller endpoints is
+token rejoins; in the namespaces, ``kagent reset`` of a stopped controller removes its member
+through another controller's API. Loopback only (once is enough): a worker token on the controller endpoints is
 401, a token naming another CA is refused by the joiner before anything is written, and
 members leave cleanly (a running one through its etcd, a stopped one through another
 controller's API)."""
@@ -150,6 +151,16 @@ def test_three_controllers_in_network_namespaces(node_factory, tmp_path: Path):
             r = subprocess.run(["ip", "netns", "exec", hosts[1].netns or "", "ip", "-4", "addr"], capture_output=True,
                                text=True)
             assert hosts[1].address in r.stdout and hosts[0].address not in r.stdout
+            # kagent reset on a stopped controller: its member leaves through another controller's API first
+            c1, c2, c3 = hosts
+            assert c3.node.stop() == 0
+            name3 = c3.member_name()
+            r = c3.kagent("reset")
+            assert r.returncode == 0, r.stdout + r.stderr
+            assert f"etcd member {name3} left the cluster (through https://" in r.stdout
+            assert sorted(m["name"] for m in c1.members()) == sorted([c1.member_name(), c2.member_name()])
+            assert not (c3.node.data / "etcd-member.json").exists()
+            _replicates(c2, c1, "/ha/after-reset", "two-left")
         finally:
             for h in hosts:
                 h.node.stop(timeout=30)
