@@ -16,6 +16,7 @@ import os
 from typing import Any
 
 from aiohttp import web
+from cryptography import x509
 
 from kagent.join.api import ApiContext
 from kagent.join.nodes import (
@@ -34,6 +35,17 @@ from kagent.pki import issue
 
 def _answer(api: ApiContext, cert_pem: bytes) -> web.Response:
     return web.json_response({"cert": cert_pem.decode(), "ca": api.ca.cert_pem.decode(), "apiserver": api.apiserver_url})
+
+
+def presented_node(api: ApiContext, request: web.Request, *, refused_event: str) -> tuple[str, x509.Certificate]:
+    """The node named by the kubelet client certificate of this cluster that the peer
+    presented over mTLS (the routes a joined worker calls without a token), or 401."""
+    presented = api.client_cert(request)
+    node = node_of_cert(presented, api.ca.cert) if presented is not None else None
+    if presented is None or node is None:
+        api.log.warning(refused_event, reason="no kubelet client certificate of this cluster", peer=request.remote)
+        raise HttpError(401, "unauthorized: present the node's current kubelet client certificate")
+    return node, presented
 
 
 def routes(api: ApiContext) -> list[web.RouteDef]:
@@ -67,11 +79,7 @@ def routes(api: ApiContext) -> list[web.RouteDef]:
         return _answer(api, issue.cert_pem(cert))
 
     async def renew(request: web.Request) -> web.Response:
-        presented = api.client_cert(request)
-        node = node_of_cert(presented, api.ca.cert) if presented is not None else None
-        if presented is None or node is None:
-            api.log.warning("worker_renew_refused", reason="no kubelet client certificate of this cluster", peer=request.remote)
-            raise HttpError(401, "unauthorized: present the node's current kubelet client certificate")
+        node, presented = presented_node(api, request, refused_event="worker_renew_refused")
         found = await api.call(api.store.get_node, node)
         fp = issue.fingerprint(presented)
         if found is None or not found[0].accepts(fp):
@@ -95,4 +103,4 @@ def routes(api: ApiContext) -> list[web.RouteDef]:
     return [web.post("/v1beta1/worker/join", join), web.post("/v1beta1/worker/renew", renew)]
 
 
-__all__: list[Any] = ["routes"]
+__all__: list[Any] = ["presented_node", "routes"]

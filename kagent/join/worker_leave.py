@@ -21,6 +21,7 @@ from aiohttp import web
 
 from kagent.errors import PreconditionError
 from kagent.join.api import ApiContext
+from kagent.join.api_worker import presented_node
 from kagent.join.nodes import node_of_cert
 from kagent.join.server import HttpError
 from kagent.join.worker import _client_context, _request, joined_control_api
@@ -33,11 +34,7 @@ PATH = "/v1beta1/worker/leave"
 
 def routes(api: ApiContext) -> list[web.RouteDef]:
     async def leave(request: web.Request) -> web.Response:
-        presented = api.client_cert(request)
-        node = node_of_cert(presented, api.ca.cert) if presented is not None else None
-        if presented is None or node is None:
-            api.log.warning("worker_leave_refused", reason="no kubelet client certificate of this cluster", peer=request.remote)
-            raise HttpError(401, "unauthorized: present the node's current kubelet client certificate")
+        node, presented = presented_node(api, request, refused_event="worker_leave_refused")
         found = await api.call(api.store.get_node, node)
         if found is None:
             raise HttpError(404, f"node {node} is not recorded (already removed)")
