@@ -445,7 +445,9 @@ def keep_membership(paths: Paths, *, client_port: int, peer_url: str, api_url: s
             if api_url:
                 membership.register_controller(etcd, st.name, peer_url, api_url, now=now)
             urls = tuple(sorted(c["apiURL"] for c in membership.controllers(etcd) if c.get("node") != st.name))
-            if urls and urls != st.api_urls:
+            if not urls and len(etcd.member_list()) > 1:
+                urls = st.api_urls  # other members that have not registered yet: keep what the join said
+            if urls != st.api_urls:  # emptied too when no other member is left: nobody to leave through
                 save_state(paths, MemberState(name=st.name, state=st.state, initial_cluster=st.initial_cluster,
                                               api_urls=urls))
             membership.sweep(etcd, now=now)

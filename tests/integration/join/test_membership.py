@@ -155,3 +155,26 @@ def test_member_changes_are_retried_while_etcd_is_not_ready(cluster):
     assert third.member.is_learner and len(c.member_list()) == 3
     assert naps, "etcd accepted the change at once: the retry path was not exercised"
     assert naps == sorted(naps)  # backoff grows
+
+
+def test_keep_membership_follows_the_registered_controllers_down_to_none(cluster):
+    """A controller's state file lists the other controllers' APIs (what a stopped node leaves
+    or resets through); when the last other one has gone, the list is emptied, so the survivor
+    is a single member again and its reset does not look for peers that are gone."""
+    from urllib.parse import urlsplit
+
+    from kagent.join.controller import MemberState, keep_membership, load_state, save_state
+
+    env, a, c, reg, base = cluster
+    port = urlsplit(a.client_url).port
+    assert port is not None
+    save_state(env.paths, MemberState(name="a", state="joined", api_urls=("https://127.0.0.9:9443",)))
+    membership.register_controller(c, "b-1", "https://127.0.0.2:2380", "https://127.0.0.2:9443", now=time.time())
+    keep_membership(env.paths, client_port=port, peer_url=a.peer_url, api_url="https://127.0.0.1:9443")
+    st = load_state(env.paths)
+    assert st is not None and st.api_urls == ("https://127.0.0.2:9443",)
+    assert c.get(membership.CONTROLLERS + "a") is not None  # it registered itself
+    c.delete(membership.CONTROLLERS + "b-1")
+    keep_membership(env.paths, client_port=port, peer_url=a.peer_url, api_url="https://127.0.0.1:9443")
+    st = load_state(env.paths)
+    assert st is not None and st.api_urls == () and st.state == "joined"
