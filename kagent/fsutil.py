@@ -81,6 +81,13 @@ def _fsync_dir(path: Path) -> None:
 fsync_dir = _fsync_dir  # public: backup/restore make a rename durable the same way
 
 
+def _drop_temp(tmp: str | Path) -> None:
+    try:
+        os.unlink(tmp)
+    except FileNotFoundError:
+        pass
+
+
 def write_runtime(path: Path, data: bytes, *, mode: int = MODE_PIDFILE) -> None:
     """Write a small runtime-state file (a pidfile) atomically by rename, without fsync: the
     run dir is a tmpfs on a real host, and such a file means nothing after a reboot. Cheaper
@@ -97,10 +104,7 @@ def write_runtime(path: Path, data: bytes, *, mode: int = MODE_PIDFILE) -> None:
             os.close(fd)
         os.replace(tmp, path)
     except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
+        _drop_temp(tmp)
         raise
 
 
@@ -137,10 +141,7 @@ def write_atomic(
             os.chown(tmp, *owner)
         os.replace(tmp, path)
     except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
+        _drop_temp(tmp)
         raise
     if durable:
         _fsync_dir(path.parent)
