@@ -14,7 +14,9 @@ in ``machine.py``.
 Hook points for the rest of the agent (``Hooks``): ``on_ready`` (every component healthy after
 the initial start), ``on_reload_started`` / ``on_reload_done(plan)``, ``on_stopping``,
 ``tasks`` (extra long-running coroutines, started after the initial start, cancelled at
-shutdown) and ``status`` (extra top-level fields for ``GET /status``).
+shutdown), ``status`` (extra top-level fields for ``GET /status``) and ``routes`` (more
+status-socket routes, each request run as a queued command, e.g. ``POST /etcd/leave``).
+``retire(names)`` stops components for good and keeps their last status rows.
 
 Nothing wakes up while every child is up and has no health check: exits arrive as pidfd
 events, output as pipe events, commands as socket or signal events.
