@@ -189,6 +189,10 @@ class Agent:
         from kagent.node import users
 
         specs = specs_for(self.build_context())
+        if self.uses_etcd():  # a member that left (kagent etcd leave) runs no etcd, nor what needs it
+            from kagent.join.leave import drop_left
+
+            specs = tuple(drop_left(self.paths, specs))
         self._check_binaries(specs)
         # component users and their files (--init-only starts nothing: creates no user, demands nothing)
         self._ownership = users.prepare(specs, self.paths, self.log, will_run=not self.req.init_only)
@@ -428,6 +432,13 @@ class Agent:
                 stoppers.append(self.start_image_import())
 
         hooks = self.backup_hooks()
+        if self.uses_etcd():
+            from kagent.join import leave
+            from kagent.pki.plan import https_url
+
+            hooks.routes[leave.ROUTE] = leave.leave_job(
+                self.paths, client_port=self.config.storage.etcd.client_port,
+                own_api=https_url(self.config.api.address, self.config.api.control_api_port))
         try:
             return run_agent_sync(
                 paths=self.paths,
