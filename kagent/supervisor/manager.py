@@ -12,7 +12,8 @@ in ``machine.py``.
   the status server) and any extra task a caller adds (``Hooks.tasks``).
 
 Hook points for the rest of the agent (``Hooks``): ``on_ready`` (every component healthy after
-the initial start), ``on_reload_started`` / ``on_reload_done(plan)``, ``on_stopping``,
+the initial start), ``on_reload_started`` / ``on_reload_applied`` (an accepted reload: extra
+fields of its reply) / ``on_reload_done(plan)``, ``on_stopping``,
 ``tasks`` (extra long-running coroutines, started after the initial start, cancelled at
 shutdown), ``status`` (extra top-level fields for ``GET /status``) and ``routes`` (more
 status-socket routes, each request run as a queued command, e.g. ``POST /etcd/leave``).
@@ -97,6 +98,9 @@ class Hooks:
     tasks: list[tuple[str, Callable[[Manager], Awaitable[None]]]] = field(default_factory=list)
     # extra top-level fields of GET /status (e.g. {"backup": {...}})
     status: list[Callable[[], dict[str, Any]]] = field(default_factory=list)
+    # run after an accepted reload (the new config is in effect): apply what is not a
+    # component (e.g. the backup timer) and return extra fields of the reply ({"backup": ...})
+    on_reload_applied: list[Callable[[], dict[str, Any]]] = field(default_factory=list)
     # more routes of the status socket, (method, path) -> job: each request runs as a queued
     # command (one at a time with reloads and renewals), only while the agent is running
     routes: dict[tuple[str, str], Callable[[Manager], Awaitable[tuple[int, Any]]]] = field(default_factory=dict)
@@ -584,6 +588,11 @@ class Manager:
         doc = plan_doc(restarted=list(plan.restart), started=list(plan.added), stopped=list(plan.removed),
                        signalled=list(plan.signal), unchanged=[*plan.unchanged, *plan.update], failing=failing,
                        rewritten=sorted(map(str, plan.rewritten)))
+        for applied in self.hooks.on_reload_applied:
+            try:
+                doc.update({k: v for k, v in applied().items() if k not in doc})
+            except Exception as err:  # noqa: BLE001 - a hook never breaks the reload's answer
+                self.log.exception("hook_failed", hook="on_reload_applied", reason=repr(err))
         (self.log.warning if failing else self.log.info)(
             "reload_done", restarted=doc["restarted"], started=doc["started"], stopped=doc["stopped"],
             signalled=doc["signalled"], failing=failing)
