@@ -66,7 +66,7 @@ class AppContext:
     def load_config(self) -> ClusterConfig:
         from kagent.config.load import load_config
 
-        return load_config(self.config_text(), host_address=self.facts().default_address, source=self.config_source())
+        return load_config(self.config_text(), host_address=lambda: self.facts().default_address, source=self.config_source())
 
     def reload_config(self) -> ClusterConfig:
         """Re-read the file (SIGHUP). Stdin configs cannot be re-read: the first text is reused."""

@@ -440,14 +440,16 @@ def parse_yaml(text: str, source: str = "config") -> Any:
     return docs[0]
 
 
-def load_config(text: str | None, *, host_address: str, source: str = "config") -> ClusterConfig:
-    """Parse and validate. ``text=None`` means no file: the defaults."""
+def load_config(text: str | None, *, host_address: str | Callable[[], str], source: str = "config") -> ClusterConfig:
+    """Parse and validate. ``text=None`` means no file: the defaults. ``host_address``: the
+    default of ``spec.api.address``, or a function giving it (called only when the config does
+    not set one: finding it scans the host's interfaces)."""
     if text is None:
         return build_config({}, host_address=host_address)
     return build_config(parse_yaml(text, source), host_address=host_address)
 
 
-def build_config(doc: Any, *, host_address: str) -> ClusterConfig:
+def build_config(doc: Any, *, host_address: str | Callable[[], str]) -> ClusterConfig:
     if not isinstance(doc, dict):
         raise ConfigError("(document)", f"expected a ClusterConfig mapping, got {_typename(doc)}", hint="run `kagent config create` for a complete example")
     api_version = doc.get("apiVersion", API_VERSION)
@@ -465,7 +467,9 @@ def build_config(doc: Any, *, host_address: str) -> ClusterConfig:
 
     # api
     api_s = spec.section("api")
-    address = api_s.get("address", _API_ADDRESS, host_address)
+    address = api_s.get("address", _API_ADDRESS, "")
+    if not address:
+        address = host_address if isinstance(host_address, str) else host_address()
     port_key = "k0sApiPort" if k0s and "k0sApiPort" in api_s.raw else "controlApiPort"
     api = ApiSpec(
         address=address,

@@ -29,5 +29,11 @@ def interface_addresses() -> tuple[str, ...]:
     return tuple(seen)
 
 
+def identity() -> NodeFacts:
+    """Hostname and uid only, for a command that needs no address (``restore``): ``addresses``
+    is empty, so ``default_address`` must not be used (use ``gather``)."""
+    return NodeFacts(hostname=socket.gethostname(), addresses=(), uid=os.geteuid())
+
+
 def gather() -> NodeFacts:
     return NodeFacts(hostname=socket.gethostname(), addresses=interface_addresses(), uid=os.geteuid())

@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Iterable, Union
 from kagent.config.model import ClusterConfig, KeyAlgorithm, StorageType
 from kagent.paths import Paths
 from kagent.pki.model import CertRequest, Usage
+from kagent.urls import https_url as https_url
 
 if TYPE_CHECKING:  # NodeFacts is a plain value, but its module gathers facts (an edge)
     from kagent.node.model import NodeFacts
@@ -312,15 +313,6 @@ def api_server_hosts(config: ClusterConfig, facts: NodeFacts) -> tuple[str, ...]
     hosts.append(first_service_ip(config.network.service_cidr))
     return tuple(hosts)
 
-
-def https_url(host: str, port: int) -> str:
-    """``https://host:port``, with brackets around an IPv6 address."""
-    try:
-        if ipaddress.ip_address(host).version == 6:
-            host = f"[{host}]"
-    except ValueError:
-        pass
-    return f"https://{host}:{port}"
 
 
 def local_api_url(config: ClusterConfig) -> str:

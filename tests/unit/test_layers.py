@@ -38,6 +38,7 @@ LAYERS: dict[str, str] = {
     "kagent.errors": PURE,
     "kagent.modes": PURE,
     "kagent.paths": PURE,
+    "kagent.urls": PURE,
     "kagent.versions": PURE,
     "kagent.kubeconfig": PURE,
     "kagent.config.*": PURE,
