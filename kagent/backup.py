@@ -19,17 +19,11 @@ fsynced, then linked into place (never replacing a file); ``-`` streams the fini
 
 from __future__ import annotations
 
-import hashlib
 import io
-import json
 import os
 import re
-import shutil
 import stat
 import sys
-import tarfile
-import tempfile
-import zlib
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -43,6 +37,7 @@ from kagent.paths import Paths
 if TYPE_CHECKING:
     import ssl
     import subprocess
+    import tarfile
 
     from kagent.cli.app import AppContext
 
@@ -136,11 +131,11 @@ class _Gateway:
                              else "an over-long line in the answer")
         return line.rstrip(b"\r\n")
 
-    def post(self, path: str, body: bytes = b"{}") -> tuple[int, Iterator[bytes]]:
-        """Send the request; (status, the body's bytes as they arrive)."""
+    def send(self, path: str, body: bytes = b"{}") -> None:
+        """Send a POST; its answer is read by ``response`` (requests may be pipelined: the
+        answers come in the order the requests were sent)."""
         self.sock.sendall(f"POST {path} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\nContent-Type: application/json\r\n"
                           f"Content-Length: {len(body)}\r\n\r\n".encode("ascii") + body)
-        return self.response()
 
     def response(self) -> tuple[int, Iterator[bytes]]:
         """Read a status line and headers from ``rfile``; (status, the body as it arrives)."""
@@ -200,6 +195,8 @@ def _read_all(body: Iterator[bytes], limit: int = MAX_MANIFEST_BYTES) -> bytes:
 
 def _json_lines(body: Iterator[bytes]) -> Iterator[Any]:
     """The newline-delimited JSON messages of a gateway stream (chunks need not end lines)."""
+    import json
+
     buf = bytearray()
     for data in body:
         buf += data
@@ -226,6 +223,8 @@ class SnapshotStream(io.RawIOBase):
     match the db. Any disagreement raises ComponentError: the archive being written is dropped."""
 
     def __init__(self, messages: Iterator[Any], where: str) -> None:
+        import hashlib
+
         self._messages, self.where = messages, where
         self._h = hashlib.sha256()
         self._buf = b""
@@ -328,11 +327,9 @@ class EtcdEndpoint:
         ctx.check_hostname = False  # etcd's server cert names its addresses; the CA pins it
         return _Gateway(u.hostname or "127.0.0.1", u.port or 2379, ctx, timeout)
 
-    def snapshot(self, use: Any, *, timeout: float = 600) -> tuple[str | None, str | None]:
-        """Stream ``/v3/maintenance/snapshot`` (the JSON gateway of etcd's Snapshot RPC) into
-        ``use(stream)`` (a ``SnapshotStream``: the bbolt db followed by its SHA-256, as
-        ``etcdctl snapshot save`` writes it, checked as it is read). Returns (etcd cluster id in
-        hex, etcd version)."""
+    def request_snapshot(self, *, timeout: float = 600) -> PendingSnapshot:
+        """Connect and send the status and snapshot requests together; etcd prepares the
+        snapshot while the caller does other work, then ``take``s it."""
         where = f"etcd {self.url}"
         try:
             conn = self._connect(timeout)
@@ -340,14 +337,49 @@ class EtcdEndpoint:
             raise ComponentError(where, f"cannot connect: {err}",
                                  hint="check that etcd is healthy (kagent status); nothing was written") from None
         try:
-            code, body = conn.post("/v3/maintenance/status")
+            conn.send("/v3/maintenance/status")
+            conn.send("/v3/maintenance/snapshot")
+        except OSError as err:
+            conn.close()
+            raise ComponentError(where, f"snapshot through the API failed: {err}",
+                                 hint="check that etcd is healthy (kagent status); nothing was written") from None
+        return PendingSnapshot(conn, where)
+
+    def snapshot(self, use: Callable[[SnapshotStream], object], *, timeout: float = 600) -> tuple[str | None, str | None]:
+        """Stream ``/v3/maintenance/snapshot`` (the JSON gateway of etcd's Snapshot RPC) into
+        ``use(stream)``; (etcd cluster id in hex, etcd version)."""
+        pending = self.request_snapshot(timeout=timeout)
+        try:
+            return pending.take(use)
+        finally:
+            pending.close()
+
+
+class PendingSnapshot:
+    """The answers to ``request_snapshot``'s two requests, read by ``take``."""
+
+    def __init__(self, conn: _Gateway, where: str) -> None:
+        self.conn, self.where = conn, where
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def take(self, use: Callable[[SnapshotStream], object]) -> tuple[str | None, str | None]:
+        """Read the status, then stream the snapshot into ``use(stream)`` (a ``SnapshotStream``:
+        the bbolt db followed by its SHA-256, as ``etcdctl snapshot save`` writes it, checked
+        as it is read). Returns (etcd cluster id in hex, etcd version)."""
+        import json
+
+        where, conn = self.where, self.conn
+        try:
+            code, body = conn.response()
             st = _read_all(body)
             if code != 200:
                 raise ComponentError(where, f"status: HTTP {code}: {st[:200]!r}")
             doc = json.loads(st)
             cluster_id = format(int(doc["header"]["cluster_id"]), "x")
             version = doc.get("version")
-            code, body = conn.post("/v3/maintenance/snapshot")
+            code, body = conn.response()
             if code != 200:
                 raise ComponentError(where, f"snapshot: HTTP {code}: {_read_all(body)[:200]!r}")
             use(SnapshotStream(_json_lines(body), where))
@@ -355,8 +387,6 @@ class EtcdEndpoint:
         except (OSError, ValueError, KeyError, TypeError) as err:
             raise ComponentError(where, f"snapshot through the API failed: {err}",
                                  hint="check that etcd is healthy (kagent status); nothing was written") from None
-        finally:
-            conn.close()
 
 
 @dataclass
@@ -386,11 +416,12 @@ def _etcd_running_here(paths: Paths) -> bool:
     return any(t.name == "etcd" for t in targets)
 
 
-def snapshot_etcd(paths: Paths, endpoint: EtcdEndpoint, w: _Writer, *, live: bool) -> Snapshot:
+def snapshot_etcd(paths: Paths, w: _Writer, pending: PendingSnapshot | None) -> Snapshot:
     """Into the archive as ``etcd-snapshot.db``: streamed through the API when etcd runs
-    (``live``), else its db file (the caller holds the instance lock, no etcd runs)."""
-    if live:
-        cluster_id, version = endpoint.snapshot(lambda s: w.add_stream(ETCD_SNAPSHOT, io.BufferedReader(s, CHUNK), s.size, 0o600))
+    (``pending``: its requests already sent), else its db file (the caller holds the instance
+    lock, no etcd runs)."""
+    if pending is not None:
+        cluster_id, version = pending.take(lambda s: w.add_stream(ETCD_SNAPSHOT, io.BufferedReader(s, CHUNK), s.size, 0o600))
         return Snapshot(storage="etcd", kind="api", etcd_version=version, cluster_id=cluster_id)
     from kagent.bins import binary_version
 
@@ -446,6 +477,8 @@ class Entry:
 
 class _HashingReader(io.RawIOBase):
     def __init__(self, fh: BinaryIO) -> None:
+        import hashlib
+
         self.fh, self.h, self.n = fh, hashlib.sha256(), 0
 
     def readable(self) -> bool:
@@ -465,11 +498,15 @@ class _Writer:
         self.skipped: list[str] = []
 
     def _info(self, name: str, mode: int) -> tarfile.TarInfo:
+        import tarfile
+
         info = tarfile.TarInfo(name)
         info.mode, info.mtime, info.uid, info.gid, info.uname, info.gname = mode, self.mtime, 0, 0, "", ""
         return info
 
     def add_dir(self, name: str, mode: int) -> None:
+        import tarfile
+
         info = self._info(name, mode)
         info.type = tarfile.DIRTYPE
         self.tar.addfile(info)
@@ -551,9 +588,9 @@ def create_backup(paths: Paths, *, storage: str, etcd_client_port: int, kine_dat
         raise PreconditionError(str(paths.data_dir), "holds no controller (no pki/ca.crt)",
                                 hint="back up a controller: pass its --data-dir")
     lock: InstanceLock | None = None
-    work = Path(tempfile.mkdtemp(prefix=".kagent-backup-", dir=dest_dir))
+    pending: PendingSnapshot | None = None
+    work: Path | None = None
     try:
-        live = False
         if storage != "kine":
             live = is_held(paths.lock_file)
             if not live:
@@ -561,28 +598,37 @@ def create_backup(paths: Paths, *, storage: str, etcd_client_port: int, kine_dat
                 if paths.run_dir.is_dir():
                     lock = InstanceLock(paths.lock_file).acquire()
                 live = _etcd_running_here(paths)
+            if live:  # etcd prepares the snapshot while the archive is set up and the trees written
+                pending = EtcdEndpoint.local(paths, etcd_client_port).request_snapshot()
+        import hashlib
+        import json
+        import shutil
+        import tarfile
+        import tempfile
+
+        work = Path(tempfile.mkdtemp(prefix=".kagent-backup-", dir=dest_dir))
         archive = work / "archive.tar.gz"
         fd = os.open(archive, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
         with os.fdopen(fd, "wb") as raw:
             with tarfile.open(fileobj=raw, mode="w:gz", compresslevel=GZIP_LEVEL, format=tarfile.PAX_FORMAT) as tar:
                 w = _Writer(tar, int(now.timestamp()))
-                # the snapshot first (entries[0]): streamed from etcd straight into the archive
-                if storage == "kine":
-                    snap = snapshot_kine(paths, kine_data_source, work / "kine.db", w)
-                else:
-                    snap = snapshot_etcd(paths, EtcdEndpoint.local(paths, etcd_client_port), w, live=live)
+                # the trees and the config, then the snapshot (from etcd straight into the archive)
                 for top in TREES:
                     w.add_tree(paths.data_dir, top)
                 if config_text is not None:
                     w.add_dir("config", 0o755)
                     w.add_bytes(CONFIG_ENTRY, config_text.encode(), 0o600)
+                if storage == "kine":
+                    snap = snapshot_kine(paths, kine_data_source, work / "kine.db", w)
+                else:
+                    snap = snapshot_etcd(paths, w, pending)
                 ca = paths.pki("ca.crt").read_bytes()
                 manifest = {
                     "format": FORMAT,
                     "created": now.astimezone(timezone.utc).isoformat(timespec="milliseconds"),
                     "kagent_version": kagent.__version__,
                     "storage": snap.storage,
-                    "snapshot": {"kind": snap.kind, "entry": w.entries[0].name},
+                    "snapshot": {"kind": snap.kind, "entry": ETCD_SNAPSHOT if snap.storage == "etcd" else KINE_SNAPSHOT},
                     "etcd_version": snap.etcd_version,
                     "cluster": {"name": cluster_name, "etcd_cluster_id": snap.cluster_id,
                                 "ca_sha256": hashlib.sha256(ca).hexdigest()},
@@ -603,9 +649,12 @@ def create_backup(paths: Paths, *, storage: str, etcd_client_port: int, kine_dat
         fsutil.fsync_dir(dest_dir)
         return BackupResult(final, size, manifest, w.skipped)
     finally:
+        if pending is not None:
+            pending.close()
         if lock is not None:
             lock.release()
-        shutil.rmtree(work, ignore_errors=True)
+        if work is not None:
+            shutil.rmtree(work, ignore_errors=True)
 
 
 def storage_of(paths: Paths, configured: str) -> str:
@@ -709,6 +758,8 @@ def _members(tar: tarfile.TarFile) -> Iterator[tarfile.TarInfo]:
 
 def _read_member(tar: tarfile.TarFile, info: tarfile.TarInfo, sink: IO[bytes] | None = None,
                  keep: bool = False, limit: int = MAX_MANIFEST_BYTES) -> tuple[str, bytes | None]:
+    import hashlib
+
     fh = tar.extractfile(info)
     assert fh is not None
     h = hashlib.sha256()
@@ -728,6 +779,9 @@ def _read_member(tar: tarfile.TarFile, info: tarfile.TarInfo, sink: IO[bytes] | 
 
 
 def _open_tar(path: Path) -> tarfile.TarFile:
+    import tarfile
+    import zlib
+
     try:
         return tarfile.open(path, mode="r:gz")
     except (tarfile.TarError, OSError, EOFError, zlib.error) as err:
@@ -738,6 +792,9 @@ def verify_archive(path: Path, *, keep_up_to: int = IN_MEMORY_BYTES) -> Verified
     """Read the whole archive once: every name, type and bound checked, every file hashed, the
     manifest compared entry by entry. Writes nothing. An archive unpacking to at most
     ``keep_up_to`` bytes is kept in memory, so the extraction need not read it again."""
+    import tarfile
+    import zlib
+
     files: dict[str, Entry] = {}
     dirs: dict[str, int] = {}
     order: list[str] = []
@@ -803,6 +860,8 @@ def verify_archive(path: Path, *, keep_up_to: int = IN_MEMORY_BYTES) -> Verified
 
 
 def _parse_manifest(raw: bytes, path: Path) -> dict[str, Any]:
+    import json
+
     try:
         doc = json.loads(raw)
     except ValueError as err:
@@ -839,6 +898,8 @@ class RestoreResult:
 
 def spool(stream: BinaryIO, directory: str | None = None) -> Path:
     """Copy stdin into a private temp file (bounded), so the archive can be read twice."""
+    import tempfile
+
     fd, name = tempfile.mkstemp(prefix=".kagent-restore-", suffix=".tar.gz", dir=directory)
     total = 0
     try:
@@ -954,6 +1015,9 @@ def _extract(path: Path, v: Verified, staging: Path, pick: Callable[[str], bool]
     """Write the verified entries below ``staging`` (fresh, ours) for which ``pick`` says True:
     from memory when the first pass kept them, else in a second pass over the archive,
     re-hashing each file."""
+    import tarfile
+    import zlib
+
     try:
         if v.blobs is not None:
             for name in v.order:
@@ -1007,6 +1071,9 @@ def restore(paths: Paths, archive: Path, target: RestoreTarget, *, config_out: P
             verified: Verified | None = None) -> RestoreResult:
     """Verify ``archive`` in full, then restore it into the (empty) data dir through a staging
     dir inside it: on any failure the data dir is left as it was."""
+    import shutil
+    import tempfile
+
     from kagent.node.lock import InstanceLock
 
     refuse_if_running_or_not_empty(paths, config_out)

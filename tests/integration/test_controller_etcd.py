@@ -92,7 +92,8 @@ def test_bad_flag_and_bad_config_are_clear_and_change_nothing(node_factory):
     n.config.write_text("spec:\n  api:\n    port: 70000\n")
     r = n.kagent("controller", "--init")
     assert r.returncode == 3
-    assert r.stderr.splitlines()[0] == "error: config spec.api.port: 70000 is not a TCP port (1-65535)"
+    assert r.stderr.splitlines()[:2] == [f"error: {n.config}: spec.api.port: 70000 is not a TCP port (1-65535)",
+                                         "hint: use a whole number from 1 to 65535, unquoted"]
     assert not n.data.exists() and not n.run.exists()
 
 
