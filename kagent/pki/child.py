@@ -91,7 +91,8 @@ def _error_from(doc: Any) -> KagentError:
     hint = doc.get("hint") if isinstance(doc.get("hint"), str) else None
     cls = _ERROR_TYPES.get(doc["type"])
     if cls is errors.ConfigError:
-        return errors.ConfigError(str(doc.get("path", "")), doc["what"], hint=hint)
+        source = doc.get("source") if isinstance(doc.get("source"), str) else None
+        return errors.ConfigError(str(doc.get("path", "")), doc["what"], hint=hint, source=source)
     if cls is not None:
         return cls(doc["where"], doc["what"], hint=hint)
     return KagentError(doc["where"], doc["what"], hint=hint)
@@ -106,7 +107,7 @@ def _error_doc(err: BaseException) -> dict[str, Any]:
         known = next(c.__name__ for c in type(err).__mro__ if c.__name__ in _ERROR_TYPES)
         doc: dict[str, Any] = {"type": known, "where": err.where, "what": err.what, "hint": err.hint}
         if isinstance(err, errors.ConfigError):
-            doc["path"] = err.path
+            doc.update(path=err.path, source=err.source)
         return doc
     if isinstance(err, OSError):
         target = f"{err.filename}: " if err.filename else ""

@@ -124,3 +124,15 @@ def test_the_helper_sees_cryptography_in_a_process_that_loaded_it() -> None:
     from kagent.pki import issue  # noqa: F401 - this test process loads it
 
     assert any("_rust" in p for p in mapped_cryptography(os.getpid()))
+
+
+def test_a_kagent_error_raised_in_the_child_is_raised_again_as_it_was() -> None:
+    from kagent.errors import ConfigError
+    from kagent.pki.child import _error_doc, _error_from
+
+    for err in (ConfigError("spec.pki.keyAlgorithm", "bad", hint="fix it", source="/etc/k.yaml"),
+                PreconditionError("pki", "no CA", hint="start once")):
+        again = _error_from(json.loads(json.dumps(_error_doc(err))))
+        assert type(again) is type(err) and again.render() == err.render() and again.exit_code == err.exit_code
+    bug = _error_from(_error_doc(RuntimeError("boom")))
+    assert bug.render().startswith("error: pki: internal error in the PKI child: RuntimeError: boom\nhint: ")
