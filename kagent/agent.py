@@ -157,8 +157,8 @@ class Agent:
         return build(config=config, paths=self.paths, facts=facts, req=self.req, detected=detect_node(self.paths, containerd_imports=imports_dir_of(config, self.paths)))
 
     def _apply_pki(self, config: ClusterConfig, facts: NodeFacts) -> None:
+        from kagent.pki.child import apply_in_child
         from kagent.pki.plan import plan_pki
-        from kagent.pki.store import apply_pki
 
         konnectivity = not self.req.single and "konnectivity-server" not in self.req.disabled
         kubelet_node = facts.node_name if runs_worker(self.req) else None
@@ -167,11 +167,11 @@ class Agent:
         etcd = not self.req.single and config.storage.type is StorageType.ETCD  # --single means kine
         plan = plan_pki(config, self.paths, facts, konnectivity=konnectivity, kubelet_node=kubelet_node, etcd=etcd,
                         etcd_member=self.req.etcd_name or None)
-        result = apply_pki(plan, now=utcnow())
+        written = apply_in_child(plan, now=utcnow())  # cryptography stays out of the agent process
         self._pki_plan = plan
-        self._pki_written = tuple(result.written)
-        if result.written:
-            self.log.info("pki_applied", written=len(result.written))
+        self._pki_written = tuple(written)
+        if written:
+            self.log.info("pki_applied", written=len(written))
 
     def reload_specs(self) -> Loaded:
         """The supervisor's loader (start and every reload): the specs and the files this load's
@@ -238,11 +238,13 @@ class Agent:
 
     def renew(self) -> Sequence[Path]:
         from kagent.node import users
-        from kagent.pki.store import renew_pki
+        from kagent.pki.child import apply_in_child
 
         if self._pki_plan is None:
             return ()
-        rewritten = renew_pki(self._pki_plan, now=utcnow())
+        # the same rule as the start's apply (only what is missing, changed or expiring within
+        # renewBefore is rewritten), in the PKI child
+        rewritten = tuple(apply_in_child(self._pki_plan, now=utcnow()))
         if rewritten and self._ownership is not None:
             users.apply_ownership(self._ownership, self.paths)  # a renewed key is written root-owned
         return rewritten
