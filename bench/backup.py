@@ -74,10 +74,15 @@ def kagent(*args: str) -> list[str]:
     return [sys.executable, "-m", "kagent", *args]
 
 
+BUNDLE_DIR: list[str] = []  # the single file unpacks into the bench's temp dir, not /var/cache/kagent
+
+
 def env() -> dict[str, str]:
     e = {k: v for k, v in os.environ.items() if not k.startswith("KAGENT_")}
     e["PYTHONPATH"] = str(REPO)
     e["ETCDCTL_API"] = "3"
+    if BUNDLE_DIR:
+        e["KAGENT_BUNDLE_DIR"] = BUNDLE_DIR[0]
     return e
 
 
@@ -104,11 +109,16 @@ def main() -> int:
     ap.add_argument("--single-file", type=Path, default=None,
                     help="also time this single-file kagent (default: dist/kagent when it exists)")
     a = ap.parse_args()
-    single = a.single_file or (REPO / "dist" / "kagent" if (REPO / "dist" / "kagent").is_file() else None)
+    single = (a.single_file or (REPO / "dist" / "kagent" if (REPO / "dist" / "kagent").is_file() else None))
+    single = single.absolute() if single is not None else None
     subprocess.run([sys.executable, "-m", "compileall", "-q", str(REPO / "kagent")], check=True, stdout=subprocess.DEVNULL)
 
     root = Path(tempfile.mkdtemp(prefix="kab", dir="/tmp"))
     root.chmod(0o711)  # etcd runs as its own user (spec.install.users): it must get through
+    if single is not None:
+        BUNDLE_DIR.append(str(root / "bundle"))
+        (root / "bundle").mkdir(mode=0o700)
+        timed([[str(single), "version"]])  # the first run unpacks it: not timed
     data, run, cfg = root / "d", root / "r", root / "kagent.yaml"
     client, peer = free_port(), free_port()
     cfg.write_text(json.dumps({"spec": {"api": {"address": "127.0.0.1", "port": free_port(), "controlApiPort": free_port()},
