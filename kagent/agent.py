@@ -441,6 +441,7 @@ class Agent:
             hooks.routes[leave.ROUTE] = leave.leave_job(
                 self.paths, client_port=self.config.storage.etcd.client_port,
                 own_api=https_url(self.config.api.address, self.config.api.control_api_port))
+            hooks.tasks.append(("etcd-removed-watch", leave.removed_watch(self.paths)))
         try:
             return run_agent_sync(
                 paths=self.paths,

@@ -13,6 +13,8 @@
   others as ``stopped``; one ``etcd_member_left`` event says so; a SIGHUP reload does not
   start them again (``drop_left``). The agent keeps running (a worker's components of a
   controller+worker keep running); stop it and ``kagent reset`` the host before reusing it.
+- ``removed_watch``: the same end when the member was removed by someone else (etcd exits
+  after saying so, ``REMOVED_LINE``), instead of restarting etcd forever.
 """
 
 from __future__ import annotations
@@ -26,9 +28,11 @@ from kagent.paths import Paths
 
 if TYPE_CHECKING:
     from kagent.components.spec import ComponentSpec
+    from kagent.supervisor.machine import Machine
     from kagent.supervisor.manager import Manager
 
 ROUTE = ("POST", "/etcd/leave")
+REMOVED_LINE = "the member has been permanently removed from the cluster"  # etcd 3.4 and 3.5, then exit 0
 LEAVE_DEADLINE = 30.0  # s: a removal retries this long while etcd is not ready for it
 ETCD = "etcd"
 
@@ -66,20 +70,66 @@ def leave_job(paths: Paths, *, client_port: int, own_api: str) -> Callable[[Mana
     409 ``{"error", "hint"}`` with nothing changed."""
 
     async def job(mgr: Manager) -> tuple[int, Any]:
-        from kagent.supervisor.reload import needing
-
         try:
             name, through = await asyncio.to_thread(remove_own_member, paths, client_port=client_port, own_api=own_api)
         except PreconditionError as err:
             mgr.log.warning("etcd_leave_refused", reason=f"{err.where}: {err.what}")
             return 409, {"error": f"{err.where}: {err.what}", "hint": err.hint}
         # no await between the removal and the stop: etcd is never restarted after it
-        names = needing([u.spec for u in mgr.m.units.values()], [ETCD])
-        await mgr.retire({n: "left" if n == ETCD else "stopped" for n in names})
-        mgr.log.info("etcd_member_left", member=name, through=through, stopped=list(names))
+        names = await _retire_etcd(mgr, name, through)
         return 200, {"member": name, "through": through, "stopped": list(names)}
 
     return job
+
+
+async def _retire_etcd(mgr: Manager, member: str, through: str) -> tuple[str, ...]:
+    """Stop etcd and what needs it for good (status ``left`` / ``stopped``), with one event."""
+    from kagent.supervisor.reload import needing
+
+    names = needing([u.spec for u in mgr.m.units.values()], [ETCD])
+    if not names:
+        return ()
+    await mgr.retire({n: "left" if n == ETCD else "stopped" for n in names})
+    mgr.log.info("etcd_member_left", member=member, through=through, stopped=list(names))
+    return names
+
+
+def removed_watch(paths: Paths) -> Callable[[Manager], Awaitable[None]]:
+    """A ``Hooks.tasks`` task: this member removed by someone else (``kagent etcd leave
+    --peer-address`` on another controller, or while this one was down). etcd then exits 0
+    after printing ``REMOVED_LINE``, and every restart does the same: at the first such exit
+    the state file says ``left`` and etcd and what needs it are retired as after a leave, so
+    there is no crash loop. Exits of a stop, and a join not completed (``pending``: its next
+    attempt replaces the member), are left alone."""
+
+    async def task(mgr: Manager) -> None:
+        seen = -1
+
+        def etcd_exited(m: Machine) -> bool:
+            u = m.units.get(ETCD)
+            return u is None or (u.pid is None and u.last_exit is not None and u.gen != seen and not u.stop_wanted)
+
+        while True:
+            await mgr.wait_until(etcd_exited)
+            u = mgr.m.units.get(ETCD)
+            if mgr.stop_requested or u is None:
+                return
+            seen = u.gen
+            if not any(REMOVED_LINE in line for line in await mgr.output_tail(ETCD)):
+                continue
+            st = cj.load_state(paths)
+            if st is None or st.state not in ("initial", "joined"):
+                continue
+            cj.save_state(paths, cj.MemberState(name=st.name, state="left", api_urls=st.api_urls))
+
+            async def retire(m: Manager) -> tuple[int, Any]:
+                names = await _retire_etcd(m, st.name, "its removal by another member")
+                return 200, {"stopped": list(names)}
+
+            await mgr.submit(retire)
+            return
+
+    return task
 
 
 def drop_left(paths: Paths, specs: Sequence[ComponentSpec]) -> Sequence[ComponentSpec]:

@@ -357,12 +357,7 @@ class Manager:
             self.dispatch(sm.HealthChanged(a.name, a.gen, result.ok, result.detail))
 
     async def _report_failure(self, a: sm.Failed) -> None:
-        child = self._last_child.get(a.name)
-        tail: list[str] = []
-        if child is not None:
-            if not child.alive:
-                await child.drain(DRAIN_TIMEOUT)
-            tail = [ln for ln in child.tail if ln.strip()]
+        tail = [ln for ln in await self.output_tail(a.name) if ln.strip()]
         msg = a.message + ("; last output:\n  " + "\n  ".join(tail) if tail else "; it printed nothing")
         if self.failure is None:
             self.failure = ComponentError(f"component {a.name}", msg, hint=f"see the log lines with component={a.name}")
@@ -413,6 +408,23 @@ class Manager:
             if fh is not None:
                 fh.close()
 
+    def submit(self, job: Callable[[Manager], Awaitable[tuple[int, Any]]]) -> asyncio.Future[tuple[int, Any]]:
+        """Run ``job(self)`` as a queued command (one at a time with reloads, renewals and the
+        ``Hooks.routes`` requests); the future gets its (status, body) answer."""
+        answer: asyncio.Future[tuple[int, Any]] = asyncio.get_running_loop().create_future()
+        self.request(_Cmd("job", reply=answer, job=job))
+        return answer
+
+    async def output_tail(self, name: str) -> list[str]:
+        """The last lines (``process.TAIL_LINES``) the component's latest process printed; its
+        pipes are drained first when it has exited."""
+        child = self._last_child.get(name)
+        if child is None:
+            return []
+        if not child.alive:
+            await child.drain(DRAIN_TIMEOUT)
+        return list(child.tail)
+
     # ---- status --------------------------------------------------------------------------
     def status_doc(self) -> dict[str, Any]:
         now = self.clock.monotonic()
@@ -461,9 +473,7 @@ class Manager:
         if job is not None:
             if self.phase != "running":
                 return 409, {"error": f"agent is {self.phase}; try again when it is running"}
-            answer: asyncio.Future[tuple[int, Any]] = asyncio.get_running_loop().create_future()
-            self.request(_Cmd("job", reply=answer, job=job))
-            return await answer
+            return await self.submit(job)
         return 404, {"error": f"no route {method} {target}"}
 
     def _hook(self, which: str, fns: Iterable[Callable[..., None]], *args: Any) -> None:

