@@ -104,6 +104,14 @@ def test_a_reload_enables_reschedules_and_stops_backups_without_touching_etcd(no
     time.sleep(3)  # more than one old schedule: no backup is taken any more
     assert scheduled() == before
     assert n.kagent("reload").stdout.strip() == "nothing changed\nunchanged: etcd, control-api"  # nothing to say for backups
+    # a rejected reload changes nothing for backups either
+    bad = base_config(n, backup={"schedule": "1s", "retention": 0, "directory": str(out)})
+    n.write_config(bad)
+    r = n.kagent("reload")
+    assert r.returncode == 3 and "spec.backup.retention" in r.stderr, r.stderr
+    assert "backup" not in n.status()
+    time.sleep(1.5)
+    assert scheduled() == before
     comps = n.components()
     assert {k: c["pid"] for k, c in comps.items()} == pids and all(c["restarts"] == 0 for c in comps.values())
     assert n.stop() == 0
