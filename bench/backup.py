@@ -20,9 +20,20 @@ Each round, timed as wall clock:
   or ``etcdutl`` for 3.5), warm and cold as above;
 - restore, by hand: ``tar xzf`` of the hand-made archive then ``etcdctl snapshot restore``.
 
+Also timed each round, as the floor under every cold run: ``python -c pass`` (the interpreter
+with this venv's site, which imports the editable install's finder) and ``python -m kagent
+version`` (plus click and kagent's CLI). With ``--single-file PATH`` (or when
+``dist/kagent`` exists: ``packaging/build.sh`` makes it) the same backup and restore, and
+``version``, run through the single-file executable too.
+
+Before timing, kagent's modules are byte-compiled once (``compileall``): an installed kagent
+(a wheel, the single file) has its bytecode, and with ``PYTHONDONTWRITEBYTECODE=1`` in the
+environment every cold run would otherwise compile the modules it imports from source.
+
 Reported: the median and min of each, and the ratios kagent / by hand (target: at most 1.5),
 warm and cold. The hand-made commands are Go binaries and tar, which start in a few ms; at
-10,000 keys the snapshot is about 1.5 MB, so the cold ratio is mostly Python's start-up.
+10,000 keys the snapshot is about 1.5 MB, so the cold ratio is mostly Python's start-up: the
+report prints the floor's share of it.
 """
 
 from __future__ import annotations
@@ -63,10 +74,15 @@ def kagent(*args: str) -> list[str]:
     return [sys.executable, "-m", "kagent", *args]
 
 
+BUNDLE_DIR: list[str] = []  # the single file unpacks into the bench's temp dir, not /var/cache/kagent
+
+
 def env() -> dict[str, str]:
     e = {k: v for k, v in os.environ.items() if not k.startswith("KAGENT_")}
     e["PYTHONPATH"] = str(REPO)
     e["ETCDCTL_API"] = "3"
+    if BUNDLE_DIR:
+        e["KAGENT_BUNDLE_DIR"] = BUNDLE_DIR[0]
     return e
 
 
@@ -90,10 +106,19 @@ def main() -> int:
     ap.add_argument("--keys", type=int, default=10_000)
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--single-file", type=Path, default=None,
+                    help="also time this single-file kagent (default: dist/kagent when it exists)")
     a = ap.parse_args()
+    single = (a.single_file or (REPO / "dist" / "kagent" if (REPO / "dist" / "kagent").is_file() else None))
+    single = single.absolute() if single is not None else None
+    subprocess.run([sys.executable, "-m", "compileall", "-q", str(REPO / "kagent")], check=True, stdout=subprocess.DEVNULL)
 
     root = Path(tempfile.mkdtemp(prefix="kab", dir="/tmp"))
     root.chmod(0o711)  # etcd runs as its own user (spec.install.users): it must get through
+    if single is not None:
+        BUNDLE_DIR.append(str(root / "bundle"))
+        (root / "bundle").mkdir(mode=0o700)
+        timed([[str(single), "version"]])  # the first run unpacks it: not timed
     data, run, cfg = root / "d", root / "r", root / "kagent.yaml"
     client, peer = free_port(), free_port()
     cfg.write_text(json.dumps({"spec": {"api": {"address": "127.0.0.1", "port": free_port(), "controlApiPort": free_port()},
@@ -104,7 +129,10 @@ def main() -> int:
     agent = subprocess.Popen(kagent(*flags, "controller", "--init", "--disable-components", KUBE), stdout=log,
                              stderr=subprocess.STDOUT, env=env(), start_new_session=True)
     results: dict[str, list[float]] = {"backup_kagent_warm": [], "backup_kagent_cold": [], "backup_by_hand": [],
-                                       "restore_kagent_warm": [], "restore_kagent_cold": [], "restore_by_hand": []}
+                                       "restore_kagent_warm": [], "restore_kagent_cold": [], "restore_by_hand": [],
+                                       "floor_python": [], "floor_kagent_version": []}
+    if single is not None:
+        results.update({"backup_single_file": [], "restore_single_file": [], "floor_single_file_version": []})
     cfg_text = cfg.read_text()
     try:
         deadline = time.monotonic() + 60
@@ -137,6 +165,12 @@ def main() -> int:
                 paths, storage="etcd", etcd_client_port=client, kine_data_source=None, config_text=cfg_text,
                 cluster_name="kagent", save_path=str(rd / "w"), now=datetime.now(timezone.utc))))
             results["backup_kagent_cold"].append(timed([kagent(*flags, "backup", "--save-path", str(rd / "k"))]))
+            results["floor_python"].append(timed([[sys.executable, "-c", "pass"]]))
+            results["floor_kagent_version"].append(timed([kagent("version")]))
+            if single is not None:
+                (rd / "s").mkdir()
+                results["backup_single_file"].append(timed([[str(single), *flags, "backup", "--save-path", str(rd / "s")]]))
+                results["floor_single_file_version"].append(timed([[str(single), "version"]]))
             snap = rd / "h" / "snap.db"
             results["backup_by_hand"].append(timed([
                 [*ctl, "snapshot", "save", str(snap)],
@@ -150,6 +184,9 @@ def main() -> int:
                 Paths.build(rd / "wd", rd / "wr"), warm, target, config_out=None)))
             results["restore_kagent_cold"].append(timed([kagent("-c", str(cfg), "--data-dir", str(rd / "kd"), "--run-dir",
                                                                 str(rd / "kr"), "restore", str(archive))]))
+            if single is not None:
+                results["restore_single_file"].append(timed([[str(single), "-c", str(cfg), "--data-dir", str(rd / "sd"),
+                                                              "--run-dir", str(rd / "sr"), "restore", str(archive)]]))
             (rd / "hd").mkdir()
             results["restore_by_hand"].append(timed([
                 ["tar", "xzf", str(rd / "h" / "backup.tar.gz"), "-C", str(rd / "hd")],
@@ -176,6 +213,13 @@ def main() -> int:
         "ratio_restore_cold": round(med["restore_kagent_cold"] / med["restore_by_hand"], 2),
         "target": 1.5,
     }
+    floor = med["floor_kagent_version"]
+    # what is left of each cold run once the CLI's start-up (kagent version) is taken off
+    doc["ratio_backup_cold_minus_floor"] = round((med["backup_kagent_cold"] - floor) / med["backup_by_hand"], 2)
+    doc["ratio_restore_cold_minus_floor"] = round((med["restore_kagent_cold"] - floor) / med["restore_by_hand"], 2)
+    if single is not None:
+        doc["ratio_backup_single_file"] = round(med["backup_single_file"] / med["backup_by_hand"], 2)
+        doc["ratio_restore_single_file"] = round(med["restore_single_file"] / med["restore_by_hand"], 2)
     if a.json:
         print(json.dumps(doc, indent=2))
     else:
@@ -184,6 +228,11 @@ def main() -> int:
             print(f"  {k:20} {med[k]:.3f}s ({min(results[k]):.3f}s)")
         print(f"backup:  kagent / by hand = {doc['ratio_backup_warm']}x warm, {doc['ratio_backup_cold']}x cold (target <= 1.5x)")
         print(f"restore: kagent / by hand = {doc['ratio_restore_warm']}x warm, {doc['ratio_restore_cold']}x cold (target <= 1.5x)")
+        print(f"floor:   python -c pass {med['floor_python']:.3f}s, kagent version {floor:.3f}s; cold minus that floor / by hand = "
+              f"{doc['ratio_backup_cold_minus_floor']}x backup, {doc['ratio_restore_cold_minus_floor']}x restore")
+        if single is not None:
+            print(f"single file {single}: version {med['floor_single_file_version']:.3f}s; / by hand = "
+                  f"{doc['ratio_backup_single_file']}x backup, {doc['ratio_restore_single_file']}x restore")
     return 0
 
 

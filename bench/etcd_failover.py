@@ -34,7 +34,6 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from kagent import log  # noqa: E402
 from kagent.bins import find_binary  # noqa: E402
 from kagent.join.etcdclient import EtcdClient, EtcdError  # noqa: E402
 from kagent.paths import Paths  # noqa: E402
@@ -43,6 +42,9 @@ from tests.fixtures.controllers import Host, configure, voting, wait_until, writ
 from tests.fixtures.etcd import client_for, start_member  # noqa: E402
 from tests.fixtures.pki_env import build  # noqa: E402
 from tests.integration.conftest import Node  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from benchlog import logs_in  # noqa: E402
 
 HEALTHY = ["etcd", "control-api"]
 
@@ -160,8 +162,11 @@ def measure(rounds: int) -> dict[str, Any]:
     """Both variants, ``rounds`` each (also called by bench/join.py)."""
     base = traversable_tmpdir("kfo")  # etcd runs as the etcd user: it must get through to its data dir
     try:
-        bare = bench_bare(rounds, base / "bare")
-        kagent = bench_kagent(rounds, base / "k")
+        # the agents' and etcds' output and this process's kagent events stay in files under
+        # base (stdout carries the results only); their tails are printed on a failure
+        with logs_in(base):
+            bare = bench_bare(rounds, base / "bare")
+            kagent = bench_kagent(rounds, base / "k")
     finally:
         shutil.rmtree(base, ignore_errors=True)
     res: dict[str, Any] = {"rounds": rounds, "bare_etcd_s": bare, "kagent_s": kagent,
@@ -176,7 +181,6 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
-    log.configure(fmt="json")
     res = measure(args.rounds)
     bare = res["bare_etcd_s"]
     if args.json:

@@ -82,8 +82,7 @@ class Controller:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                tail = (self.root / "agent.log").read_text(errors="replace").splitlines()[-5:]
-                raise SystemExit(f"controller exited {self.proc.returncode}:\n" + "\n".join(tail))
+                raise SystemExit(f"controller exited {self.proc.returncode} (its log: {self.root / 'agent.log'})")
             if self.ca.exists():
                 try:
                     if healthz(self.ports["control"], ssl.create_default_context(cafile=str(self.ca))) == 200:
@@ -208,6 +207,31 @@ def _failover(rounds: int) -> dict[str, Any]:
     return etcd_failover.measure(rounds)
 
 
+def _joins(root: Path, args: argparse.Namespace, joins: int) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The controller in ``root``, then the floor and the joins (warmed up first)."""
+    ctl = Controller(root, args.key_algorithm)
+    try:
+        ctl.wait_ready()
+        tok = decode_token(ctl.token(), "token")
+        port = ctl.ports["control"]
+        keys = [issue.new_key(KeyAlgorithm.ECDSA_P256) for _ in range(args.clients)]
+
+        def body(name: str, i: int) -> bytes:
+            return json.dumps({"node": name, "csr": make_csr(name, keys[i % len(keys)]).decode()}).encode()
+
+        bodies = [body(f"bench-{i:05d}", i) for i in range(joins)]
+        warm = [body(f"warm-{i:03d}", i) for i in range(4 * args.clients)]
+        procs = max(1, min(args.procs, args.clients))
+        # warm up, not measured: the server's first TLS sessions and its pool of etcd connections
+        run("floor", port, ctl.ca, tok.value, bodies[:100], args.clients, procs)
+        run("join", port, ctl.ca, tok.value, warm, args.clients, procs)
+        floor = run("floor", port, ctl.ca, tok.value, bodies, args.clients, procs)
+        joined = run("join", port, ctl.ca, tok.value, bodies, args.clients, procs)
+    finally:
+        ctl.stop()
+    return floor, joined
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--joins", type=int, default=1000)
@@ -223,25 +247,17 @@ def main() -> int:
     joins = 200 if args.quick else args.joins
     root = Path(tempfile.mkdtemp(prefix="kbj", dir="/tmp"))
     root.chmod(0o755)  # etcd runs as its own user: it must be able to pass through to the data dir
-    ctl = Controller(root, args.key_algorithm)
-    try:
-        ctl.wait_ready()
-        tok = decode_token(ctl.token(), "token")
-        port = ctl.ports["control"]
-        keys = [issue.new_key(KeyAlgorithm.ECDSA_P256) for _ in range(args.clients)]
-        def body(name: str, i: int) -> bytes:
-            return json.dumps({"node": name, "csr": make_csr(name, keys[i % len(keys)]).decode()}).encode()
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import benchlog
 
-        bodies = [body(f"bench-{i:05d}", i) for i in range(joins)]
-        warm = [body(f"warm-{i:03d}", i) for i in range(4 * args.clients)]
-        procs = max(1, min(args.procs, args.clients))
-        # warm up, not measured: the server's first TLS sessions and its pool of etcd connections
-        run("floor", port, ctl.ca, tok.value, bodies[:100], args.clients, procs)
-        run("join", port, ctl.ca, tok.value, warm, args.clients, procs)
-        floor = run("floor", port, ctl.ca, tok.value, bodies, args.clients, procs)
-        joined = run("join", port, ctl.ca, tok.value, bodies, args.clients, procs)
+    # stdout carries the results only: the agent's output is in <tmp>/agent.log, this process's
+    # own kagent events (in-process PKI and etcd calls) in <tmp>/bench.log; tails on a failure
+    try:
+        with benchlog.logs_in(root):
+            floor, joined = _joins(root, args, joins)
+            if joined["failed"] or floor["failed"]:
+                benchlog.print_tails(root)
     finally:
-        ctl.stop()
         shutil.rmtree(root, ignore_errors=True)
     failover = _failover(args.failover_rounds) if args.failover_rounds > 0 else None
     result = {"joins": joined, "floor_bare_tls_get": floor, "failover": failover, "clients": args.clients, "key_algorithm": args.key_algorithm,

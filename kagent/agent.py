@@ -23,6 +23,7 @@ from kagent.components.spec import ComponentSpec
 from kagent.errors import PreconditionError
 
 if TYPE_CHECKING:
+    from kagent.backup import BackupResult
     from kagent.components.ownership import OwnershipPlan
     from kagent.supervisor.manager import Hooks
     from kagent.components.context import Context
@@ -156,8 +157,8 @@ class Agent:
         return build(config=config, paths=self.paths, facts=facts, req=self.req, detected=detect_node(self.paths, containerd_imports=imports_dir_of(config, self.paths)))
 
     def _apply_pki(self, config: ClusterConfig, facts: NodeFacts) -> None:
+        from kagent.pki.child import apply_in_child
         from kagent.pki.plan import plan_pki
-        from kagent.pki.store import apply_pki
 
         konnectivity = not self.req.single and "konnectivity-server" not in self.req.disabled
         kubelet_node = facts.node_name if runs_worker(self.req) else None
@@ -166,11 +167,11 @@ class Agent:
         etcd = not self.req.single and config.storage.type is StorageType.ETCD  # --single means kine
         plan = plan_pki(config, self.paths, facts, konnectivity=konnectivity, kubelet_node=kubelet_node, etcd=etcd,
                         etcd_member=self.req.etcd_name or None)
-        result = apply_pki(plan, now=utcnow())
+        written = apply_in_child(plan, now=utcnow())  # cryptography stays out of the agent process
         self._pki_plan = plan
-        self._pki_written = tuple(result.written)
-        if result.written:
-            self.log.info("pki_applied", written=len(result.written))
+        self._pki_written = tuple(written)
+        if written:
+            self.log.info("pki_applied", written=len(written))
 
     def reload_specs(self) -> Loaded:
         """The supervisor's loader (start and every reload): the specs and the files this load's
@@ -188,6 +189,10 @@ class Agent:
         from kagent.node import users
 
         specs = specs_for(self.build_context())
+        if self.uses_etcd():  # a member that left (kagent etcd leave) runs no etcd, nor what needs it
+            from kagent.join.leave import drop_left
+
+            specs = tuple(drop_left(self.paths, specs))
         self._check_binaries(specs)
         # component users and their files (--init-only starts nothing: creates no user, demands nothing)
         self._ownership = users.prepare(specs, self.paths, self.log, will_run=not self.req.init_only)
@@ -233,11 +238,13 @@ class Agent:
 
     def renew(self) -> Sequence[Path]:
         from kagent.node import users
-        from kagent.pki.store import renew_pki
+        from kagent.pki.child import apply_in_child
 
         if self._pki_plan is None:
             return ()
-        rewritten = renew_pki(self._pki_plan, now=utcnow())
+        # the same rule as the start's apply (only what is missing, changed or expiring within
+        # renewBefore is rewritten), in the PKI child
+        rewritten = tuple(apply_in_child(self._pki_plan, now=utcnow()))
         if rewritten and self._ownership is not None:
             users.apply_ownership(self._ownership, self.paths)  # a renewed key is written root-owned
         return rewritten
@@ -354,25 +361,33 @@ class Agent:
         return watcher.close
 
     def backup_hooks(self) -> Hooks:
-        """spec.backup on a controller: the scheduled-backup task and its ``backup`` status field."""
+        """spec.backup on a controller: the scheduled-backup timer (also without spec.backup,
+        so a reload can enable it), its ``backup`` status field, and a reload applying a new
+        spec.backup to it (``backup`` in the reply: what changed; no component is touched)."""
         from kagent.supervisor.manager import Hooks
 
         hooks = Hooks()
-        if self.req.role != Role.CONTROLLER or self.config is None or self.config.backup is None:
+        if self.req.role != Role.CONTROLLER or self.config is None:
             return hooks
-        from kagent.backup import BackupResult, backup_from_app
-        from kagent.backup_schedule import ScheduleStatus, run_schedule
-
-        status = ScheduleStatus(spec=self.config.backup)
+        from kagent.backup_schedule import BackupScheduler
 
         def take(directory: str) -> BackupResult:
+            from kagent.backup import backup_from_app
+
             return backup_from_app(self.app, directory, scheduled=True)
 
+        timer = BackupScheduler(self.config.backup, take)
+
         def task(_mgr: object) -> Coroutine[Any, Any, None]:
-            return run_schedule(status, take, lambda: self.config.backup if self.config else None)
+            return timer.run()
+
+        def reloaded() -> dict[str, Any]:
+            change = timer.apply(self.config.backup if self.config is not None else None)
+            return {"backup": change} if change is not None else {}
 
         hooks.tasks.append(("backup-schedule", task))
-        hooks.status.append(lambda: {"backup": status.as_dict()})
+        hooks.status.append(timer.status_fields)
+        hooks.on_reload_applied.append(reloaded)
         return hooks
 
     # ---- run -------------------------------------------------------------------------
@@ -419,6 +434,14 @@ class Agent:
                 stoppers.append(self.start_image_import())
 
         hooks = self.backup_hooks()
+        if self.uses_etcd():
+            from kagent.join import leave
+            from kagent.pki.plan import https_url
+
+            hooks.routes[leave.ROUTE] = leave.leave_job(
+                self.paths, client_port=self.config.storage.etcd.client_port,
+                own_api=https_url(self.config.api.address, self.config.api.control_api_port))
+            hooks.tasks.append(("etcd-removed-watch", leave.removed_watch(self.paths)))
         try:
             return run_agent_sync(
                 paths=self.paths,

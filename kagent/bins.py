@@ -72,6 +72,15 @@ def major_minor(version: str | None) -> tuple[int, int] | None:
     return (int(m.group(1)), int(m.group(2))) if m else None
 
 
+def version_tuple(version: str | None) -> tuple[int, int, int] | None:
+    """Pure. ``"3.5.1"`` -> ``(3, 5, 1)``, ``"v1.7"`` -> ``(1, 7, 0)``; None for None or a
+    non-version (a flag that arrived in a patch release, etcd's --tls-min-version in 3.5.8)."""
+    if not version:
+        return None
+    m = re.match(r"^v?(\d+)\.(\d+)(?:\.(\d+))?", version)
+    return (int(m.group(1)), int(m.group(2)), int(m.group(3) or 0)) if m else None
+
+
 def binary_version(path: Path, *, timeout: float = 5.0) -> str | None:
     """Run ``<path> --version`` (no shell, stdin closed, own process group) and parse its
     output; None when it fails, hangs past ``timeout`` or prints nothing version-like. On a
@@ -126,6 +135,10 @@ def cached_version(path: Path, *, probe: Callable[[Path], str | None] = binary_v
 
 def cached_major_minor(path: Path) -> tuple[int, int] | None:
     return major_minor(cached_version(path))
+
+
+def cached_version_tuple(path: Path) -> tuple[int, int, int] | None:
+    return version_tuple(cached_version(path))
 
 
 def missing_hint(name: str) -> str:

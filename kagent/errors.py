@@ -48,13 +48,23 @@ class UsageError(KagentError):
 
 
 class ConfigError(KagentError):
-    """``where`` is ``config <dotted.path>`` so the message names the field."""
+    """``where`` names the field: ``<source>: <dotted.path>`` when the file (or ``stdin``) is
+    known (``located``), else ``config <dotted.path>``."""
 
     exit_code = ExitCode.CONFIG
 
-    def __init__(self, path: str, what: str, *, hint: str | None = None) -> None:
+    def __init__(self, path: str, what: str, *, hint: str | None = None, source: str | None = None) -> None:
         self.path = path
-        super().__init__(f"config {path}" if path else "config", what, hint=hint)
+        self.source = source
+        if source:
+            where = f"{source}: {path}" if path and path != "(document)" else source
+        else:
+            where = f"config {path}" if path else "config"
+        super().__init__(where, what, hint=hint)
+
+    def located(self, source: str) -> ConfigError:
+        """The same error naming the file it is in (an error that names one already is kept)."""
+        return self if self.source else ConfigError(self.path, self.what, hint=self.hint, source=source)
 
 
 class PreconditionError(KagentError):

@@ -16,6 +16,16 @@ _configured = False
 _preset: dict[str, Any] = {"fmt": None, "verbose": False, "debug": False}
 
 
+_effective: dict[str, Any] = {}  # what configure() set up last
+
+
+def child_args() -> list[str]:
+    """The root options that give a kagent child process (one that shares this stderr, e.g. the
+    PKI child) this process's log set-up."""
+    eff = _effective or {**_preset, "fmt": _preset["fmt"] or ("console" if sys.stderr.isatty() else "json")}
+    return ["--log-format", str(eff["fmt"]), *(["-v"] if eff["verbose"] else []), *(["--debug"] if eff["debug"] else [])]
+
+
 def preset(*, fmt: str | None = None, verbose: bool = False, debug: bool = False) -> None:
     """Record the CLI's log options (the defaults of the next configure())."""
     _preset.update(fmt=fmt, verbose=verbose, debug=debug)
@@ -57,6 +67,7 @@ def configure(*, fmt: str | None = None, verbose: bool | None = None, debug: boo
         processors += [structlog.processors.format_exc_info, structlog.processors.JSONRenderer()]
     else:
         processors += [structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())]
+    _effective.update(fmt=fmt, verbose=verbose, debug=debug)
     structlog.configure(
         processors=processors,
         wrapper_class=structlog.make_filtering_bound_logger(level),

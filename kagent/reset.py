@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Iterable, Sequence
 
 from kagent.errors import KagentError, PreconditionError
+from kagent.node.lock import refuse_if_running
 from kagent.paths import DEFAULT_DATA_DIR, Paths
 
 if TYPE_CHECKING:
@@ -596,23 +597,6 @@ def leave_as_worker(paths: Paths, report: ResetReport) -> None:
         return
     if left is not None:
         report.done.append(f"removed node record {left[0]} through {left[1]}")
-
-
-def agent_pid(paths: Paths) -> int | None:
-    from kagent.supervisor.process import read_pidfile
-
-    return read_pidfile(paths.agent_pidfile)
-
-
-def refuse_if_running(paths: Paths, what: str) -> None:
-    """Exit 4 naming the agent's pid while it holds the lock."""
-    from kagent.node.lock import is_held
-
-    if is_held(paths.lock_file):
-        pid = agent_pid(paths)
-        who = f"kagent (pid {pid})" if pid else "a kagent"
-        raise PreconditionError(str(paths.lock_file), f"{who} is running on this run dir; {what} refused",
-                                hint=f"stop it first (kill {pid})" if pid else "stop the running agent first")
 
 
 def reset(paths: Paths, *, dry_run: bool = False, force: bool = False, grace: float = TERM_GRACE,

@@ -45,6 +45,13 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def mapped_cryptography(pid: int) -> list[str]:
+    """The files of the ``cryptography`` package mapped into process ``pid`` (its native
+    ``_rust`` module once anything imported it): read from /proc, not from the process itself."""
+    maps = Path(f"/proc/{pid}/maps").read_text().splitlines()
+    return sorted({line.split()[-1] for line in maps if "/cryptography/" in line})
+
+
 def traversable_tmpdir(prefix: str) -> Path:
     """A fresh dir under /tmp that every user may traverse (0711, not listable): a component
     kagent runs as its own system user (etcd as ``etcd``) must get through every dir above its

@@ -30,6 +30,7 @@ COMMANDS: dict[str, str] = {
     "certs": "kagent.cli.certs:certs",
     "etcd": "kagent.cli.etcd:etcd",
     "api": "kagent.cli.api:api",
+    "pki-apply": "kagent.cli.pki_child:pki_apply",
     "token": "kagent.cli.token:token",
     "node": "kagent.cli.node:node",
     "reset": "kagent.cli.reset:reset",
@@ -44,7 +45,7 @@ COMMANDS: dict[str, str] = {
 
 
 # run by the agent itself, not by operators: callable, but not listed in --help
-HIDDEN: frozenset[str] = frozenset({"api"})
+HIDDEN: frozenset[str] = frozenset({"api", "pki-apply"})
 
 
 def register(name: str, target: str) -> None:

@@ -66,7 +66,7 @@ class AppContext:
     def load_config(self) -> ClusterConfig:
         from kagent.config.load import load_config
 
-        return load_config(self.config_text(), host_address=self.facts().default_address, source=self.config_source())
+        return load_config(self.config_text(), host_address=lambda: self.facts().default_address, source=self.config_source())
 
     def reload_config(self) -> ClusterConfig:
         """Re-read the file (SIGHUP). Stdin configs cannot be re-read: the first text is reused."""
@@ -115,13 +115,14 @@ def _read_file(path: Path) -> str:
     except FileNotFoundError:
         raise ConfigError("", f"file {path} does not exist", hint="pass an existing file with -c, or run `kagent config create > FILE`") from None
     except PermissionError:
-        raise ConfigError("", f"{path} is not readable (permission denied)") from None
+        raise ConfigError("", f"{path} is not readable (permission denied)",
+                          hint="run as root, or make the file readable by this user") from None
     except OSError as err:
-        raise ConfigError("", f"{path} cannot be opened: {err.strerror}") from None
+        raise ConfigError("", f"{path} cannot be opened: {err.strerror}", hint="pass a readable config file with -c") from None
     try:
         st = os.fstat(fd)
         if stat.S_ISDIR(st.st_mode):
-            raise ConfigError("", f"{path} is a directory, not a config file")
+            raise ConfigError("", f"{path} is a directory, not a config file", hint="pass the file inside it with -c, e.g. -c DIR/kagent.yaml")
         if not stat.S_ISREG(st.st_mode):
             raise ConfigError("", f"{path} is not a regular file ({_kind(st.st_mode)})", hint="pass a config file with -c, or -c - to read stdin")
         if st.st_size > MAX_CONFIG_BYTES:
@@ -130,7 +131,7 @@ def _read_file(path: Path) -> str:
         try:
             data = _read_bounded(lambda n: os.read(fd, n), str(path))
         except OSError as err:
-            raise ConfigError("", f"{path} cannot be read: {err.strerror}") from None
+            raise ConfigError("", f"{path} cannot be read: {err.strerror}", hint="pass a readable config file with -c") from None
     finally:
         os.close(fd)
     return _decode(data, str(path))
@@ -148,7 +149,7 @@ def _decode(data: bytes, what: str) -> str:
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError:
-        raise ConfigError("", f"{what} is not UTF-8 text") from None
+        raise ConfigError("", f"{what} is not UTF-8 text", hint="save the config as UTF-8 (YAML is text)") from None
 
 
 def env_default(name: str, fallback: str) -> str:

@@ -73,10 +73,15 @@ def _owner(user: str, is_root: bool) -> tuple[int, int] | None:
     """(uid, gid) of a component user that exists; None when not root (components then run as
     the agent's user) or when it does not exist yet (the agent creates it at its first start
     and applies the ownership plan then)."""
-    from kagent.node.users import lookup
+    import pwd
 
-    acct = lookup(user) if is_root else None
-    return (acct.uid, acct.gid) if acct is not None else None
+    if not is_root:
+        return None
+    try:
+        pw = pwd.getpwnam(user)
+    except KeyError:
+        return None
+    return pw.pw_uid, pw.pw_gid
 
 
 @click.command()
@@ -89,8 +94,9 @@ def restore(app: AppContext, archive: str, config_out: Path | None) -> int:
     database), pki/, manifests/ and images/. The archive is verified in full (names, types,
     sizes, every SHA-256) before anything is written. Refused while an agent runs."""
     from kagent import backup as bk
-    from kagent.components.common import url_host
     from kagent.config.load import load_config
+    from kagent.node.facts import identity
+    from kagent.urls import url_host
 
     paths = app.paths
     bk.refuse_if_running_or_not_empty(paths, config_out)
@@ -104,14 +110,15 @@ def restore(app: AppContext, archive: str, config_out: Path | None) -> int:
             if not path.is_file():
                 raise UsageError("FILE", f"{path} is not a file", hint="pass a backup archive, or - for stdin")
         verified = bk.verify_archive(path)
-        facts = app.facts()
-        cfg = (load_config(verified.config_text, host_address=facts.default_address, source=f"{archive}:{bk.CONFIG_ENTRY}")
+        cfg = (load_config(verified.config_text, host_address=lambda: app.facts().default_address,
+                           source=f"{archive}:{bk.CONFIG_ENTRY}")
                if verified.config_text is not None else app.load_config())
         etcd = cfg.storage.etcd
-        target = bk.RestoreTarget(node_name=facts.node_name, peer_url=f"https://{url_host(etcd.peer_address)}:{etcd.peer_port}",
+        me = identity()  # the node name and root-ness: no interface scan
+        target = bk.RestoreTarget(node_name=me.node_name, peer_url=f"https://{url_host(etcd.peer_address)}:{etcd.peer_port}",
                                   kine_data_source=cfg.storage.kine.data_source,
-                                  etcd_user=_owner(cfg.users.etcd_user, facts.is_root),
-                                  kine_user=_owner(cfg.users.kine_user, facts.is_root))
+                                  etcd_user=_owner(cfg.users.etcd_user, me.is_root),
+                                  kine_user=_owner(cfg.users.kine_user, me.is_root))
         result = bk.restore(paths, path, target, config_out=config_out, verified=verified)
     finally:
         if spooled is not None:

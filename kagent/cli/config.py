@@ -45,13 +45,13 @@ def validate(app: AppContext) -> None:
 def print_args(app: AppContext, /, component: str, role: str | None, **flags: object) -> None:
     """Print COMPONENT's exact argv, one item per line (the binary first), as this node would
     run it with the given flags. Notes about overridden flags go to stderr."""
-    from kagent.components import BY_NAME, specs_for
+    from kagent.components import NAMES, module_of, specs_for
     from kagent.components.context import Role
     from kagent.errors import UsageError
 
-    module = BY_NAME.get(component)
+    module = module_of(component)
     if module is None:
-        raise UsageError("print-args", f"{component!r} is not a component", hint=f"components: {', '.join(BY_NAME)}")
+        raise UsageError("print-args", f"{component!r} is not a component", hint=f"components: {', '.join(NAMES)}")
     node_role = Role(role) if role else module.ROLES[0]
     ctx = node_context(app, node_role, **flags)  # type: ignore[arg-type]
     spec = next((s for s in specs_for(ctx) if s.name == component), None)

@@ -64,45 +64,66 @@ def member_list(app: AppContext, output: str) -> int:
 def leave(app: AppContext, peer_address: str | None) -> int:
     """Remove an etcd member cleanly; the remaining cluster stays writable.
 
-    Without --peer-address: this controller's own member, through its own etcd when that
-    runs, else through another controller's API (authenticated by pki/etcd/member.crt).
+    Without --peer-address: this controller's own member. With its agent running, the agent
+    removes it and stops etcd and what needs it (kagent status shows etcd as left); else
+    through another controller's API (authenticated by pki/etcd/member.crt).
     With --peer-address: that member, through this controller's etcd."""
     from kagent import log
     from kagent.errors import PreconditionError
-    from kagent.join import controller as cj
     from kagent.join import membership
     from kagent.join.etcdclient import EtcdUnavailable
 
     log.configure(fmt=app.log_format, verbose=app.verbose, debug=app.debug)
     config, client = _local(app)
     own = config.storage.etcd.peer_address
-    st = cj.load_state(app.paths)
-    self_leave = peer_address is None or peer_address.strip("[]").lower() == own.lower()
-    with client:
-        try:
-            reachable = client.health(timeout=3)
-        except EtcdUnavailable:
-            reachable = False
-        if not self_leave:
+    if peer_address is not None and peer_address.strip("[]").lower() != own.lower():
+        with client:
+            try:
+                reachable = client.health(timeout=3)
+            except EtcdUnavailable:
+                reachable = False
             if not reachable:
                 raise PreconditionError(f"etcd {client.endpoints[0]}", "this controller's etcd is not running",
                                         hint="run kagent etcd leave --peer-address on a running controller")
             removed, left = membership.remove(client, address=peer_address, deadline_s=30)
-            click.echo(f"removed etcd member {removed.name or f'{removed.id:x}'} ({','.join(removed.peer_urls)}); "
-                       f"{len(left)} left")
-            return 0
-        if st is None:
-            raise PreconditionError(str(cj.state_path(app.paths)), "this data dir holds no etcd member",
-                                    hint="run it on a controller that ran etcd")
-        if reachable:
-            removed, left = membership.remove(client, node=st.name, deadline_s=30)
-            cj.save_state(app.paths, cj.MemberState(name=st.name, state="left", api_urls=st.api_urls))
-            through = "its own etcd"
-        else:
-            from kagent.pki.plan import https_url
+        click.echo(f"removed etcd member {removed.name or f'{removed.id:x}'} ({','.join(removed.peer_urls)}); "
+                   f"{len(left)} left")
+        return 0
+    client.close()
+    from kagent.node.lock import is_held
 
-            own_api = https_url(config.api.address, config.api.control_api_port)
-            through = cj.leave_through_api(app.paths, name=st.name, api_urls=[u for u in st.api_urls if u != own_api])
-    click.echo(f"etcd member {st.name} left the cluster (through {through})")
+    if is_held(app.paths.lock_file):
+        name, through, stopped = _leave_through_agent(app)
+        click.echo(f"etcd member {name} left the cluster (through {through}); stopped: {', '.join(stopped) or 'nothing'}")
+    else:
+        from kagent.join.leave import remove_own_member
+        from kagent.pki.plan import https_url
+
+        name, through = remove_own_member(app.paths, client_port=config.storage.etcd.client_port,
+                                          own_api=https_url(config.api.address, config.api.control_api_port))
+        click.echo(f"etcd member {name} left the cluster (through {through})")
     click.echo("hint: stop this controller and reset it (kagent reset) before reusing the host", err=True)
     return 0
+
+
+def _leave_through_agent(app: AppContext) -> tuple[str, str, list[str]]:
+    """``POST /etcd/leave`` on the running agent's status socket: (member, through, stopped)."""
+    from kagent.errors import PreconditionError
+    from kagent.join.leave import ROUTE
+    from kagent.supervisor.status import request
+
+    sock = str(app.paths.status_sock)
+    code, doc = request(app.paths.status_sock, *ROUTE, timeout=120)
+    err = doc.get("error") if isinstance(doc, dict) else None
+    if code == 404:
+        raise PreconditionError(sock, "the running agent runs no etcd member",
+                                hint="kagent etcd leave applies to a controller with spec.storage.type etcd")
+    if code != 200 or not isinstance(doc, dict):
+        hint = doc.get("hint") if isinstance(doc, dict) and isinstance(doc.get("hint"), str) else None
+        raise PreconditionError(sock, f"the agent did not leave (HTTP {code}): {err or doc}",
+                                hint=hint or "see kagent status and the agent's log")
+    stopped = doc.get("stopped")
+    if not (isinstance(doc.get("member"), str) and isinstance(doc.get("through"), str) and isinstance(stopped, list)):
+        raise PreconditionError(sock, f"the agent's answer is not what kagent expects: {doc!r:.200}",
+                                hint="is the process on this socket the same version as this command? (kagent version)")
+    return doc["member"], doc["through"], [str(n) for n in stopped]

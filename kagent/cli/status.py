@@ -55,6 +55,8 @@ def plan_shape_error(plan: Any) -> str | None:
             return f"'{key}' is not a list of component names"
     if plan.get("error") is not None and not isinstance(plan["error"], str):
         return "'error' is not a string"
+    if plan.get("backup") is not None and not isinstance(plan["backup"], str):
+        return "'backup' is not a string"
     return None
 
 

@@ -6,31 +6,45 @@ one line in a registry below, one golden argv file.
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import replace
 from types import ModuleType
-from typing import Iterable
+from typing import TYPE_CHECKING, Iterable
 
-from kagent.components import (
-    apiserver,
-    containerd,
-    control_api,
-    controller_manager,
-    etcd,
-    kine,
-    konnectivity,
-    kubelet,
-    scheduler,
-)
-from kagent.components.context import Context, Role
 from kagent.components.spec import ComponentSpec
 from kagent.errors import UsageError
 
-# registry order is the tie-break of start_order (k0s's Add order: storage, konnectivity,
-# apiserver, scheduler, controller-manager; then the worker part)
-CONTROLLER_MODULES: tuple[ModuleType, ...] = (etcd, kine, control_api, konnectivity, apiserver, scheduler, controller_manager)
-WORKER_MODULES: tuple[ModuleType, ...] = (containerd, kubelet)
-ALL_MODULES: tuple[ModuleType, ...] = CONTROLLER_MODULES + WORKER_MODULES
-BY_NAME: dict[str, ModuleType] = {m.NAME: m for m in ALL_MODULES}
+if TYPE_CHECKING:
+    from kagent.components.context import Context, Role
+
+# The registries name the modules (component name -> module under kagent.components); a module
+# is imported when a spec is built or asked for, so importing ``kagent.components.spec`` (the
+# supervisor does) costs no component module and no config loader.
+# Registry order is the tie-break of start_order (k0s's Add order: storage, konnectivity,
+# apiserver, scheduler, controller-manager; then the worker part).
+CONTROLLER_REGISTRY: tuple[tuple[str, str], ...] = (
+    ("etcd", "etcd"), ("kine", "kine"), ("control-api", "control_api"), ("konnectivity-server", "konnectivity"),
+    ("kube-apiserver", "apiserver"), ("kube-scheduler", "scheduler"), ("kube-controller-manager", "controller_manager"),
+)
+WORKER_REGISTRY: tuple[tuple[str, str], ...] = (("containerd", "containerd"), ("kubelet", "kubelet"))
+_MODULE_OF: dict[str, str] = dict(CONTROLLER_REGISTRY + WORKER_REGISTRY)
+NAMES: tuple[str, ...] = tuple(_MODULE_OF)  # every component, in registry order
+
+
+def module_of(name: str) -> ModuleType | None:
+    """The module of component ``name`` (imported now), or None when there is no such component."""
+    mod = _MODULE_OF.get(name)
+    return importlib.import_module(f"kagent.components.{mod}") if mod is not None else None
+
+
+def _modules(registry: Iterable[tuple[str, str]]) -> tuple[ModuleType, ...]:
+    return tuple(importlib.import_module(f"kagent.components.{mod}") for _, mod in registry)
+
+
+def all_modules() -> tuple[ModuleType, ...]:
+    """Every component module, in registry order (each imported now)."""
+    return _modules(CONTROLLER_REGISTRY + WORKER_REGISTRY)
+
 
 # names --disable-components accepts (DESIGN §3)
 CONTROLLER_COMPONENTS: tuple[str, ...] = (
@@ -40,6 +54,8 @@ WORKER_COMPONENTS: tuple[str, ...] = ("containerd", "kubelet")
 
 
 def valid_disable_names(role: Role, enable_worker: bool = False) -> tuple[str, ...]:
+    from kagent.components.context import Role
+
     if role == Role.WORKER:
         return ("kubelet",)
     return CONTROLLER_COMPONENTS + (WORKER_COMPONENTS if enable_worker else ())
@@ -52,6 +68,8 @@ def parse_disabled(text: str | Iterable[str] | None, role: Role, *, enable_worke
         return frozenset()
     items = [text] if isinstance(text, str) else list(text)
     names = [n.strip() for item in items for n in item.split(",") if n.strip()]
+    from kagent.components.context import Role
+
     valid = valid_disable_names(role, enable_worker)
     for n in names:
         if n not in valid:
@@ -62,7 +80,9 @@ def parse_disabled(text: str | Iterable[str] | None, role: Role, *, enable_worke
 
 
 def modules_for(ctx: Context) -> tuple[ModuleType, ...]:
-    mods = CONTROLLER_MODULES + WORKER_MODULES if ctx.role == Role.CONTROLLER else WORKER_MODULES
+    from kagent.components.context import Role
+
+    mods = all_modules() if ctx.role == Role.CONTROLLER else _modules(WORKER_REGISTRY)
     return tuple(m for m in mods if ctx.role in m.ROLES and m.enabled(ctx))
 
 

@@ -3,13 +3,13 @@ one way argv is assembled (defaults < derived < extraArgs < forced < rawArgs).""
 
 from __future__ import annotations
 
-import ipaddress
 from pathlib import Path
 from typing import Mapping
 
 from kagent.components.context import Context
 from kagent.components.spec import Args, ComponentSpec, HttpCheck
 from kagent.config.model import ComponentOverrides
+from kagent.urls import url_host as url_host
 
 # k0s's six TLS 1.2 suites (etcd, kube-apiserver, konnectivity-server, kubelet)
 CIPHER_SUITES = (
@@ -23,15 +23,6 @@ CIPHER_SUITES = (
 
 STOP_TIMEOUT = 5.0
 
-
-def url_host(address: str) -> str:
-    """An address as it goes into a URL: IPv6 in brackets."""
-    try:
-        if ipaddress.ip_address(address).version == 6:
-            return f"[{address}]"
-    except ValueError:
-        pass
-    return address
 
 
 def assemble(

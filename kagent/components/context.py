@@ -76,7 +76,7 @@ class NodeOptions:
     initial_cluster: tuple[str, ...] = ()  # "name=https://peer:port", from the join answer
     etcd_name: str = ""  # this controller's etcd member name (kept in the data dir); "" = the node name
     containerd_version: tuple[int, int] = (1, 7)  # detected from the binary by the edge
-    etcd_version: tuple[int, int] = (3, 5)  # detected from the binary by the edge
+    etcd_version: tuple[int, ...] = (3, 5, 8)  # (major, minor, patch), detected from the binary by the edge
     bins: Mapping[str, Path] = field(default_factory=lambda: MappingProxyType({}))
     arch: str = "amd64"  # Go arch name of this node (go_arch(platform.machine()))
     cluster_ca: bytes = b""  # PEM of the cluster CA (kubelet's client CA file); read by the edge

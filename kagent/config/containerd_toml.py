@@ -9,8 +9,6 @@ when the config is loaded. Settings for those tables go into a drop-in in ``cont
 
 from __future__ import annotations
 
-import tomllib
-
 from kagent.errors import ConfigError
 
 # top-level keys kagent writes
@@ -29,6 +27,8 @@ _HINT = ("put settings for that table in a drop-in file in containerd.d/ (see sp
 
 def _keys(header: str) -> tuple[str, ...]:
     """``plugins."a.b".c`` -> ``("plugins", "a.b", "c")``, as TOML reads the header."""
+    import tomllib  # only a config with spec.containerd.extraConfig needs it
+
     path: list[str] = []
     node: object = tomllib.loads(f"[{header}]\n")
     while isinstance(node, dict) and node:
@@ -38,6 +38,8 @@ def _keys(header: str) -> tuple[str, ...]:
 
 
 def check_extra_config(text: str, where: str) -> None:
+    import tomllib
+
     """ConfigError at ``where`` when ``text`` is not TOML, sets a key kagent renders, or
     declares (or fills with dotted keys) a table kagent renders, for either config version."""
     if not text.strip():

@@ -82,7 +82,8 @@ def parse_duration(text: str, where: str = "duration") -> timedelta:
     try:
         return timedelta(microseconds=int(total.to_integral_value(rounding=ROUND_HALF_EVEN)))
     except OverflowError:
-        raise ConfigError(where, f"{text!r} is too long (at most {timedelta.max.days} days)") from None
+        raise ConfigError(where, f"{text!r} is too long (at most {timedelta.max.days} days)",
+                          hint='use a shorter duration such as "87600h" (10 years)') from None
 
 
 def format_duration(d: timedelta) -> str:
@@ -111,10 +112,12 @@ class _Section:
         if raw is None:
             raw = {}
         if not isinstance(raw, dict):
-            raise ConfigError(path or "(document)", f"expected a mapping, got {_typename(raw)}")
+            raise ConfigError(path or "(document)", f"expected a mapping, got {_typename(raw)}",
+                              hint=f"write {path or 'the document'} as key: value lines (see kagent config create)")
         for k in raw:
             if not isinstance(k, str):
-                raise ConfigError(path or "(document)", f"key {k!r} is not a string")
+                raise ConfigError(path or "(document)", f"key {k!r} is not a string",
+                                  hint="field names are words such as port; quote a key that YAML reads as a number or boolean")
         self.raw: dict[str, Any] = raw
         self.path = path
         self.k0s = k0s
@@ -152,7 +155,8 @@ class _Section:
             raise ConfigError(
                 self.sub(k),
                 "unknown field",
-                hint=f"fields allowed in {self.path or 'the document'}: {', '.join(known)}" if known else None,
+                hint=f"fields allowed in {self.path or 'the document'}: {', '.join(known)}" if known else
+                f"{self.path or 'the document'} takes no fields here: remove {k}",
             )
         return warnings
 
@@ -162,22 +166,25 @@ class _Section:
 
 def p_str(v: Any, where: str) -> str:
     if not isinstance(v, str):
-        raise ConfigError(where, f"{v!r} is {_typename(v)}, expected a string")
+        raise ConfigError(where, f"{v!r} is {_typename(v)}, expected a string", hint=f'quote it: "{v}"')
     return v
 
 
 def p_nonempty(v: Any, where: str) -> str:
     s = p_str(v, where)
     if not s.strip():
-        raise ConfigError(where, "must not be empty")
+        raise ConfigError(where, "must not be empty", hint="give it a value, or remove the field for its default")
     return s
+
+
+PORT_HINT = "use a whole number from 1 to 65535, unquoted"
 
 
 def p_port(v: Any, where: str) -> int:
     if isinstance(v, bool) or not isinstance(v, int):
-        raise ConfigError(where, f"{v!r} is {_typename(v)}, expected a TCP port number (1-65535)")
+        raise ConfigError(where, f"{v!r} is {_typename(v)}, expected a TCP port number (1-65535)", hint=PORT_HINT)
     if not 1 <= v <= 65535:
-        raise ConfigError(where, f"{v} is not a TCP port (1-65535)")
+        raise ConfigError(where, f"{v} is not a TCP port (1-65535)", hint=PORT_HINT)
     return v
 
 
@@ -233,13 +240,14 @@ def p_duration(v: Any, where: str) -> timedelta:
         raise ConfigError(where, f"{v!r} is {_typename(v)}, expected a duration string", hint='quote it, e.g. "8760h"')
     d = parse_duration(v, where)
     if d.total_seconds() <= 0:
-        raise ConfigError(where, f"{v!r} must be longer than zero")
+        raise ConfigError(where, f"{v!r} must be longer than zero", hint='use a positive duration such as "720h"')
     return d
 
 
 def p_extra_args(v: Any, where: str) -> Mapping[str, str]:
     if not isinstance(v, dict):
-        raise ConfigError(where, f"expected a mapping of flag name to value, got {_typename(v)}")
+        raise ConfigError(where, f"expected a mapping of flag name to value, got {_typename(v)}",
+                          hint='write one flag per line without dashes, e.g. v: "2"')
     out: dict[str, str] = {}
     for k, val in v.items():
         if not isinstance(k, str) or not _ARG_NAME.match(k):
@@ -252,13 +260,14 @@ def p_extra_args(v: Any, where: str) -> Mapping[str, str]:
 
 def p_str_list(v: Any, where: str) -> tuple[str, ...]:
     if not isinstance(v, list):
-        raise ConfigError(where, f"expected a list of strings, got {_typename(v)}")
+        raise ConfigError(where, f"expected a list of strings, got {_typename(v)}", hint='write a YAML list, e.g. ["a", "b"]')
     return tuple(p_str(item, f"{where}[{i}]") for i, item in enumerate(v))
 
 
 def p_address_list(v: Any, where: str) -> tuple[str, ...]:
     if not isinstance(v, list):
-        raise ConfigError(where, f"expected a list of addresses, got {_typename(v)}")
+        raise ConfigError(where, f"expected a list of addresses, got {_typename(v)}",
+                          hint="write a YAML list, e.g. [10.0.0.5, api.example.com]")
     return tuple(p_address(item, f"{where}[{i}]") for i, item in enumerate(v))
 
 
@@ -296,14 +305,15 @@ def _enum(enum_cls: type[T]) -> Callable[[Any, str], T]:
             return enum_cls(s)  # type: ignore[call-arg]
         except ValueError:
             allowed = ", ".join(e.value for e in enum_cls)  # type: ignore[attr-defined]
-            raise ConfigError(where, f"{s!r} is not one of: {allowed}") from None
+            raise ConfigError(where, f"{s!r} is not one of: {allowed}", hint=f"use one of: {allowed}") from None
 
     return parse
 
 
 def p_mirrors(v: Any, where: str) -> Mapping[str, tuple[str, ...]]:
     if not isinstance(v, dict):
-        raise ConfigError(where, f"expected a mapping of registry to endpoint list, got {_typename(v)}")
+        raise ConfigError(where, f"expected a mapping of registry to endpoint list, got {_typename(v)}",
+                          hint='write e.g. docker.io: ["https://mirror.example.com"]')
     out: dict[str, tuple[str, ...]] = {}
     for reg, eps in v.items():
         reg_where = f"{where}.{reg}"
@@ -327,10 +337,11 @@ def _freeze(v: Any, where: str, budget: list[int] | None = None, depth: int = 0,
     if budget[0] < 0:
         raise ConfigError(where, f"expands to more than {_MAX_NODES} values", hint="YAML aliases may multiply a value; write it out")
     if depth > _MAX_DEPTH:
-        raise ConfigError(where, f"is nested deeper than {_MAX_DEPTH} levels")
+        raise ConfigError(where, f"is nested deeper than {_MAX_DEPTH} levels", hint="a kubelet configuration is a few levels deep: flatten it")
     if isinstance(v, (dict, list)):
         if id(v) in stack:
-            raise ConfigError(where, "contains itself (a YAML alias refers to its own anchor)")
+            raise ConfigError(where, "contains itself (a YAML alias refers to its own anchor)",
+                              hint="write the value out instead of the alias")
         inner = stack | {id(v)}
         if isinstance(v, dict):
             return MappingProxyType({k: _freeze(x, f"{where}.{k}", budget, depth + 1, inner) for k, x in v.items()})
@@ -340,18 +351,20 @@ def _freeze(v: Any, where: str, budget: list[int] | None = None, depth: int = 0,
 
 def p_profiles(v: Any, where: str) -> tuple[WorkerProfile, ...]:
     if not isinstance(v, list):
-        raise ConfigError(where, f"expected a list of {{name, values}}, got {_typename(v)}")
+        raise ConfigError(where, f"expected a list of {{name, values}}, got {_typename(v)}",
+                          hint="write e.g. [{name: custom, values: {maxPods: 50}}]")
     seen: set[str] = set()
     out = []
     for i, item in enumerate(v):
         sec = _Section(item, f"{where}[{i}]", k0s=False)
         name = sec.get("name", p_nonempty, "")
         if not name:
-            raise ConfigError(sec.sub("name"), "is required")
+            raise ConfigError(sec.sub("name"), "is required", hint="name the profile, e.g. name: custom")
         if not _PROFILE_NAME.match(name):
-            raise ConfigError(sec.sub("name"), f"{name!r} is not a valid profile name (lowercase letters, digits, '-', '.')")
+            raise ConfigError(sec.sub("name"), f"{name!r} is not a valid profile name (lowercase letters, digits, '-', '.')",
+                              hint="use lowercase letters, digits, '-' and '.', e.g. custom-1")
         if name in seen:
-            raise ConfigError(sec.sub("name"), f"{name!r} is defined twice")
+            raise ConfigError(sec.sub("name"), f"{name!r} is defined twice", hint="give each profile its own name")
         seen.add(name)
         empty: dict[str, Any] = {}
         values: dict[str, Any] = sec.get("values", _p_values, empty)
@@ -365,7 +378,7 @@ def _p_values(x: Any, w: str) -> dict[str, Any]:
 
 
 def _bad_values(x: Any, w: str) -> dict[str, Any]:
-    raise ConfigError(w, f"expected a KubeletConfiguration mapping, got {_typename(x)}")
+    raise ConfigError(w, f"expected a KubeletConfiguration mapping, got {_typename(x)}", hint="write e.g. values: {maxPods: 50}")
 
 
 # ---- document -------------------------------------------------------------------------
@@ -418,36 +431,49 @@ def _strict_loader() -> Any:
     return _loader
 
 
-def parse_yaml(text: str, source: str = "config") -> Any:
+def parse_yaml(text: str) -> Any:
     import yaml
 
     try:
         docs = list(yaml.load_all(text, Loader=_strict_loader()))
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark is not None else "document"
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark is not None else "(document)"
         problem = getattr(err, "problem", None) or str(err).splitlines()[0]
-        raise ConfigError(where, f"{source} is not valid YAML: {problem}") from None
+        raise ConfigError(where, f"not valid YAML: {problem}", hint=YAML_HINT) from None
     except RecursionError:
-        raise ConfigError("(document)", f"{source} is nested too deeply to be a config") from None
+        raise ConfigError("(document)", "nested too deeply to be a config", hint=YAML_HINT) from None
     except Exception as err:  # noqa: BLE001 - a tagged scalar a PyYAML constructor chokes on (!!bool x, !!int y)
-        raise ConfigError("(document)", f"{source} is not valid YAML: {err or type(err).__name__}") from None
+        raise ConfigError("(document)", f"not valid YAML: {err or type(err).__name__}", hint=YAML_HINT) from None
     docs = [d for d in docs if d is not None]
     if not docs:
-        raise ConfigError("(document)", f"{source} is empty", hint="run `kagent config create` for a complete example")
+        raise ConfigError("(document)", "holds no config (it is empty or only comments)",
+                          hint="run `kagent config create` for a complete example")
     if len(docs) > 1:
-        raise ConfigError("(document)", f"{source} holds {len(docs)} YAML documents, expected one ClusterConfig")
+        raise ConfigError("(document)", f"holds {len(docs)} YAML documents, expected one ClusterConfig",
+                          hint="keep one document: remove the --- separators and the other documents")
     return docs[0]
 
 
-def load_config(text: str | None, *, host_address: str, source: str = "config") -> ClusterConfig:
-    """Parse and validate. ``text=None`` means no file: the defaults."""
+YAML_HINT = "indent with spaces (not tabs), quote values holding ': ' or ' #', and give each key once"
+
+
+def load_config(text: str | None, *, host_address: str | Callable[[], str], source: str | None = None) -> ClusterConfig:
+    """Parse and validate. ``text=None`` means no file: the defaults. ``host_address``: the
+    default of ``spec.api.address``, or a function giving it (called only when the config does
+    not set one: finding it scans the host's interfaces). ``source`` (the file, ``stdin``):
+    named by every error (``error: <source>: spec.api.port: ...``)."""
     if text is None:
         return build_config({}, host_address=host_address)
-    return build_config(parse_yaml(text, source), host_address=host_address)
+    try:
+        return build_config(parse_yaml(text), host_address=host_address)
+    except ConfigError as err:
+        if source is None:
+            raise
+        raise err.located(source) from None
 
 
-def build_config(doc: Any, *, host_address: str) -> ClusterConfig:
+def build_config(doc: Any, *, host_address: str | Callable[[], str]) -> ClusterConfig:
     if not isinstance(doc, dict):
         raise ConfigError("(document)", f"expected a ClusterConfig mapping, got {_typename(doc)}", hint="run `kagent config create` for a complete example")
     api_version = doc.get("apiVersion", API_VERSION)
@@ -465,7 +491,9 @@ def build_config(doc: Any, *, host_address: str) -> ClusterConfig:
 
     # api
     api_s = spec.section("api")
-    address = api_s.get("address", _API_ADDRESS, host_address)
+    address = api_s.get("address", _API_ADDRESS, "")
+    if not address:
+        address = host_address if isinstance(host_address, str) else host_address()
     port_key = "k0sApiPort" if k0s and "k0sApiPort" in api_s.raw else "controlApiPort"
     api = ApiSpec(
         address=address,
@@ -523,7 +551,8 @@ def build_config(doc: Any, *, host_address: str) -> ClusterConfig:
     kon_s = spec.section("konnectivity")
     konn = KonnectivitySpec(agent_port=kon_s.get("agentPort", p_port, 8132), admin_port=kon_s.get("adminPort", p_port, 8133))
     if konn.agent_port == konn.admin_port:
-        raise ConfigError(kon_s.sub("adminPort"), f"{konn.admin_port} is also spec.konnectivity.agentPort")
+        raise ConfigError(kon_s.sub("adminPort"), f"{konn.admin_port} is also spec.konnectivity.agentPort",
+                          hint="give each its own port (defaults 8133 and 8132)")
 
     def overrides(key: str) -> tuple[ComponentOverrides, _Section]:
         s = spec.section(key)
@@ -548,7 +577,8 @@ def build_config(doc: Any, *, host_address: str) -> ClusterConfig:
     if pki.renew_before >= pki.certificates_expire_after:
         raise ConfigError(pki_s.sub("renewBefore"), f"{format_duration(pki.renew_before)} is not shorter than certificatesExpireAfter {format_duration(pki.certificates_expire_after)}", hint="certificates would be renewed on every start; use e.g. 720h")
     if pki.certificates_expire_after > pki.ca_expires_after:
-        raise ConfigError(pki_s.sub("certificatesExpireAfter"), f"{format_duration(pki.certificates_expire_after)} outlives caExpiresAfter {format_duration(pki.ca_expires_after)}")
+        raise ConfigError(pki_s.sub("certificatesExpireAfter"), f"{format_duration(pki.certificates_expire_after)} outlives caExpiresAfter {format_duration(pki.ca_expires_after)}",
+                          hint="make certificatesExpireAfter shorter than caExpiresAfter (defaults 8760h and 87600h)")
 
     ctd_s = spec.section("containerd")
     containerd = ContainerdSpec(
@@ -558,7 +588,8 @@ def build_config(doc: Any, *, host_address: str) -> ClusterConfig:
         sandbox_image=ctd_s.get("sandboxImage", p_nonempty, None),
     )
     if containerd.imports_dir is not None and not containerd.imports_dir.startswith("/"):
-        raise ConfigError(ctd_s.sub("importsDir"), f"{containerd.imports_dir!r} is not an absolute path")
+        raise ConfigError(ctd_s.sub("importsDir"), f"{containerd.imports_dir!r} is not an absolute path",
+                          hint="write an absolute path, e.g. /etc/kagent/containerd.d")
 
     bk_s = spec.section("backup")
     backup = _backup(bk_s)
@@ -599,9 +630,10 @@ def build_config(doc: Any, *, host_address: str) -> ClusterConfig:
 
 def p_retention(v: Any, where: str) -> int:
     if isinstance(v, bool) or not isinstance(v, int):
-        raise ConfigError(where, f"{v!r} is {_typename(v)}, expected a number of backups to keep (1-10000)")
+        raise ConfigError(where, f"{v!r} is {_typename(v)}, expected a number of backups to keep (1-10000)",
+                          hint="use a whole number from 1 to 10000, unquoted")
     if not 1 <= v <= 10000:
-        raise ConfigError(where, f"{v} is not between 1 and 10000")
+        raise ConfigError(where, f"{v} is not between 1 and 10000", hint="use a whole number from 1 to 10000, unquoted")
     return v
 
 
@@ -616,11 +648,13 @@ def _backup(sec: _Section) -> BackupSpec | None:
     if schedule is None:
         raise ConfigError(sec.sub("schedule"), "is required with spec.backup", hint='e.g. schedule: "6h"')
     if schedule.total_seconds() < 1:
-        raise ConfigError(sec.sub("schedule"), f"{format_duration(schedule)} is shorter than one second")
+        raise ConfigError(sec.sub("schedule"), f"{format_duration(schedule)} is shorter than one second",
+                          hint='use e.g. schedule: "6h"')
     if directory is None:
         raise ConfigError(sec.sub("directory"), "is required with spec.backup", hint="an absolute directory outside the data dir, e.g. /var/backups/kagent")
     if not directory.startswith("/"):
-        raise ConfigError(sec.sub("directory"), f"{directory!r} is not an absolute path")
+        raise ConfigError(sec.sub("directory"), f"{directory!r} is not an absolute path",
+                          hint="an absolute directory outside the data dir, e.g. /var/backups/kagent")
     return BackupSpec(schedule=schedule, directory=directory, retention=retention)
 
 

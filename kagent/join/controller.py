@@ -36,7 +36,6 @@ from urllib.parse import urlsplit
 from kagent import fsutil, log
 from kagent.errors import PreconditionError
 from kagent.paths import Paths
-from kagent.pki import issue
 
 if TYPE_CHECKING:
     from kagent.join.token import JoinToken
@@ -218,6 +217,8 @@ def validate_shared(doc: dict[str, Any], token_ca: bytes, where: str) -> dict[Pa
     """Every file of a ``GET /v1beta1/ca`` answer, checked (each CA cert parses, is a CA,
     matches its key; the cluster CA is the pinned one; the SA halves match): relative path ->
     (bytes, mode). Nothing is written here."""
+    from kagent.pki import issue  # a joining controller only: the running agent needs no cryptography
+
     files: dict[Path, tuple[bytes, int]] = {}
     pinned = issue.load_cert(token_ca)
     for name, crt, key in SHARED:
@@ -247,6 +248,8 @@ def write_shared(paths: Paths, files: dict[Path, tuple[bytes, int]]) -> None:
 
 def check_same_cluster(paths: Paths, token_ca: bytes) -> None:
     """A data dir that already holds a cluster CA joins only the cluster of that CA."""
+    from kagent.pki import issue
+
     ca = paths.pki("ca.crt")
     if not ca.exists():
         return

@@ -10,6 +10,7 @@ import hashlib
 import platform
 from pathlib import Path
 from types import MappingProxyType
+from typing import Callable
 
 from kagent import bins, log
 from kagent.components.context import go_arch, pick_resolv_conf
@@ -22,13 +23,13 @@ COMPONENT_BINARIES = ("etcd", "kine", "kube-apiserver", "kube-controller-manager
 
 
 # the version assumed when a binary never answered ``--version``: the one whose flags and config
-# every supported release accepts (etcd 3.4 has no --tls-min-version; containerd 2.x still reads
-# a version 2 config)
-UNKNOWN_VERSION: dict[str, tuple[int, int]] = {"etcd": (3, 4), "containerd": (1, 7)}
+# every supported release accepts (etcd before 3.5.8 has no --tls-min-version; containerd 2.x
+# still reads a version 2 config)
+UNKNOWN_VERSION: dict[str, tuple[int, ...]] = {"etcd": (3, 4, 0), "containerd": (1, 7)}
 
 
-def _version(name: str, path: Path | None) -> tuple[int, int]:
-    found = bins.cached_major_minor(path) if path is not None else None
+def _version(name: str, path: Path | None, probe: Callable[[Path], tuple[int, ...] | None]) -> tuple[int, ...]:
+    found = probe(path) if path is not None else None
     if found is None:
         found = UNKNOWN_VERSION[name]
         if path is not None:
@@ -44,8 +45,10 @@ def detect_node(paths: Paths, *, containerd_version: tuple[int, int] | None = No
     the drop-in dir whose ``*.toml`` files are hashed into containerd's spec."""
     found = {name: bins.find_binary(name, paths) for name in COMPONENT_BINARIES}
     if containerd_version is None:
-        containerd_version = _version("containerd", found.get("containerd"))
-    etcd_version = _version("etcd", found.get("etcd"))
+        c = _version("containerd", found.get("containerd"), bins.cached_major_minor)
+        containerd_version = (c[0], c[1])
+    # etcd's (major, minor, patch): its --tls-min-version arrived in a patch release (3.5.8)
+    etcd_version = _version("etcd", found.get("etcd"), bins.cached_version_tuple)
     return Detected(
         bins=MappingProxyType({k: v for k, v in found.items() if v is not None}),
         containerd_version=containerd_version,

@@ -6,13 +6,14 @@ Pure builders read ``ctx.facts``; nothing else in the core asks the machine.
 from __future__ import annotations
 
 import os
-import socket
 
 from kagent.node.model import NodeFacts as NodeFacts
 from kagent.node.model import pick_default_address as pick_default_address
 
 
 def interface_addresses() -> tuple[str, ...]:
+    import socket
+
     import psutil
 
     v4: list[str] = []
@@ -29,5 +30,13 @@ def interface_addresses() -> tuple[str, ...]:
     return tuple(seen)
 
 
+def identity() -> NodeFacts:
+    """Hostname and uid only, for a command that needs no address (``restore``): ``addresses``
+    is empty, so ``default_address`` must not be used (use ``gather``)."""
+    return NodeFacts(hostname=os.uname().nodename, addresses=(), uid=os.geteuid())  # gethostname(), without socket
+
+
 def gather() -> NodeFacts:
+    import socket
+
     return NodeFacts(hostname=socket.gethostname(), addresses=interface_addresses(), uid=os.geteuid())

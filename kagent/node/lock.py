@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 from kagent.errors import PreconditionError
+from kagent.paths import Paths
 
 
 def already_running(lock_path: Path) -> PreconditionError:
@@ -63,3 +64,14 @@ def is_held(path: Path) -> bool:
     finally:
         os.close(fd)
     return False
+
+
+def refuse_if_running(paths: Paths, what: str) -> None:
+    """Exit 4 naming the agent's pid while it holds the lock (reset, restore)."""
+    if is_held(paths.lock_file):
+        from kagent.supervisor.process import read_pidfile
+
+        pid = read_pidfile(paths.agent_pidfile)
+        who = f"kagent (pid {pid})" if pid else "a kagent"
+        raise PreconditionError(str(paths.lock_file), f"{who} is running on this run dir; {what} refused",
+                                hint=f"stop it first (kill {pid})" if pid else "stop the running agent first")

@@ -49,7 +49,7 @@ class Detected:
 
     bins: Mapping[str, Path] = field(default_factory=lambda: MappingProxyType({}))
     containerd_version: tuple[int, int] = (1, 7)
-    etcd_version: tuple[int, int] = (3, 5)
+    etcd_version: tuple[int, ...] = (3, 5, 8)  # (major, minor, patch)
     arch: str = "amd64"
     cluster_ca: bytes = b""
     # argv prefix that runs this kagent (its own children: control-api); bins.self_argv()

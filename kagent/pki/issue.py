@@ -19,7 +19,6 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from enum import StrEnum
 from typing import Iterable, Union
 
 from cryptography import x509
@@ -29,6 +28,8 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from kagent.config.model import KeyAlgorithm
+from kagent.pki.model import CertRequest as CertRequest  # re-exported: issue_leaf takes it
+from kagent.pki.model import Usage as Usage
 
 PrivateKey = Union[rsa.RSAPrivateKey, ec.EllipticCurvePrivateKey]
 PublicKey = Union[rsa.RSAPublicKey, ec.EllipticCurvePublicKey]
@@ -37,27 +38,8 @@ CLOCK_SKEW = timedelta(minutes=5)
 RSA_BITS = 2048
 
 
-class Usage(StrEnum):
-    """Extended key usages a leaf may carry."""
-
-    SERVER = "server"
-    CLIENT = "client"
-
-
 _EKU_OID = {Usage.SERVER: ExtendedKeyUsageOID.SERVER_AUTH, Usage.CLIENT: ExtendedKeyUsageOID.CLIENT_AUTH}
 _OID_EKU = {oid.dotted_string: u for u, oid in _EKU_OID.items()}
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class CertRequest:
-    """What a leaf certificate says: subject, SANs, usages, lifetime."""
-
-    common_name: str
-    organizations: tuple[str, ...] = ()
-    dns_names: tuple[str, ...] = ()
-    ip_addresses: tuple[str, ...] = ()
-    usages: tuple[Usage, ...] = (Usage.CLIENT,)
-    lifetime: timedelta
 
 
 @dataclass(frozen=True, slots=True)

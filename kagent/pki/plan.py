@@ -33,11 +33,14 @@ from typing import TYPE_CHECKING, Iterable, Union
 
 from kagent.config.model import ClusterConfig, KeyAlgorithm, StorageType
 from kagent.paths import Paths
-from kagent.pki import issue
-from kagent.pki.issue import CertRequest, Usage
+from kagent.pki.model import CertRequest, Usage
+from kagent.urls import https_url as https_url
 
 if TYPE_CHECKING:  # NodeFacts is a plain value, but its module gathers facts (an edge)
     from kagent.node.model import NodeFacts
+
+# ``needs_issue`` reads certificates with kagent.pki.issue (cryptography), imported by the rule
+# itself: building a plan (the agent process does, on every start and reload) needs neither.
 
 # component names, as the component specs name them
 APISERVER = "kube-apiserver"
@@ -186,6 +189,8 @@ def needs_issue(spec: Spec, existing: Existing, now: datetime) -> Reason | None:
 
 
 def _keypair_reason(spec: KeyPairSpec, existing: Existing) -> Reason | None:
+    from kagent.pki import issue
+
     if existing.key is None:
         return Reason.MISSING if existing.cert is None else Reason.KEY_MISSING
     key = issue.load_key(existing.key)
@@ -210,6 +215,8 @@ def _expiry_reason(not_after: datetime, renew_before: timedelta, now: datetime) 
 
 
 def _ca_reason(spec: CaSpec, existing: Existing, now: datetime) -> Reason | None:
+    from kagent.pki import issue
+
     if existing.key is None:
         return Reason.MISSING if existing.cert is None else Reason.KEY_MISSING
     key = issue.load_key(existing.key)
@@ -229,6 +236,8 @@ def _ca_reason(spec: CaSpec, existing: Existing, now: datetime) -> Reason | None
 
 
 def _leaf_reason(spec: LeafSpec, existing: Existing, now: datetime) -> Reason | None:
+    from kagent.pki import issue
+
     if existing.cert is None:
         return Reason.MISSING if existing.key is None else Reason.CERT_MISSING
     if existing.key is None:
@@ -304,15 +313,6 @@ def api_server_hosts(config: ClusterConfig, facts: NodeFacts) -> tuple[str, ...]
     hosts.append(first_service_ip(config.network.service_cidr))
     return tuple(hosts)
 
-
-def https_url(host: str, port: int) -> str:
-    """``https://host:port``, with brackets around an IPv6 address."""
-    try:
-        if ipaddress.ip_address(host).version == 6:
-            host = f"[{host}]"
-    except ValueError:
-        pass
-    return f"https://{host}:{port}"
 
 
 def local_api_url(config: ClusterConfig) -> str:

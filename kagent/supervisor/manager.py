@@ -12,9 +12,12 @@ in ``machine.py``.
   the status server) and any extra task a caller adds (``Hooks.tasks``).
 
 Hook points for the rest of the agent (``Hooks``): ``on_ready`` (every component healthy after
-the initial start), ``on_reload_started`` / ``on_reload_done(plan)``, ``on_stopping``,
+the initial start), ``on_reload_started`` / ``on_reload_applied`` (an accepted reload: extra
+fields of its reply) / ``on_reload_done(plan)``, ``on_stopping``,
 ``tasks`` (extra long-running coroutines, started after the initial start, cancelled at
-shutdown) and ``status`` (extra top-level fields for ``GET /status``).
+shutdown), ``status`` (extra top-level fields for ``GET /status``) and ``routes`` (more
+status-socket routes, each request run as a queued command, e.g. ``POST /etcd/leave``).
+``retire(names)`` stops components for good and keeps their last status rows.
 
 Nothing wakes up while every child is up and has no health check: exits arrive as pidfd
 events, output as pipe events, commands as socket or signal events.
@@ -95,12 +98,19 @@ class Hooks:
     tasks: list[tuple[str, Callable[[Manager], Awaitable[None]]]] = field(default_factory=list)
     # extra top-level fields of GET /status (e.g. {"backup": {...}})
     status: list[Callable[[], dict[str, Any]]] = field(default_factory=list)
+    # run after an accepted reload (the new config is in effect): apply what is not a
+    # component (e.g. the backup timer) and return extra fields of the reply ({"backup": ...})
+    on_reload_applied: list[Callable[[], dict[str, Any]]] = field(default_factory=list)
+    # more routes of the status socket, (method, path) -> job: each request runs as a queued
+    # command (one at a time with reloads and renewals), only while the agent is running
+    routes: dict[tuple[str, str], Callable[[Manager], Awaitable[tuple[int, Any]]]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
 class _Cmd:
-    kind: str  # "stop" | "reload" | "renew"
-    reply: asyncio.Future[dict[str, Any]] | None = None
+    kind: str  # "stop" | "reload" | "renew" | "job" (a Hooks.routes request)
+    reply: asyncio.Future[Any] | None = None
+    job: Callable[[Manager], Awaitable[tuple[int, Any]]] | None = None
 
 
 class Tasks:
@@ -175,6 +185,7 @@ class Manager:
         self._background: set[asyncio.Task[None]] = set()
         self.readiness = Readiness(None)  # sd_notify; run_agent sets the real one
         self._summary: tuple[tuple[str, str, str], ...] = ()
+        self.retired: dict[str, dict[str, Any]] = {}  # status rows of components retire() took out
 
     # ---- commands ------------------------------------------------------------------------
     def request(self, cmd: _Cmd) -> None:
@@ -415,12 +426,7 @@ class Manager:
             self.dispatch(sm.HealthChanged(a.name, a.gen, result.ok, result.detail))
 
     async def _report_failure(self, a: sm.Failed) -> None:
-        child = self._last_child.get(a.name)
-        tail: list[str] = []
-        if child is not None:
-            if not child.alive:
-                await child.drain(DRAIN_TIMEOUT)
-            tail = [ln for ln in child.tail if ln.strip()]
+        tail = [ln for ln in await self.output_tail(a.name) if ln.strip()]
         msg = a.message + ("; last output:\n  " + "\n  ".join(tail) if tail else "; it printed nothing")
         if self.failure is None:
             self.failure = ComponentError(f"component {a.name}", msg, hint=f"see the log lines with component={a.name}")
@@ -471,26 +477,28 @@ class Manager:
             if fh is not None:
                 fh.close()
 
+    def submit(self, job: Callable[[Manager], Awaitable[tuple[int, Any]]]) -> asyncio.Future[tuple[int, Any]]:
+        """Run ``job(self)`` as a queued command (one at a time with reloads, renewals and the
+        ``Hooks.routes`` requests); the future gets its (status, body) answer."""
+        answer: asyncio.Future[tuple[int, Any]] = asyncio.get_running_loop().create_future()
+        self.request(_Cmd("job", reply=answer, job=job))
+        return answer
+
+    async def output_tail(self, name: str) -> list[str]:
+        """The last lines (``process.TAIL_LINES``) the component's latest process printed; its
+        pipes are drained first when it has exited."""
+        child = self._last_child.get(name)
+        if child is None:
+            return []
+        if not child.alive:
+            await child.drain(DRAIN_TIMEOUT)
+        return list(child.tail)
+
     # ---- status --------------------------------------------------------------------------
     def status_doc(self) -> dict[str, Any]:
         now = self.clock.monotonic()
-        comps = []
-        for u in self.m.units.values():
-            last = None
-            if u.last_exit is not None:
-                ex = u.last_exit
-                last = {"signal": ex.signal, "at": u.last_exit_wall} if ex.signal is not None else \
-                    {"code": ex.code, "at": u.last_exit_wall}
-            alive = u.pid is not None
-            comps.append({
-                "name": u.name,
-                "state": str(u.state),
-                "pid": u.pid,
-                "restarts": u.restarts,
-                "health": str(u.health),
-                "uptime_s": round(now - u.started_at, 3) if alive and u.started_at is not None else None,
-                "last_exit": last,
-            })
+        comps = [self._row(u, now) for u in self.m.units.values()]
+        comps += [row for name, row in self.retired.items() if name not in self.m.units]
         doc: dict[str, Any] = {"agent": {"pid": os.getpid(), "role": self.role, "version": self.version,
                                          "uptime_s": round(now - self.started_mono, 3)},
                                "components": comps}
@@ -500,6 +508,24 @@ class Manager:
             except Exception as err:  # noqa: BLE001 - a hook never breaks the status answer
                 self.log.exception("hook_failed", hook="status", reason=repr(err))
         return doc
+
+    @staticmethod
+    def _row(u: sm.Unit, now: float) -> dict[str, Any]:
+        last = None
+        if u.last_exit is not None:
+            ex = u.last_exit
+            last = {"signal": ex.signal, "at": u.last_exit_wall} if ex.signal is not None else \
+                {"code": ex.code, "at": u.last_exit_wall}
+        alive = u.pid is not None
+        return {
+            "name": u.name,
+            "state": str(u.state),
+            "pid": u.pid,
+            "restarts": u.restarts,
+            "health": str(u.health),
+            "uptime_s": round(now - u.started_at, 3) if alive and u.started_at is not None else None,
+            "last_exit": last,
+        }
 
     async def handle_http(self, method: str, target: str) -> tuple[int, Any]:
         if method == "GET" and target == "/status":
@@ -512,6 +538,11 @@ class Manager:
             fut: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
             self.request(_Cmd("reload", reply=fut))
             return 200, await fut
+        job = self.hooks.routes.get((method, target))
+        if job is not None:
+            if self.phase != "running":
+                return 409, {"error": f"agent is {self.phase}; try again when it is running"}
+            return await self.submit(job)
         return 404, {"error": f"no route {method} {target}"}
 
     def _hook(self, which: str, fns: Iterable[Callable[..., None]], *args: Any) -> None:
@@ -569,6 +600,18 @@ class Manager:
         self.dispatch(sm.Stop(names))
         await self.wait_until(lambda m: m.all_settled(names), stop_wakes=False)
 
+    async def retire(self, states: Mapping[str, str]) -> None:
+        """Stop these components for good (the one stop algorithm), forget them, and keep
+        their last status row with ``states[name]`` as its state (e.g. etcd ``left``): nothing
+        restarts them; a reload whose specs bring one back starts it as a new component."""
+        names = tuple(n for n in states if n in self.m.units)
+        await self.stop(names)
+        now = self.clock.monotonic()
+        for n in names:
+            self.retired[n] = {**self._row(self.m.units[n], now), "state": states[n]}
+        self.dispatch(sm.Forget(names))
+        self._close_log_files(names)
+
     async def _start_and_settle(self, specs: Sequence[ComponentSpec]) -> list[str]:
         """Start ``specs`` (not strict) and wait until each is ready or the longest startup
         timeout passed. Returns the ones that are not healthy: the reply names them. A
@@ -612,6 +655,8 @@ class Manager:
             self._hook("on_reload_done", self.hooks.on_reload_done, doc)
             return doc
         await self.stop([*plan.removed, *plan.restart])
+        for name in plan.added:
+            self.retired.pop(name, None)
         self.dispatch(sm.Forget(plan.removed))
         self._close_log_files(plan.removed)
         for name in (*plan.signal, *plan.update):
@@ -622,6 +667,11 @@ class Manager:
         doc = plan_doc(restarted=list(plan.restart), started=list(plan.added), stopped=list(plan.removed),
                        signalled=list(plan.signal), unchanged=[*plan.unchanged, *plan.update], failing=failing,
                        rewritten=sorted(map(str, plan.rewritten)))
+        for applied in self.hooks.on_reload_applied:
+            try:
+                doc.update({k: v for k, v in applied().items() if k not in doc})
+            except Exception as err:  # noqa: BLE001 - a hook never breaks the reload's answer
+                self.log.exception("hook_failed", hook="on_reload_applied", reason=repr(err))
         (self.log.warning if failing else self.log.info)(
             "reload_done", restarted=doc["restarted"], started=doc["started"], stopped=doc["stopped"],
             signalled=doc["signalled"], failing=failing)
@@ -704,6 +754,14 @@ async def _command_loop(mgr: Manager, renew: Callable[[], Collection[Path]] | No
                 cmd.reply.set_result(plan)
         elif cmd.kind == "renew" and renew is not None:
             await mgr.renew(renew)
+        elif cmd.kind == "job" and cmd.job is not None:
+            try:
+                answer: tuple[int, Any] = await cmd.job(mgr)
+            except Exception as err:  # noqa: BLE001 - a failed job is answered and logged; the agent keeps running
+                mgr.log.exception("command_failed", reason=repr(err))
+                answer = (500, {"error": f"internal error: {err!r}"})
+            if cmd.reply is not None and not cmd.reply.done():
+                cmd.reply.set_result(answer)
 
 
 async def _reject_while_starting(mgr: Manager) -> None:

@@ -63,6 +63,20 @@ def dependents(specs: Sequence[ComponentSpec]) -> dict[str, tuple[str, ...]]:
     return {k: tuple(v) for k, v in out.items()}
 
 
+def needing(specs: Sequence[ComponentSpec], names: Iterable[str]) -> tuple[str, ...]:
+    """``names`` and every component that needs one of them (``after``, transitively), in the
+    order of ``specs``: what must stop when ``names`` go for good (etcd after a leave)."""
+    below = dependents(specs)
+    out: set[str] = set()
+    todo = [n for n in names if n in below]
+    while todo:
+        n = todo.pop()
+        if n not in out:
+            out.add(n)
+            todo.extend(below[n])
+    return tuple(s.name for s in specs if s.name in out)
+
+
 @dataclass(frozen=True, slots=True)
 class Loaded:
     """What a spec loader may return instead of bare specs: the specs and the files the load

@@ -179,6 +179,8 @@ def render_plan(plan: Mapping[str, Any]) -> str:
         names = plan.get(key) or []
         if names:
             lines.append(f"{key}: {', '.join(names)}")
+    if plan.get("backup"):  # what the reload changed for scheduled backups (no component)
+        lines.append(f"backup: {plan['backup']}")
     if not lines:
         lines.append("nothing changed")
     unchanged = plan.get("unchanged") or []

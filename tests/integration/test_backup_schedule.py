@@ -55,3 +55,63 @@ def test_scheduled_backups_prune_log_and_report_failures(node_factory, tmp_path)
     assert comps["etcd"]["pid"] == etcd_pid and comps["etcd"]["restarts"] == 0 and comps["etcd"]["health"] == "healthy"
     assert any(e.get("event") == "backup_failed" for e in n.events())
     assert n.stop() == 0
+
+
+def test_a_reload_enables_reschedules_and_stops_backups_without_touching_etcd(node_factory, tmp_path):
+    """spec.backup added by SIGHUP to a controller started without it: backups start (one timer
+    in the agent), a `kagent reload` reply names each change (rescheduled, retention, stopped),
+    and etcd keeps its pid with no restart through all of it."""
+    import os
+    import signal
+
+    n = node_factory()
+    out = tmp_path / "backups"
+    n.write_config(base_config(n))
+    n.start("controller", "--init", "--disable-components", KUBE_COMPONENTS)
+    pids = {k: c["pid"] for k, c in n.wait_healthy(["etcd", "control-api"]).items()}
+    assert "backup" not in n.status()
+
+    def scheduled() -> list[str]:
+        return sorted(p.name for p in out.glob("kagent_scheduled_*.tar.gz")) if out.is_dir() else []
+
+    def wait_until(pred, what: str, timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        while not pred():
+            assert time.monotonic() < deadline, f"{what}: {n.log_text()[-3000:]}"
+            time.sleep(0.2)
+
+    n.write_config(base_config(n, backup={"schedule": "1s", "retention": 2, "directory": str(out)}))
+    os.kill(n.proc.pid, signal.SIGHUP)
+    wait_until(lambda: any(e.get("event") == "reload_done" for e in n.events()), "the SIGHUP reload")
+    done = [e for e in n.events() if e.get("event") == "backup_schedule_changed"]
+    assert done and done[-1]["change"].startswith("started: every 0h0m1s into " + str(out))
+    wait_until(lambda: len(scheduled()) >= 1, "a scheduled backup after the reload")
+    st = n.status()["backup"]
+    assert st["every"] == "0h0m1s" and st["retention"] == 2 and st["taken"] >= 1
+
+    n.write_config(base_config(n, backup={"schedule": "2s", "retention": 1, "directory": str(out)}))
+    r = n.kagent("reload")
+    assert r.returncode == 0, r.stderr
+    assert "backup: rescheduled: every 0h0m1s -> 0h0m2s; retention 2 -> 1" in r.stdout, r.stdout
+    assert "restarted:" not in r.stdout and "unchanged: etcd, control-api" in r.stdout
+    wait_until(lambda: n.status()["backup"]["every"] == "0h0m2s" and len(scheduled()) == 1, "retention 1 applied")
+
+    n.write_config(base_config(n))
+    r = n.kagent("reload")
+    assert r.returncode == 0 and "backup: stopped" in r.stdout, (r.stdout, r.stderr)
+    assert "backup" not in n.status()
+    before = scheduled()
+    time.sleep(3)  # more than one old schedule: no backup is taken any more
+    assert scheduled() == before
+    assert n.kagent("reload").stdout.strip() == "nothing changed\nunchanged: etcd, control-api"  # nothing to say for backups
+    # a rejected reload changes nothing for backups either
+    bad = base_config(n, backup={"schedule": "1s", "retention": 0, "directory": str(out)})
+    n.write_config(bad)
+    r = n.kagent("reload")
+    assert r.returncode == 3 and "spec.backup.retention" in r.stderr, r.stderr
+    assert "backup" not in n.status()
+    time.sleep(1.5)
+    assert scheduled() == before
+    comps = n.components()
+    assert {k: c["pid"] for k, c in comps.items()} == pids and all(c["restarts"] == 0 for c in comps.values())
+    assert n.stop() == 0

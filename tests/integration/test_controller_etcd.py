@@ -8,6 +8,7 @@ import os
 import shutil
 import signal
 
+from tests.conftest import mapped_cryptography
 from tests.integration.conftest import KUBE_COMPONENTS, base_config, etcdctl
 
 
@@ -91,7 +92,8 @@ def test_bad_flag_and_bad_config_are_clear_and_change_nothing(node_factory):
     n.config.write_text("spec:\n  api:\n    port: 70000\n")
     r = n.kagent("controller", "--init")
     assert r.returncode == 3
-    assert r.stderr.splitlines()[0] == "error: config spec.api.port: 70000 is not a TCP port (1-65535)"
+    assert r.stderr.splitlines()[:2] == [f"error: {n.config}: spec.api.port: 70000 is not a TCP port (1-65535)",
+                                         "hint: use a whole number from 1 to 65535, unquoted"]
     assert not n.data.exists() and not n.run.exists()
 
 
@@ -112,3 +114,46 @@ def test_running_agent_renews_expiring_certs_and_restarts_only_their_readers(nod
     assert any(e.get("event") == "renewed_files_restart" and "etcd" in e.get("components", []) for e in n.events())
     assert etcdctl(n, "endpoint", "health").returncode == 0
     assert after["etcd"]["restarts"] >= 1
+    # the initial issue and the renewal ran in the PKI child: the agent never loaded cryptography
+    assert n.proc is not None and mapped_cryptography(n.proc.pid) == []
+    assert any(e.get("event") == "pki_file_written" and e["path"] == str(server_crt) and "expires" in e["reason"]
+               for e in n.events())  # the child's log lines reach the agent's log
+
+
+def test_a_reload_applies_the_pki_in_a_child_and_survives_a_failing_child(node_factory):
+    """A reload's PKI step (a SAN added) runs in the PKI child and is reported; when that child
+    fails (a certificate path is a directory), the reload is rejected naming the file, every
+    PID is kept, and the next reload repairs it. The agent never loads cryptography."""
+    from kagent.pki import issue
+
+    n = node_factory()
+    cfg = base_config(n)
+    n.write_config(cfg)
+    n.start("controller", "--init", "--disable-components", KUBE_COMPONENTS)
+    pids = {name: c["pid"] for name, c in n.wait_healthy(["etcd", "control-api"]).items()}
+    server_crt = n.data / "pki" / "server.crt"
+
+    cfg["spec"]["api"]["sans"] = ["reload-one.example"]
+    n.write_config(cfg)
+    r = n.kagent("reload", timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert any(line.startswith("rewritten: ") and str(server_crt) in line for line in r.stdout.splitlines()), r.stdout
+    assert "reload-one.example" in issue.cert_sans(issue.load_cert(server_crt.read_bytes()))[0]
+    assert n.components()["etcd"]["pid"] == pids["etcd"]  # etcd does not read server.crt
+
+    pids = {name: c["pid"] for name, c in n.components().items()}
+    server_crt.unlink()
+    server_crt.mkdir()
+    cfg["spec"]["api"]["sans"] = ["reload-two.example"]
+    n.write_config(cfg)
+    r = n.kagent("reload", timeout=120)
+    assert r.returncode == 3, (r.returncode, r.stdout, r.stderr)
+    assert f"pki: {server_crt}: Is a directory" in r.stderr and "nothing was changed" in r.stderr
+    assert n.proc is not None and n.proc.poll() is None
+    assert {name: c["pid"] for name, c in n.components().items()} == pids
+
+    server_crt.rmdir()
+    r = n.kagent("reload", timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert "reload-two.example" in issue.cert_sans(issue.load_cert(server_crt.read_bytes()))[0]
+    assert mapped_cryptography(n.proc.pid) == []

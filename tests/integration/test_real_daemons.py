@@ -47,7 +47,7 @@ def test_real_etcd_accepts_the_argv_and_answers_the_health_check(short_paths, pr
     client, peer = free_port(), free_port()
     cfg = load_config(f"spec:\n  storage:\n    etcd: {{peerAddress: 127.0.0.1, clientPort: {client}, peerPort: {peer}}}\n"
                       f"  pki: {{keyAlgorithm: {algorithm}}}\n", host_address="127.0.0.1")
-    opts = NodeOptions(bins={"etcd": binary}, etcd_version=bins.binary_major_minor(binary) or (3, 5))
+    opts = NodeOptions(bins={"etcd": binary}, etcd_version=bins.version_tuple(bins.binary_version(binary)) or (3, 5, 8))
     spec = etcd.spec(Context(config=cfg, paths=paths, facts=FACTS, role=Role.CONTROLLER, options=opts))
     proc = start(procs, spec)
     ctl = [str(_found("etcdctl", paths)), f"--endpoints=https://127.0.0.1:{client}", f"--cacert={paths.etcd_pki('ca.crt')}",
@@ -126,7 +126,7 @@ def test_full_controller_worker_topology_real_etcd_containerd_and_doubles(short_
         f"  workerProfiles: [{{name: default, values: {{healthzPort: {kubelet}}}}}]\n",
         host_address="127.0.0.1")
     opts = NodeOptions(enable_worker=True, bins=found, cluster_ca=paths.pki("ca.crt").read_bytes(),
-                       etcd_version=bins.binary_major_minor(found["etcd"]) or (3, 5),
+                       etcd_version=bins.version_tuple(bins.binary_version(found["etcd"])) or (3, 5, 8),
                        containerd_version=bins.binary_major_minor(found["containerd"]) or (1, 7))
     specs = list(specs_for(Context(config=cfg, paths=paths, facts=FACTS, role=Role.CONTROLLER, options=opts)))
     assert [s.name for s in specs] == ["etcd", "control-api", "konnectivity-server", "kube-apiserver", "kube-scheduler",

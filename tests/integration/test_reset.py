@@ -150,10 +150,11 @@ def test_reset_stops_a_leftover_containerd_its_shim_and_container(node_factory):
     while "docker.io/library/kagent-reset:1" not in n.kagent("ctr", "images", "ls", "-q").stdout.split():
         assert time.monotonic() < deadline
         time.sleep(0.3)
-    r = n.kagent("ctr", "run", "-d", "docker.io/library/kagent-reset:1", "kagent-reset-c1", "/bin/sleep", "600", timeout=120)
+    cid = f"kagent-reset-{os.getpid()}"  # runc's state dir is shared by every containerd on the host: an id of its own
+    r = n.kagent("ctr", "run", "-d", "docker.io/library/kagent-reset:1", cid, "/bin/sleep", "600", timeout=120)
     assert r.returncode == 0, r.stderr
     task = n.kagent("ctr", "tasks", "ls").stdout
-    container_pid = int(next(ln.split()[1] for ln in task.splitlines() if ln.startswith("kagent-reset-c1")))
+    container_pid = int(next(ln.split()[1] for ln in task.splitlines() if ln.startswith(cid)))
     os.kill(n.proc.pid, signal.SIGKILL)  # the agent dies; containerd, its shim and the container stay
     n.proc.wait(10)
     shim_pids = [int(p) for p in os.listdir("/proc") if p.isdigit() and _is_shim_for(int(p), n.run / "containerd.sock")]

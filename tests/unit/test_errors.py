@@ -30,3 +30,11 @@ def test_config_error_names_the_dotted_path() -> None:
 
 def test_exit_code_values_are_the_design_contract() -> None:
     assert [int(c) for c in ExitCode] == [0, 1, 2, 3, 4, 5, 130]
+
+
+def test_a_config_error_located_in_its_file_names_file_and_field() -> None:
+    err = ConfigError("spec.api.port", "70000 is not a TCP port (1-65535)", hint="use 1-65535")
+    located = err.located("/etc/kagent.yaml")
+    assert located.render() == "error: /etc/kagent.yaml: spec.api.port: 70000 is not a TCP port (1-65535)\nhint: use 1-65535"
+    assert located.located("other.yaml") is located  # an error that names its file keeps it
+    assert ConfigError("(document)", "holds no config", source="stdin").render() == "error: stdin: holds no config"

@@ -38,6 +38,7 @@ LAYERS: dict[str, str] = {
     "kagent.errors": PURE,
     "kagent.modes": PURE,
     "kagent.paths": PURE,
+    "kagent.urls": PURE,
     "kagent.versions": PURE,
     "kagent.kubeconfig": PURE,
     "kagent.config.*": PURE,
@@ -46,6 +47,8 @@ LAYERS: dict[str, str] = {
     "kagent.pki.plan": PURE,
     "kagent.pki.issue": PURE,
     "kagent.pki.check": PURE,
+    "kagent.pki.model": PURE,  # CertRequest, Usage: what a leaf says, without cryptography
+    "kagent.pki.wire": PURE,  # the PKI child's JSON protocol
     "kagent.pki": PURE,
     "kagent.supervisor": PURE,
     "kagent.supervisor.policy": PURE,
@@ -65,6 +68,7 @@ LAYERS: dict[str, str] = {
     "kagent.sysinfo": EDGE,
     "kagent.node.*": EDGE,
     "kagent.pki.store": EDGE,
+    "kagent.pki.child": EDGE,  # runs the PKI in a short-lived child process
     "kagent.supervisor.*": EDGE,
     "kagent.join.*": EDGE,
     "kagent.service.*": EDGE,

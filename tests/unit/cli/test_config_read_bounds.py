@@ -61,13 +61,13 @@ def test_stdin_config_is_still_read() -> None:
 
 
 @pytest.mark.parametrize("text, first", [
-    ("spec:\n  api:\n    address: api.example.com\n", "error: config spec.api.address: 'api.example.com' is not an IP address"),
-    ("spec:\n  api:\n    port: 02370\n", "error: config spec.api.port: '02370' is a string, expected a TCP port number (1-65535)"),
-    ("spec:\n  containerd:\n    extraConfig: 'x = '\n", "error: config spec.containerd.extraConfig: is not valid TOML: "),
+    ("spec:\n  api:\n    address: api.example.com\n", "error: {f}: spec.api.address: 'api.example.com' is not an IP address"),
+    ("spec:\n  api:\n    port: 02370\n", "error: {f}: spec.api.port: '02370' is a string, expected a TCP port number (1-65535)"),
+    ("spec:\n  containerd:\n    extraConfig: 'x = '\n", "error: {f}: spec.containerd.extraConfig: is not valid TOML: "),
 ])
 def test_config_validate_exit_3_with_the_dotted_path(tmp_path: Path, text: str, first: str) -> None:
     f = tmp_path / "k.yaml"
     f.write_text(text)
     r = run_kagent("config", "validate", "-c", str(f))
     assert r.returncode == 3
-    assert r.stderr.splitlines()[0].startswith(first), r.stderr
+    assert r.stderr.splitlines()[0].startswith(first.format(f=f)), r.stderr

@@ -74,7 +74,8 @@ def test_controller_takes_c_and_data_dir_after_its_flags(tmp_path: Path) -> None
     bad.write_text("spec:\n  api:\n    port: 70000\n")
     r = run_kagent("controller", "--init", "-c", str(bad), "--data-dir", str(tmp_path / "d"), "--run-dir", str(tmp_path / "r"))
     assert r.returncode == 3
-    assert r.stderr.splitlines()[-1] == "error: config spec.api.port: 70000 is not a TCP port (1-65535)"
+    assert r.stderr.splitlines()[-2:] == [f"error: {bad}: spec.api.port: 70000 is not a TCP port (1-65535)",
+                                          "hint: use a whole number from 1 to 65535, unquoted"]
     ok = tmp_path / "ok.yaml"
     ok.write_text("spec:\n  api:\n    address: 127.0.0.1\n")
     r = run_kagent("controller", "-c", str(ok), "--data-dir", str(tmp_path / "d"), "--run-dir", str(tmp_path / "r"))

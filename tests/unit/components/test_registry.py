@@ -5,7 +5,11 @@ from __future__ import annotations
 import pytest
 
 from kagent.components import (
-    ALL_MODULES,
+    CONTROLLER_REGISTRY,
+    NAMES,
+    WORKER_REGISTRY,
+    all_modules,
+    module_of,
     CONTROLLER_COMPONENTS,
     WORKER_COMPONENTS,
     parse_disabled,
@@ -127,8 +131,30 @@ def test_start_order_detects_a_cycle():
 
 
 def test_registry_has_no_cycle_with_every_component_forced_on():
-    specs = [m.spec(ctx(enable_worker=True)) for m in ALL_MODULES]
-    assert len(start_order(specs)) == len(ALL_MODULES)
+    specs = [m.spec(ctx(enable_worker=True)) for m in all_modules()]
+    assert len(start_order(specs)) == len(all_modules())
+
+
+def test_each_registry_entry_names_its_module_and_roles():
+    # the registry names modules without importing them: each name must be the module's NAME
+    for name, _ in CONTROLLER_REGISTRY + WORKER_REGISTRY:
+        mod = module_of(name)
+        assert mod is not None and mod.NAME == name
+    assert {n for n, _ in WORKER_REGISTRY} == set(WORKER_COMPONENTS)
+    assert all(Role.WORKER in module_of(n).ROLES for n, _ in WORKER_REGISTRY)
+    assert NAMES == tuple(m.NAME for m in all_modules())
+    assert module_of("kube-proxy") is None
+
+
+def test_importing_the_spec_module_loads_no_component_module_nor_the_config_loader():
+    import ast
+    import subprocess
+    import sys
+
+    code = ("import sys, kagent.components.spec, kagent.supervisor.manager; "
+            "print(sorted(m for m in sys.modules if m.startswith(('kagent.components.', 'kagent.config'))))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert ast.literal_eval(out) == ["kagent.components.spec"]
 
 
 def test_parse_disabled_accepts_valid_names():

@@ -48,12 +48,12 @@ def test_a_binary_version_is_probed_once_per_path_and_mtime(tmp_path, monkeypatc
     etcd, count = paths.bin_dir / "etcd", tmp_path / "count"
     _counting_etcd(etcd, count, "3.4.23")
     monkeypatch.setenv("PATH", "")
-    assert detect_node(paths).etcd_version == (3, 4)
-    assert detect_node(paths).etcd_version == (3, 4)
+    assert detect_node(paths).etcd_version == (3, 4, 23)
+    assert detect_node(paths).etcd_version == (3, 4, 23)
     assert count.read_text().count("x") == 1  # the second call (a reload) did not run it again
     _counting_etcd(etcd, count, "3.5.17")
     os.utime(etcd, ns=(time.time_ns(), time.time_ns() + 10**9))
-    assert detect_node(paths).etcd_version == (3, 5)
+    assert detect_node(paths).etcd_version == (3, 5, 17)
     assert count.read_text().count("x") == 2
 
 
@@ -70,13 +70,13 @@ def test_a_failed_version_probe_never_changes_the_etcd_spec(tmp_path, monkeypatc
     first = detect_node(paths).etcd_version
     etcd.write_text("#!/bin/sh\nexit 1\n")  # a new file whose probe fails (or times out)
     os.utime(etcd, ns=(time.time_ns(), time.time_ns() + 10**9))
-    assert detect_node(paths).etcd_version == first == (3, 4)
+    assert detect_node(paths).etcd_version == first == (3, 4, 23)
     # never answered at all: the version whose flags every release accepts, not 3.5's
     other = Paths.build(tmp_path / "data2", tmp_path / "run2")
     other.bin_dir.mkdir(parents=True)
     (other.bin_dir / "etcd").write_text("#!/bin/sh\nexit 1\n")
     (other.bin_dir / "etcd").chmod(0o750)
     det = detect_node(other)
-    assert det.etcd_version == (3, 4)
+    assert det.etcd_version == (3, 4, 0)
     args = etcd_mod.spec(ctx(etcd_version=det.etcd_version)).args
     assert not any(a.startswith("--tls-min-version") for a in args)

@@ -58,3 +58,14 @@ def test_a_file_change_restarts_a_restart_component():
     old = [spec("a", files=(FileSpec(path=Path("/x"), data=b"1"),))]
     new = [spec("a", files=(FileSpec(path=Path("/x"), data=b"2"),))]
     assert diff(old, new).restart == ("a",)
+
+
+def test_needing_is_the_names_and_everything_that_needs_them_in_start_order():
+    from kagent.supervisor.reload import needing
+
+    specs = start_order([spec("etcd"), spec("control-api", after=("etcd",)), spec("containerd"),
+                         spec("kube-apiserver", after=("etcd",)), spec("kube-scheduler", after=("kube-apiserver",)),
+                         spec("kubelet", after=("containerd",))])
+    assert needing(specs, ["etcd"]) == ("etcd", "control-api", "kube-apiserver", "kube-scheduler")
+    assert needing(specs, ["containerd"]) == ("containerd", "kubelet")
+    assert needing(specs, ["nothing-of-that-name"]) == ()

@@ -24,3 +24,4 @@ def test_render_plan():
     assert render_plan({"restarted": ["b"], "started": [], "stopped": ["c"], "unchanged": ["a"]}) == \
         "restarted: b\nstopped: c\nunchanged: a"
     assert render_plan({"unchanged": []}) == "nothing changed"
+    assert render_plan({"unchanged": ["etcd"], "backup": "stopped"}) == "backup: stopped\nunchanged: etcd"

@@ -1,0 +1,138 @@
+"""kagent.pki.child and kagent.pki.wire: the PKI applied by a real child process (``python -m
+kagent pki-apply``), its JSON protocol decoded strictly both ways, and every way the child can
+fail turned into one KagentError naming ``pki``, with nothing written for a bad request."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from kagent.errors import KagentError, PreconditionError
+from kagent.paths import Paths
+from kagent.pki import wire
+from kagent.pki.child import apply_in_child
+from kagent.pki.plan import PkiPlan, plan_pki
+from tests.conftest import kagent_cmd, kagent_env, mapped_cryptography
+from tests.fixtures.pki_env import FACTS, make_config, utcnow
+
+EC = "spec:\n  pki:\n    keyAlgorithm: ecdsa-p256\n  storage:\n    etcd:\n      peerAddress: 127.0.0.1\n"
+
+
+def _plan(base: Path, text: str = EC) -> PkiPlan:
+    return plan_pki(make_config(text), Paths.build(base / "data", base / "run"), FACTS, kubelet_node="node-a",
+                    etcd_member="node-a-1")
+
+
+def _files(base: Path) -> list[Path]:
+    return sorted(p for p in base.rglob("*") if p.is_file())
+
+
+@pytest.fixture(autouse=True)
+def _child_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    # the child is `python -m kagent`: it must import this checkout's kagent
+    for k, v in kagent_env().items():
+        monkeypatch.setenv(k, v)
+
+
+def test_a_plan_survives_the_wire_unchanged() -> None:
+    plan = _plan(Path("/nonexistent-base"), "")  # RSA, every kind of spec
+    doc = json.loads(json.dumps(wire.request(plan, utcnow())))
+    got, now = wire.parse_request(doc)
+    assert got == plan and now.tzinfo is not None
+
+
+@pytest.mark.parametrize("field,value,message", [
+    (("cas", 0, "cert"), "relative/ca.crt", "plan.cas[0].cert: expected an absolute path"),
+    (("leaves", 0, "key_algorithm"), "dsa-1024", "plan.leaves[0].key_algorithm: 'dsa-1024' is not a KeyAlgorithm"),
+    (("leaves", 0, "request", "usages"), "server", "plan.leaves[0].request.usages: expected a list"),
+    (("renew_before",), 86400, "plan.renew_before: expected [days, seconds, microseconds]"),
+    (("keypairs", 0, "rekey_on_algorithm_change"), 1, "expected true or false"),
+])
+def test_a_garbled_request_is_refused_naming_the_field(field: tuple[object, ...], value: object, message: str) -> None:
+    doc = wire.request(_plan(Path("/b")), utcnow())
+    target = doc["plan"]
+    for key in field[:-1]:
+        target = target[key]  # type: ignore[index]
+    target[field[-1]] = value  # type: ignore[index]
+    with pytest.raises(ValueError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        wire.parse_request(json.loads(json.dumps(doc)))
+
+
+def test_an_extra_or_missing_field_is_refused() -> None:
+    doc = wire.request(_plan(Path("/b")), utcnow())
+    doc["plan"]["cas"][0]["evil"] = "x"
+    with pytest.raises(ValueError, match="plan.cas.0.: fields"):
+        wire.parse_request(doc)
+
+
+def test_the_child_applies_the_plan_and_a_second_run_writes_nothing(tmp_path: Path) -> None:
+    plan = _plan(tmp_path)
+    written = apply_in_child(plan, now=utcnow())
+    assert set(written) == set(plan.files()) and all(p.is_file() for p in plan.files())
+    assert written[plan.ca("ca").cert] == "missing"
+    assert apply_in_child(plan, now=utcnow()) == {}
+    # the same rule as in-process: a file removed is the one file rewritten
+    plan.leaf("etcd/server").cert.unlink()
+    assert apply_in_child(plan, now=utcnow()) == {plan.leaf("etcd/server").cert: "certificate missing"}
+
+
+def test_a_child_that_cannot_write_names_the_file_and_the_agent_side_raises_once(tmp_path: Path) -> None:
+    plan = _plan(tmp_path)
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "pki").write_text("not a directory\n")
+    with pytest.raises(PreconditionError) as err:
+        apply_in_child(plan, now=utcnow())
+    assert err.value.where == "pki" and str(tmp_path / "data" / "pki") in err.value.what
+    assert err.value.render().count("\n") == 1  # one error line and one hint
+    assert _files(tmp_path) == [tmp_path / "data" / "pki"]
+
+
+def test_a_garbled_request_to_the_real_child_writes_nothing(tmp_path: Path) -> None:
+    doc = wire.request(_plan(tmp_path), utcnow())
+    doc["plan"]["leaves"][0]["cert"] = "../../etc/evil.crt"
+    r = subprocess.run(kagent_cmd("pki-apply"), input=json.dumps(doc), capture_output=True, text=True, timeout=60)
+    assert r.returncode == 1
+    answer = json.loads(r.stdout)["error"]
+    assert answer["where"] == "pki" and "invalid request" in answer["what"] and "expected an absolute path" in answer["what"]
+    assert _files(tmp_path) == [] and not (tmp_path / "data").exists()
+
+
+def _fake_child(code: str) -> list[str]:
+    # stands in for kagent only where kagent cannot be made to misbehave: dying, garbage, hanging
+    return [sys.executable, "-c", code]
+
+
+def test_a_child_that_dies_or_answers_garbage_is_one_clear_error(tmp_path: Path) -> None:
+    plan = _plan(tmp_path)
+    with pytest.raises(KagentError, match="pki: the PKI child exited 3 without an answer"):
+        apply_in_child(plan, now=utcnow(), argv=_fake_child("import sys; sys.exit(3)"))
+    with pytest.raises(KagentError, match=r"was killed by signal 9"):
+        apply_in_child(plan, now=utcnow(), argv=_fake_child("import os, signal; os.kill(os.getpid(), signal.SIGKILL)"))
+    outside = "import json; print(json.dumps({'written': [['/etc/passwd', 'missing']]}))"
+    with pytest.raises(KagentError, match="answer is invalid: written.0.: /etc/passwd is not a file of the plan"):
+        apply_in_child(plan, now=utcnow(), argv=_fake_child(outside))
+    with pytest.raises(PreconditionError, match="did not finish within 0.5 s and was killed"):
+        apply_in_child(plan, now=utcnow(), argv=_fake_child("import time; time.sleep(60)"), timeout=0.5)
+
+
+def test_the_helper_sees_cryptography_in_a_process_that_loaded_it() -> None:
+    from kagent.pki import issue  # noqa: F401 - this test process loads it
+
+    assert any("_rust" in p for p in mapped_cryptography(os.getpid()))
+
+
+def test_a_kagent_error_raised_in_the_child_is_raised_again_as_it_was() -> None:
+    from kagent.errors import ConfigError
+    from kagent.pki.child import _error_doc, _error_from
+
+    for err in (ConfigError("spec.pki.keyAlgorithm", "bad", hint="fix it", source="/etc/k.yaml"),
+                PreconditionError("pki", "no CA", hint="start once")):
+        again = _error_from(json.loads(json.dumps(_error_doc(err))))
+        assert type(again) is type(err) and again.render() == err.render() and again.exit_code == err.exit_code
+    bug = _error_from(_error_doc(RuntimeError("boom")))
+    assert bug.render().startswith("error: pki: internal error in the PKI child: RuntimeError: boom\nhint: ")
