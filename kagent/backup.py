@@ -237,13 +237,16 @@ class SnapshotStream(io.RawIOBase):
         self._done = False
 
     def _fail(self, what: str) -> ComponentError:
-        return ComponentError(self.where, f"snapshot: {what}", hint="retry; nothing was written")
+        return ComponentError(self.where, f"snapshot: {what}",
+                              hint="check that etcd is healthy (kagent status) and retry; nothing was written")
 
     def _next_message(self) -> Any:
         try:
             msg = next(self._messages)
         except StopIteration:
             raise self._fail("the stream ended early") from None
+        except (OSError, ValueError) as err:  # the connection, its HTTP framing or a message's JSON
+            raise self._fail(f"reading the stream failed: {err}") from None
         if not isinstance(msg, dict):
             raise self._fail("a stream message is not a JSON object")
         if "error" in msg:
@@ -382,11 +385,14 @@ class PendingSnapshot:
             code, body = conn.response()
             if code != 200:
                 raise ComponentError(where, f"snapshot: HTTP {code}: {_read_all(body)[:200]!r}")
-            use(SnapshotStream(_json_lines(body), where))
-            return cluster_id, version
+            stream = SnapshotStream(_json_lines(body), where)
         except (OSError, ValueError, KeyError, TypeError) as err:
             raise ComponentError(where, f"snapshot through the API failed: {err}",
                                  hint="check that etcd is healthy (kagent status); nothing was written") from None
+        # outside the handler above: a failure to write what is read (a full disk) is not
+        # etcd's; reading the stream turns its own failures into ComponentError
+        use(stream)
+        return cluster_id, version
 
 
 @dataclass
@@ -648,6 +654,10 @@ def create_backup(paths: Paths, *, storage: str, etcd_client_port: int, kine_dat
         final = _link_no_clobber(archive, dest_dir, archive_name(now, scheduled=scheduled))
         fsutil.fsync_dir(dest_dir)
         return BackupResult(final, size, manifest, w.skipped)
+    except BrokenPipeError:
+        raise  # stdout's reader went away (the CLI's own handling)
+    except OSError as err:  # a full disk, a quota, an unreadable file in the data dir
+        raise _write_error(err, dest_dir) from None
     finally:
         if pending is not None:
             pending.close()
@@ -655,6 +665,19 @@ def create_backup(paths: Paths, *, storage: str, etcd_client_port: int, kine_dat
             lock.release()
         if work is not None:
             shutil.rmtree(work, ignore_errors=True)
+
+
+def _write_error(err: OSError, dest_dir: Path | None) -> PreconditionError:
+    import errno
+
+    where = str(err.filename) if err.filename else (str(dest_dir) if dest_dir is not None else "the temp dir")
+    if err.errno in (errno.ENOSPC, errno.EDQUOT):
+        hint = (f"free space in {dest_dir} or pass another --save-path" if dest_dir is not None
+                else "free space in the temp dir (TMPDIR) or back up into a directory: --save-path DIR")
+    else:
+        hint = "fix the file's permissions or pass another --save-path"
+    return PreconditionError(where, f"cannot write the backup: {err.strerror or err}",
+                             hint=f"{hint}; nothing was left behind")
 
 
 def storage_of(paths: Paths, configured: str) -> str:
