@@ -81,6 +81,33 @@ def _fsync_dir(path: Path) -> None:
 fsync_dir = _fsync_dir  # public: backup/restore make a rename durable the same way
 
 
+def _drop_temp(tmp: str | Path) -> None:
+    try:
+        os.unlink(tmp)
+    except FileNotFoundError:
+        pass
+
+
+def write_runtime(path: Path, data: bytes, *, mode: int = MODE_PIDFILE) -> None:
+    """Write a small runtime-state file (a pidfile) atomically by rename, without fsync: the
+    run dir is a tmpfs on a real host, and such a file means nothing after a reboot. Cheaper
+    than ``write_atomic(..., durable=False)`` (no content check, no random temp name: the
+    temp name carries our pid, so two writers never share it; the parent must exist). Raises
+    OSError like any write; the temp file never stays behind."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, mode)
+        try:
+            os.fchmod(fd, mode)  # O_CREAT's mode went through the umask
+            os.write(fd, data)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except BaseException:
+        _drop_temp(tmp)
+        raise
+
+
 def write_atomic(
     path: Path,
     data: bytes | str,
@@ -114,10 +141,7 @@ def write_atomic(
             os.chown(tmp, *owner)
         os.replace(tmp, path)
     except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
+        _drop_temp(tmp)
         raise
     if durable:
         _fsync_dir(path.parent)

@@ -149,7 +149,7 @@ class Tasks:
 class Manager:
     def __init__(self, *, paths: Paths, role: str, version: str, log_dir: Path | None, policy: RestartPolicy,
                  load_specs: Callable[[], Sequence[ComponentSpec] | Loaded], hooks: Hooks | None = None,
-                 spawner: Spawner = process.spawn, prober: Prober = health_mod.probe,
+                 spawner: Spawner | None = None, prober: Prober = health_mod.probe,
                  clock: Clock | None = None) -> None:
         self.paths = paths
         self.role = role
@@ -157,7 +157,8 @@ class Manager:
         self.log_dir = log_dir
         self.load_specs = load_specs
         self.hooks = hooks or Hooks()
-        self.spawner = spawner
+        self.spawner = spawner  # None: the launcher (inline, or its pool for a burst)
+        self.launcher = process.Launcher()
         self.prober = prober
         self.clock: Clock = clock or SystemClock()
         self.instance = process.instance_id(paths.run_dir)
@@ -175,6 +176,11 @@ class Manager:
         self._log_files: dict[str, IO[str]] = {}
         self._pending: collections.deque[sm.Event] = collections.deque()
         self._dispatching = False
+        # bookkeeping done after the spawns of one loop turn (see dispatch)
+        self._later: collections.deque[sm.Log | Callable[[], None]] = collections.deque()
+        self._flush_scheduled = False
+        self._flushing = False
+        self._unfinished: dict[process.Child, sm.Spawn] = {}  # spawned, pidfile and Spawned not done yet
         self._waiters: list[tuple[Callable[[sm.Machine], bool], asyncio.Future[None], bool]] = []
         self._background: set[asyncio.Task[None]] = set()
         self.readiness = Readiness(None)  # sd_notify; run_agent sets the real one
@@ -192,7 +198,15 @@ class Manager:
     # ---- the interpreter -----------------------------------------------------------------
     def dispatch(self, ev: sm.Event) -> None:
         """Feed one event to the machine and carry out its actions (re-entrant: events raised
-        while acting are queued and handled in order)."""
+        while acting are queued and handled in order).
+
+        Spawns are carried out at once; the bookkeeping around them (``Log`` actions, a
+        spawned child's pidfile and its ``Spawned`` event, an exited child's pidfile removal)
+        is queued and done at the start of the next turn of the loop (``_flush``), in order.
+        So a child that exited is respawned before anything is logged or written, and after a
+        mass kill (many pidfds ready in one turn) every child is back before the bookkeeping of
+        the first one. The queue is always emptied before any later pidfd, pipe or timer
+        callback runs (asyncio runs callbacks in the order they were scheduled)."""
         self._pending.append(ev)
         if self._dispatching:
             return
@@ -202,14 +216,41 @@ class Manager:
                 e = self._pending.popleft()
                 self.m, actions = sm.transition(self.m, e, self.clock.monotonic())
                 for a in actions:
+                    if isinstance(a, sm.Log):
+                        self._later.append(a)
+                        continue
                     try:
                         self._do(a)
                     except Exception as err:  # noqa: BLE001 - an edge bug must not stop the machine
                         self.log.exception("action_failed", action=type(a).__name__, reason=repr(err))
         finally:
             self._dispatching = False
+        self._schedule_flush()
         self._notify()
         self.changed()
+
+    def _schedule_flush(self) -> None:
+        if self._later and not self._flush_scheduled and not self._flushing:
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush)
+
+    def _flush(self) -> None:
+        """The queued bookkeeping, in order (see ``dispatch``). Work queued while flushing (the
+        logs of a ``Spawned`` event) is done in the same pass."""
+        self._flush_scheduled = False
+        self._flushing = True
+        try:
+            while self._later:
+                item = self._later.popleft()
+                try:
+                    if isinstance(item, sm.Log):
+                        self._do(item)
+                    else:
+                        item()
+                except Exception as err:  # noqa: BLE001 - an edge bug must not stop the machine
+                    self.log.exception("action_failed", action=type(item).__name__, reason=repr(err))
+        finally:
+            self._flushing = False
 
     def changed(self) -> None:
         """After each event: when a component's state or health changed, the one-line STATUS=
@@ -282,31 +323,51 @@ class Manager:
             fsutil.write_atomic(f.path, f.data, mode=f.mode)
 
     def _spawn(self, a: sm.Spawn) -> None:
+        """Start the process now (or in the launcher's pool: ``_started`` follows); its
+        pidfile and ``Spawned`` follow in ``_flush`` (sooner, should its exit come first)."""
         spec = a.spec
         try:
             self._prepare(spec)
-            child = self.spawner(spec, instance=self.instance, sink=self._sink(spec.name),
-                                 now=self.clock.monotonic(), loop=asyncio.get_running_loop())
+            sink, now, loop = self._sink(spec.name), self.clock.monotonic(), asyncio.get_running_loop()
+            if self.spawner is not None:
+                child: process.Child | None = self.spawner(spec, instance=self.instance, sink=sink, now=now, loop=loop)
+            else:
+                child = self.launcher.spawn(spec, instance=self.instance, sink=sink, now=now, loop=loop,
+                                            done=lambda result: self._started(a, result))
         except Exception as err:  # noqa: BLE001 - KagentError, OSError (ENOSPC, EACCES) or a bug: all survived
-            what = err.what if isinstance(err, KagentError) else (str(err) or repr(err))
+            self._started(a, err)
+            return
+        if child is not None:
+            self._started(a, child)
+
+    def _started(self, a: sm.Spawn, result: process.Child | Exception) -> None:
+        if isinstance(result, Exception):
+            what = result.what if isinstance(result, KagentError) else (str(result) or repr(result))
             self.dispatch(sm.SpawnFailed(a.name, a.gen, what))
             return
+        child = result
+        self._unfinished[child] = a
+        child.on_exit = lambda: self._on_exit(a.name, a.gen, child)
+        self._later.append(lambda: self._finish_spawn(child))
+        self._schedule_flush()
+
+    def _finish_spawn(self, child: process.Child) -> None:
+        """The pidfile, then ``Spawned``. A pidfile that cannot be written: no unsupervised
+        child, it goes, and the spawn counts as failed."""
+        a = self._unfinished.pop(child, None)
+        if a is None:
+            return
+        name = a.name
         try:
-            fsutil.write_atomic(self.paths.pidfile(spec.name), f"{child.pid}\n", mode=fsutil.MODE_PIDFILE, durable=False)
+                fsutil.write_runtime(self.paths.pidfile(name), b"%d\n" % child.pid)
         except OSError as err:
-            # no unsupervised child: it goes, and the spawn counts as failed
-            self._background_task(self._discard(a, child, f"cannot write {self.paths.pidfile(spec.name)}: "
+            child.on_exit = None
+            self._background_task(self._discard(a, child, f"cannot write {self.paths.pidfile(name)}: "
                                                           f"{err.strerror or err}"))
             return
-        self.children[spec.name] = child
-        self._last_child[spec.name] = child
-        name, gen = spec.name, a.gen
-
-        def exited(_fut: asyncio.Future[Any]) -> None:
-            self._on_exit(name, gen, child)
-
-        child.exited.add_done_callback(exited)
-        self.dispatch(sm.Spawned(a.name, a.gen, child.pid, child.started_at))
+        self.children[name] = child
+        self._last_child[name] = child
+        self.dispatch(sm.Spawned(name, a.gen, child.pid, child.started_at))
 
     async def _discard(self, a: sm.Spawn, child: process.Child, reason: str) -> None:
         child.signal(signal.SIGKILL, group=True)
@@ -318,19 +379,27 @@ class Manager:
         self.dispatch(sm.SpawnFailed(a.name, a.gen, reason))
 
     def _on_exit(self, name: str, gen: int, child: process.Child) -> None:
-        if self.children.get(name) is child:
-            del self.children[name]
-            try:
-                if process.read_pidfile(self.paths.pidfile(name)) == child.pid:
-                    self.paths.pidfile(name).unlink(missing_ok=True)
-            except OSError:
-                pass
-        task = self._health.get(name)
+        """Called by the child's pidfd callback: ``Exited`` at once (a respawn happens inside
+        this call); the old pidfile is removed afterwards unless a new child replaced it."""
+        self._finish_spawn(child)  # (its exit came before its bookkeeping: that first)
+        if self.children.get(name) is not child:
+            return
+        del self.children[name]
+        task = self._health.pop(name, None)
         if task is not None:
             task.cancel()
-            del self._health[name]
-        ex = child.exited.result()
-        self.dispatch(sm.Exited(name, gen, child.pid, ex, self.clock.wall()))
+        self.dispatch(sm.Exited(name, gen, child.pid, child.exited.result(), self.clock.wall()))
+        # (a respawn's pidfile, written before or after this, names another pid: kept)
+        self._later.append(lambda: self._remove_pidfile(name, child.pid))
+        self._schedule_flush()
+
+    def _remove_pidfile(self, name: str, pid: int) -> None:
+        path = self.paths.pidfile(name)
+        try:
+            if process.read_pidfile(path) == pid:
+                path.unlink(missing_ok=True)
+        except OSError:
+            pass
 
     async def _watch_health(self, a: sm.WatchHealth) -> None:
         check = a.spec.health
@@ -722,7 +791,7 @@ async def run_agent(
     hooks: Hooks | None = None,
     background: Sequence[Callable[[], Coroutine[Any, Any, None]]] = (),
     status_extra: Mapping[str, Callable[[], Any]] | None = None,
-    spawner: Spawner = process.spawn,
+    spawner: Spawner | None = None,
     prober: Prober = health_mod.probe,
     clock: Clock | None = None,
 ) -> int:
@@ -771,6 +840,7 @@ async def run_agent(
             loop.remove_signal_handler(sig)
         paths.status_sock.unlink(missing_ok=True)
         paths.agent_pidfile.unlink(missing_ok=True)
+        mgr.launcher.close()
         mgr.readiness.close()
         if own_lock:
             lock.release()

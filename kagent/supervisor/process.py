@@ -18,11 +18,12 @@ import pwd
 import signal
 import subprocess
 from pathlib import Path
-from typing import Callable, Mapping
+from typing import Any, Callable, Mapping
 
 from kagent.components.spec import ComponentSpec
 from kagent.errors import ComponentError, PreconditionError
 from kagent.service.notify import NOTIFY_ENV
+from kagent.supervisor import launch
 from kagent.supervisor.policy import ExitStatus
 
 MARKER_ENV = "KAGENT_MANAGED"
@@ -51,6 +52,23 @@ def build_env(spec: ComponentSpec, instance: str, base: Mapping[str, str]) -> di
     return env
 
 
+# name -> (spec, instance, env): a child's environment, built at the first spawn of that spec
+_env_cache: dict[str, tuple[ComponentSpec, str, dict[str, str]]] = {}
+
+
+def _env_for(spec: ComponentSpec, instance: str) -> dict[str, str]:
+    """``build_env`` over the agent's environment, once per spec object (a reload's new spec
+    is a new object): reading ``os.environ`` decodes every variable, and a respawn should
+    not pay for it. The agent does not change its own environment once it runs (the
+    sd_notify variables are dropped before the first spawn), so nothing is missed."""
+    hit = _env_cache.get(spec.name)
+    if hit is not None and hit[0] is spec and hit[1] == instance:
+        return hit[2]
+    env = build_env(spec, instance, os.environ)
+    _env_cache[spec.name] = (spec, instance, env)
+    return env
+
+
 def _credentials(run_as: str | None) -> tuple[int | None, int | None, list[int] | None]:
     """(user, group, extra_groups) for Popen: all None to keep the agent's own."""
     if run_as is None:
@@ -76,6 +94,7 @@ class _LineReader:
         self.buf = bytearray()
         self.skipping = 0  # bytes dropped from an over-long line
         self.eof = loop.create_future()
+        self.at_eof = False
         os.set_blocking(fd, False)
         loop.add_reader(fd, self._on_readable)
 
@@ -97,10 +116,13 @@ class _LineReader:
         except OSError:
             data = b""
         if not data:
-            if self.buf:
-                self._emit(self.buf, self.skipping)
-                self.buf.clear()
-            self.close()
+            # EOF: the child is exiting, and its pidfd fires next. The respawn goes first: the
+            # last partial line and the clean-up run after the callbacks of this turn (a
+            # level-triggered fd reported again meanwhile is read as EOF again: harmless;
+            # remove_reader cancels its pending callback)
+            if not self.at_eof:
+                self.at_eof = True
+                self.loop.call_soon(self._finish)
             return
         start = 0
         while True:
@@ -124,6 +146,14 @@ class _LineReader:
                 self.skipping = len(self.buf) - MAX_LINE
                 del self.buf[MAX_LINE:]
 
+    def _finish(self) -> None:
+        if self.eof.done():
+            return
+        if self.buf:
+            self._emit(self.buf, self.skipping)
+            self.buf.clear()
+        self.close()
+
     def close(self) -> None:
         if self.eof.done():
             return
@@ -142,7 +172,9 @@ def _waitpid(pid: int) -> int:
 
 
 class Child:
-    """A running (or just exited) child. ``exited`` resolves once, when the kernel says so."""
+    """A running (or just exited) child. ``exited`` resolves once, when the kernel says so, and
+    ``on_exit`` (when set) is called right then, in the same loop callback: the manager's
+    respawn does not wait for a later turn of the loop, as a future's callbacks would."""
 
     def __init__(self, spec: ComponentSpec, pid: int, out_fds: tuple[int, int], started_at: float,
                  loop: asyncio.AbstractEventLoop, sink: LineSink, reap: Callable[[], int] | None = None) -> None:
@@ -153,6 +185,7 @@ class Child:
         self.started_at = started_at
         self.tail: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
         self.exited: asyncio.Future[ExitStatus] = loop.create_future()
+        self.on_exit: Callable[[], None] | None = None
         self._loop = loop
         self._reap = reap or (lambda: _waitpid(pid))
         self._readers = [_LineReader(loop, fd, stream, sink, self.tail)
@@ -161,10 +194,17 @@ class Child:
         loop.add_reader(self._pidfd, self._on_exit)
 
     def _on_exit(self) -> None:
+        if self.exited.done():
+            return  # reported again before the clean-up below ran
+        rc = self._reap()  # already a zombie: returns at once, and reaps it
+        self._loop.call_soon(self._close_pidfd)  # after the respawn this callback leads to
+        self.exited.set_result(ExitStatus.from_returncode(rc))
+        if self.on_exit is not None:
+            self.on_exit()
+
+    def _close_pidfd(self) -> None:
         self._loop.remove_reader(self._pidfd)
         os.close(self._pidfd)
-        rc = self._reap()  # already a zombie: returns at once, and reaps it
-        self.exited.set_result(ExitStatus.from_returncode(rc))
 
     @property
     def alive(self) -> bool:
@@ -217,31 +257,142 @@ class Child:
 def spawn(spec: ComponentSpec, *, instance: str, sink: LineSink, now: float,
           loop: asyncio.AbstractEventLoop, base_env: Mapping[str, str] | None = None) -> Child:
     """Start ``spec`` in its own process group with the ownership markers in its environment:
-    stdin /dev/null, stdout and stderr pipes, nothing else inherited. (``os.posix_spawn`` was
-    measured against Popen here and was not faster in the benchmark: docs/supervisor.md.)"""
-    env = build_env(spec, instance, os.environ if base_env is None else base_env)
-    user, group, extra_groups = _credentials(spec.run_as)
+    stdin /dev/null, stdout and stderr pipes, nothing else inherited. (What ``Launcher``
+    does inline, without a launcher: /dev/null is opened for this one spawn.)"""
+    env = _env_for(spec, instance) if base_env is None else build_env(spec, instance, base_env)
+    devnull = os.open(os.devnull, os.O_RDONLY)
     try:
+        pid, fds, reap = _start(spec, env, None, devnull)
+    finally:
+        os.close(devnull)
+    return Child(spec, pid, fds, now, loop, sink, reap=reap)
+
+
+Started = tuple[int, tuple[int, int], "Callable[[], int] | None"]  # pid, stdout/stderr read ends, reap
+
+
+def _start(spec: ComponentSpec, env: dict[str, str], prep: launch.Prepared | None, devnull: int) -> Started:
+    """Pipes, then the child: libc's posix_spawn through ``launch`` when it fits (``prep``
+    given, or built here), else ``subprocess.Popen`` (another user, a binary to look up in
+    PATH, a C library without the API, an fd of ours at 0-2). Returns (pid, the read ends of
+    its stdout/stderr pipes, how to reap it: None = waitpid). Safe to run in a worker thread."""
+    out_r, out_w = os.pipe()
+    err_r, err_w = os.pipe()
+    try:
+        lib = launch.libc() if prep is not None or _launchable(spec) else None
+        if lib is not None and min(out_w, err_w, devnull) > 2:
+            if prep is None:
+                prep = launch.Prepared(lib, str(spec.binary), spec.argv, env, str(spec.cwd) if spec.cwd else None)
+            return lib.spawn(prep, devnull, out_w, err_w), (out_r, err_r), None
+        user, group, extra_groups = _credentials(spec.run_as)
         popen = subprocess.Popen(  # noqa: S603 - argv list, no shell
-            spec.argv,
-            env=env,
-            cwd=spec.cwd,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            process_group=0,
-            close_fds=True,
-            user=user,
-            group=group,
-            extra_groups=extra_groups,
-        )
-    except OSError as err:
-        raise _spawn_error(spec, err) from err
-    assert popen.stdout is not None and popen.stderr is not None
-    fds = (os.dup(popen.stdout.fileno()), os.dup(popen.stderr.fileno()))
-    popen.stdout.close()
-    popen.stderr.close()
-    return Child(spec, popen.pid, fds, now, loop, sink, reap=popen.wait)
+            spec.argv, env=env, cwd=spec.cwd, stdin=devnull, stdout=out_w, stderr=err_w,
+            process_group=0, close_fds=True, user=user, group=group, extra_groups=extra_groups)
+        return popen.pid, (out_r, err_r), popen.wait
+    except BaseException as err:
+        os.close(out_r)
+        os.close(err_r)
+        if isinstance(err, OSError):
+            raise _spawn_error(spec, err) from err
+        raise
+    finally:
+        os.close(out_w)
+        os.close(err_w)
+
+
+def _launchable(spec: ComponentSpec) -> bool:
+    """posix_spawn keeps the agent's user and takes the binary's path as it is."""
+    return spec.binary.is_absolute() and _credentials(spec.run_as) == (None, None, None)
+
+
+SPAWN_THREADS = 4  # children on their way to exec at once, at most, in a burst
+
+
+class Launcher:
+    """How the manager starts children. The first spawn of a turn of the event loop runs
+    inline (a single restart: nothing is faster than doing it at once); further spawns in the
+    same turn (a mass restart, the start-up of many components) go to a pool of
+    ``SPAWN_THREADS`` threads, so their vfork-and-exec waits overlap (``launch``: the GIL is
+    released during the call). ``spawn`` returns the Child when it ran inline, else None,
+    and ``done(Child or the exception)`` is called in the loop later.
+
+    Only specs that posix_spawn can start go to the pool (Popen keeps the GIL: a pool would
+    not help it); without the C API everything runs inline."""
+
+    def __init__(self, threads: int = SPAWN_THREADS) -> None:
+        self._pool = launch.Pool(threads)
+        self._devnull: int | None = None
+        self._turn = False  # a spawn ran inline in this turn of the loop
+        self._closed = False
+        self._prepared: dict[str, tuple[ComponentSpec, str, launch.Prepared]] = {}
+
+    def _null(self) -> int:
+        if self._devnull is None:
+            self._devnull = os.open(os.devnull, os.O_RDONLY)  # close-on-exec
+        return self._devnull
+
+    def spawn(self, spec: ComponentSpec, *, instance: str, sink: LineSink, now: float,
+              loop: asyncio.AbstractEventLoop, done: Callable[[Child | Exception], None]) -> Child | None:
+        env = _env_for(spec, instance)
+        prep = self._prepare(spec, instance, env)
+        devnull = self._null()
+        if prep is None or not self._turn:
+            if not self._turn:
+                self._turn = True
+                loop.call_soon(self._next_turn)
+            pid, fds, reap = _start(spec, env, prep, devnull)
+            return Child(spec, pid, fds, now, loop, sink, reap=reap)
+
+        def work() -> Started:
+            return _start(spec, env, prep, devnull)
+
+        def finished(result: Any) -> None:
+            if self._closed and not isinstance(result, BaseException):
+                _kill_started(result)  # the agent is done: nobody would supervise it
+                return
+            if isinstance(result, BaseException):
+                done(result if isinstance(result, Exception) else RuntimeError(repr(result)))
+                return
+            pid, fds, reap = result
+            done(Child(spec, pid, fds, now, loop, sink, reap=reap))
+
+        self._pool.submit(work, finished, _kill_started, loop)
+        return None
+
+    def _next_turn(self) -> None:
+        self._turn = False
+
+    def _prepare(self, spec: ComponentSpec, instance: str, env: dict[str, str]) -> launch.Prepared | None:
+        """The C form of ``spec`` (cached per spec object), or None when it cannot go to the pool."""
+        hit = self._prepared.get(spec.name)
+        if hit is not None and hit[0] is spec and hit[1] == instance:
+            return hit[2]
+        lib = launch.libc() if _launchable(spec) else None
+        if lib is None:
+            return None
+        prep = launch.Prepared(lib, str(spec.binary), spec.argv, env, str(spec.cwd) if spec.cwd else None)
+        self._prepared[spec.name] = (spec, instance, prep)
+        return prep
+
+    def close(self) -> None:
+        """End the pool's threads and close /dev/null (the agent is done)."""
+        self._closed = True
+        self._pool.close()
+        if self._devnull is not None:
+            os.close(self._devnull)
+            self._devnull = None
+
+
+def _kill_started(result: Started) -> None:
+    """A child started for a loop that is gone: nobody would supervise it."""
+    pid, fds, _ = result
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    _waitpid(pid)
+    for fd in fds:
+        os.close(fd)
 
 
 def _spawn_error(spec: ComponentSpec, err: OSError) -> ComponentError:

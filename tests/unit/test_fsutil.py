@@ -95,3 +95,29 @@ def test_ensure_dir_creates_and_fixes_mode(tmp_path: Path) -> None:
 def test_named_modes() -> None:
     assert (fsutil.MODE_PRIVATE_KEY, fsutil.MODE_KUBECONFIG, fsutil.MODE_TOKEN) == (0o600, 0o600, 0o600)
     assert (fsutil.MODE_CERT, fsutil.MODE_PRIVATE_DIR) == (0o644, 0o700)
+
+
+def test_write_runtime_replaces_atomically_with_its_mode_whatever_the_umask(tmp_path: Path) -> None:
+    f = tmp_path / "c.pid"
+    old = os.umask(0o077)
+    try:
+        fsutil.write_runtime(f, b"123\n")
+        first = f.stat().st_ino
+        fsutil.write_runtime(f, b"4567\n")
+    finally:
+        os.umask(old)
+    assert f.read_bytes() == b"4567\n"
+    assert mode(f) == fsutil.MODE_PIDFILE
+    assert f.stat().st_ino != first  # a new file renamed over the old one, not rewritten in place
+    assert leftovers(tmp_path) == []
+
+
+def test_write_runtime_failure_leaves_the_old_file_and_no_temp(tmp_path: Path) -> None:
+    target = tmp_path / "adir"
+    target.mkdir()  # os.replace of a file over a folder fails
+    with pytest.raises(OSError):
+        fsutil.write_runtime(target, b"1\n")
+    assert target.is_dir()
+    assert leftovers(tmp_path) == []
+    with pytest.raises(FileNotFoundError):  # the parent must exist: nothing is created on the way
+        fsutil.write_runtime(tmp_path / "missing" / "c.pid", b"1\n")

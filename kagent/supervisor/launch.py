@@ -1,0 +1,172 @@
+"""Edge. Starting a child with the C library's ``posix_spawn``, called through ctypes, and a
+small pool of threads that does it off the event loop.
+
+Why not ``os.posix_spawn`` or ``subprocess.Popen``: both keep the GIL through the whole
+vfork-and-exec wait (glibc's posix_spawn is clone(CLONE_VM|CLONE_VFORK): the caller sleeps
+until the child has exec'd, which under load means until the scheduler runs the child), so
+spawns are strictly one after the other. A ctypes call releases the GIL: a few threads then
+have several children on their way to exec at once (a mass restart, the start-up of many
+components), and the event loop keeps running meanwhile. The C API also gives what
+``os.posix_spawn`` lacks: ``posix_spawn_file_actions_addclosefrom_np`` (the child gets fds
+0-2 only, whatever the agent has open or inherited) and ``..._addchdir_np`` (its working
+directory). Both are glibc 2.34+ (Debian 12 has 2.36); ``libc()`` is None on a C library
+without them, and the callers fall back to Popen.
+
+The child: fds 0-2 from the caller, every other fd closed, its own process group, an empty
+signal mask, SIGPIPE and SIGXFSZ back to their defaults (Python ignores them; Popen's
+``restore_signals`` does the same), and handled signals reset by exec as always.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import signal
+import threading
+from typing import Any, Callable, Sequence
+
+_SETPGROUP, _SETSIGDEF, _SETSIGMASK = 0x02, 0x04, 0x08  # <spawn.h> (glibc)
+_OPAQUE = 1024  # bytes for posix_spawn_file_actions_t / posix_spawnattr_t / sigset_t (glibc x86-64: 80/336/128)
+
+
+class Prepared:
+    """What one spawn needs, converted to C once (a spec is spawned again and again with the
+    same argv and environment). Immutable after construction: threads share it."""
+
+    def __init__(self, lib: Libc, path: str, argv: Sequence[str], env: dict[str, str], cwd: str | None) -> None:
+        self.path = os.fsencode(path)
+        self.argv = lib.strings([os.fsencode(a) for a in argv])
+        self.envp = lib.strings([os.fsencode(k) + b"=" + os.fsencode(v) for k, v in env.items()])
+        self.cwd = os.fsencode(cwd) if cwd is not None else None
+
+
+class Libc:
+    """The C library's posix_spawn API, loaded once; one shared, read-only attributes object
+    (process group, signal mask, default signals: the same for every child)."""
+
+    def __init__(self) -> None:
+        import ctypes
+
+        self._ct = ctypes
+        lib = ctypes.CDLL(None, use_errno=True)  # the C library this interpreter runs on
+        vp, i, cp = ctypes.c_void_p, ctypes.c_int, ctypes.c_char_p
+        argv_t = ctypes.POINTER(cp)
+
+        def fn(name: str, *args: Any) -> Any:
+            f = getattr(lib, name)  # AttributeError: not this C library
+            f.argtypes, f.restype = list(args), i
+            return f
+
+        self._spawn = fn("posix_spawn", ctypes.POINTER(i), cp, vp, vp, argv_t, argv_t)
+        self._fa_init = fn("posix_spawn_file_actions_init", vp)
+        self._fa_destroy = fn("posix_spawn_file_actions_destroy", vp)
+        self._fa_dup2 = fn("posix_spawn_file_actions_adddup2", vp, i, i)
+        self._fa_closefrom = fn("posix_spawn_file_actions_addclosefrom_np", vp, i)
+        self._fa_chdir = fn("posix_spawn_file_actions_addchdir_np", vp, cp)
+        attr_init = fn("posix_spawnattr_init", vp)
+        setflags = fn("posix_spawnattr_setflags", vp, ctypes.c_short)
+        setpgroup = fn("posix_spawnattr_setpgroup", vp, i)
+        setsigmask = fn("posix_spawnattr_setsigmask", vp, vp)
+        setsigdefault = fn("posix_spawnattr_setsigdefault", vp, vp)
+        sigemptyset, sigaddset = fn("sigemptyset", vp), fn("sigaddset", vp, i)
+        self._attr = ctypes.create_string_buffer(_OPAQUE)
+        empty, default = ctypes.create_string_buffer(_OPAQUE), ctypes.create_string_buffer(_OPAQUE)
+        for rc in (attr_init(self._attr), sigemptyset(empty), sigemptyset(default),
+                   sigaddset(default, signal.SIGPIPE), sigaddset(default, signal.SIGXFSZ),
+                   setflags(self._attr, _SETPGROUP | _SETSIGDEF | _SETSIGMASK), setpgroup(self._attr, 0),
+                   setsigmask(self._attr, empty), setsigdefault(self._attr, default)):
+            if rc != 0:
+                raise OSError(rc, "posix_spawnattr set-up failed")
+
+    def strings(self, items: list[bytes]) -> Any:
+        """A NULL-terminated ``char *[]`` (keeps ``items`` alive with it)."""
+        return (self._ct.c_char_p * (len(items) + 1))(*items, None)
+
+    def spawn(self, prep: Prepared, stdin: int, stdout: int, stderr: int) -> int:
+        """Start ``prep`` with these fds as its 0, 1, 2 (each must be above 2); returns its pid.
+        Raises OSError with the errno of the failed exec (ENOENT, EACCES, ENOEXEC) or chdir.
+        Thread-safe; the GIL is released during the call."""
+        ct = self._ct
+        fa = ct.create_string_buffer(_OPAQUE)
+        self._check(self._fa_init(fa))
+        try:
+            for fd, target in ((stdin, 0), (stdout, 1), (stderr, 2)):
+                self._check(self._fa_dup2(fa, fd, target))
+            if prep.cwd is not None:
+                self._check(self._fa_chdir(fa, prep.cwd))
+            self._check(self._fa_closefrom(fa, 3))
+            pid = ct.c_int()
+            self._check(self._spawn(ct.byref(pid), prep.path, fa, self._attr, prep.argv, prep.envp),
+                        prep.path)
+            return int(pid.value)
+        finally:
+            self._fa_destroy(fa)
+
+    @staticmethod
+    def _check(rc: int, path: bytes | None = None) -> None:
+        if rc != 0:
+            raise OSError(rc, os.strerror(rc), *((os.fsdecode(path),) if path is not None else ()))
+
+
+_libc: Libc | None = None
+_libc_tried = False
+
+
+def libc() -> Libc | None:
+    """The loaded API, or None when this C library lacks part of it (then use Popen)."""
+    global _libc, _libc_tried
+    if not _libc_tried:
+        _libc_tried = True
+        try:
+            _libc = Libc()
+        except (OSError, AttributeError):
+            _libc = None
+    return _libc
+
+
+Work = Callable[[], Any]
+Done = Callable[[Any], None]  # gets the work's result, or the exception it raised
+Undo = Callable[[Any], None]  # what to do with a result nobody can take any more
+
+
+class Pool:
+    """``threads`` daemon threads running submitted work. Each result goes back to the event
+    loop with ``call_soon_threadsafe``; a result whose loop is gone is handed to ``undo`` (a
+    child nobody would supervise is killed there). Threads start at the first ``submit`` and
+    block on a queue while idle (no wake-ups); ``close`` ends and joins them."""
+
+    def __init__(self, threads: int) -> None:
+        self._size = threads
+        self._q: queue.SimpleQueue[tuple[Work, Done, Undo, Any] | None] = queue.SimpleQueue()
+        self._threads: list[threading.Thread] = []
+
+    def submit(self, work: Work, done: Done, undo: Undo, loop: Any) -> None:
+        if not self._threads:
+            for n in range(self._size):
+                t = threading.Thread(target=self._run, name=f"kagent-spawn-{n}", daemon=True)
+                t.start()
+                self._threads.append(t)
+        self._q.put((work, done, undo, loop))
+
+    def _run(self) -> None:
+        while True:
+            item = self._q.get()
+            if item is None:
+                return
+            work, done, undo, loop = item
+            try:
+                result = work()
+            except BaseException as err:  # noqa: BLE001 - handed to the loop, which reports it
+                result = err
+            try:
+                loop.call_soon_threadsafe(done, result)
+            except RuntimeError:  # the loop is closed
+                if not isinstance(result, BaseException):
+                    undo(result)
+
+    def close(self, timeout: float = 5.0) -> None:
+        threads, self._threads = self._threads, []
+        for _ in threads:
+            self._q.put(None)
+        for t in threads:
+            t.join(timeout)

@@ -1,0 +1,206 @@
+"""libc posix_spawn through ctypes (launch.Libc), the spawn pool, and the Launcher that uses
+them: real children, no agent around them."""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import os
+import signal
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+from kagent.components.spec import ComponentSpec
+from kagent.errors import ComponentError
+from kagent.supervisor import launch, process
+from kagent.supervisor.policy import ExitStatus
+
+LIB = launch.libc()
+
+
+def test_the_c_api_is_there_on_the_supported_platform():
+    # Debian 12's glibc 2.36 has it (closefrom_np/addchdir_np are 2.34+); elsewhere Popen is used
+    assert LIB is not None
+
+
+def run_child(argv: list[str], *, cwd: str | None = None, env: dict[str, str] | None = None) -> tuple[int, str]:
+    """Spawn through Libc with stdout to a pipe; (exit code, output)."""
+    assert LIB is not None
+    prep = launch.Prepared(LIB, argv[0], argv, env if env is not None else {"PATH": "/usr/bin:/bin"}, cwd)
+    r, w = os.pipe()
+    devnull = os.open(os.devnull, os.O_RDONLY)
+    try:
+        pid = LIB.spawn(prep, devnull, w, w)
+    finally:
+        os.close(w)
+        os.close(devnull)
+    with os.fdopen(r) as fh:
+        out = fh.read()
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status), out
+
+
+def test_the_child_gets_fds_0_to_2_only_even_an_inheritable_one_of_ours_is_closed():
+    leak = os.dup2(os.open(os.devnull, os.O_RDONLY), 100, inheritable=True)
+    try:
+        assert os.get_inheritable(leak)
+        code, out = run_child(["/bin/ls", "/proc/self/fd"])
+    finally:
+        os.close(leak)
+    fds = set(out.split())
+    assert code == 0
+    assert "100" not in fds
+    assert {"0", "1", "2"} <= fds and len(fds - {"0", "1", "2"}) <= 1  # (+ the fd ls reads the dir with)
+
+
+def test_the_child_has_its_own_group_an_empty_mask_and_sigpipe_back_to_default():
+    assert signal.getsignal(signal.SIGPIPE) == signal.SIG_IGN  # Python ignores it: the child must not
+    code, out = run_child(["/bin/cat", "/proc/self/stat", "/proc/self/status"])
+    assert code == 0
+    stat = out.split("\n", 1)[0].rsplit(")", 1)[1].split()
+    pid, pgrp = int(out.split()[0]), int(stat[2])
+    assert pgrp == pid != os.getpgid(0)
+    fields = dict(line.split(":\t", 1) for line in out.splitlines()[1:] if ":\t" in line)
+    assert int(fields["SigBlk"], 16) == 0
+    ignored = int(fields["SigIgn"], 16)
+    assert not ignored & (1 << (signal.SIGPIPE - 1)) and not ignored & (1 << (signal.SIGXFSZ - 1))
+
+
+def test_cwd_and_environment_are_the_given_ones(tmp_path):
+    code, out = run_child(["/bin/sh", "-c", "pwd; echo $X"], cwd=str(tmp_path), env={"X": "y z"})
+    assert (code, out.split("\n")[:2]) == (0, [str(tmp_path), "y z"])
+
+
+def test_a_failed_exec_or_chdir_is_an_oserror_with_its_errno(tmp_path):
+    with pytest.raises(OSError) as e:
+        run_child([str(tmp_path / "missing")])
+    assert e.value.errno == errno.ENOENT and str(tmp_path / "missing") in str(e.value)
+    script = tmp_path / "noexec"
+    script.write_text("#!/bin/sh\n")
+    with pytest.raises(OSError) as e:
+        run_child([str(script)])
+    assert e.value.errno == errno.EACCES
+    with pytest.raises(OSError) as e:
+        run_child(["/bin/true"], cwd=str(tmp_path / "nodir"))
+    assert e.value.errno == errno.ENOENT
+
+
+def test_pool_results_and_errors_come_back_in_the_loop_and_close_ends_its_threads():
+    pool = launch.Pool(3)
+    before = set(threading.enumerate())
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        got: list[object] = []
+        where: set[bool] = set()
+        done = asyncio.Event()
+
+        def collect(result: object) -> None:
+            where.add(threading.current_thread() is threading.main_thread())
+            got.append(result)
+            if len(got) == 6:
+                done.set()
+
+        def fail() -> int:
+            raise ValueError("boom")
+
+        for i in range(5):
+            pool.submit(lambda i=i: i * 10, collect, lambda r: None, loop)
+        pool.submit(fail, collect, lambda r: None, loop)
+        await asyncio.wait_for(done.wait(), 10)
+        return got, where
+
+    got, where = asyncio.run(main())
+    assert sorted(x for x in got if isinstance(x, int)) == [0, 10, 20, 30, 40]
+    assert [str(x) for x in got if isinstance(x, ValueError)] == ["boom"]
+    assert where == {True}  # done() always runs in the loop's thread
+    assert len(set(threading.enumerate()) - before) == 3
+    pool.close()
+    assert set(threading.enumerate()) - before == set()
+
+
+def test_pool_hands_a_result_whose_loop_is_closed_to_undo():
+    pool = launch.Pool(1)
+    loop = asyncio.new_event_loop()
+    loop.close()
+    undone: list[int] = []
+    gate = threading.Event()
+    pool.submit(lambda: 42, lambda r: None, undone.append, loop)
+    pool.submit(gate.set, lambda r: None, lambda r: None, loop)
+    assert gate.wait(10)
+    pool.close()
+    assert undone == [42]
+
+
+def spec(name: str, code: str, **kw) -> ComponentSpec:
+    return ComponentSpec(name=name, binary=Path(sys.executable), args=("-c", code), **kw)
+
+
+def test_a_burst_in_one_turn_runs_the_first_inline_and_the_rest_in_the_pool():
+    launcher = process.Launcher(threads=3)
+    before = set(threading.enumerate())
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        lines: dict[str, list[str]] = {}
+        results: dict[str, object] = {}
+        all_done = asyncio.Event()
+        specs = [spec(f"c{i}", "import os; print(os.environ['KAGENT_COMPONENT'], os.getpgid(0) == os.getpid())")
+                 for i in range(8)] + [ComponentSpec(name="gone", binary=Path("/nonexistent/bin"))]
+
+        def done_for(name: str):
+            def done(result: object) -> None:
+                results[name] = result
+                if len(results) == len(specs):
+                    all_done.set()
+            return done
+
+        inline = []
+        for s in specs:  # one turn of the loop: no await in between
+            child = launcher.spawn(s, instance="test", sink=lambda st, ln, n=s.name: lines.setdefault(n, []).append(ln),
+                                   now=0.0, loop=loop, done=done_for(s.name))
+            if child is not None:
+                inline.append(s.name)
+                done_for(s.name)(child)
+        await asyncio.wait_for(all_done.wait(), 20)
+        statuses = {}
+        for name, r in results.items():
+            if isinstance(r, process.Child):
+                statuses[name] = await r.exited
+                await r.drain(2)
+        return inline, results, statuses, lines
+
+    try:
+        inline, results, statuses, lines = asyncio.run(main())
+    finally:
+        launcher.close()
+    assert inline == ["c0"]
+    assert set(statuses) == {f"c{i}" for i in range(8)}
+    assert all(st == ExitStatus(code=0) for st in statuses.values())
+    assert lines == {f"c{i}": [f"c{i} True"] for i in range(8)}
+    gone = results["gone"]
+    assert isinstance(gone, ComponentError) and "/nonexistent/bin does not exist" in gone.render()
+    assert set(threading.enumerate()) - before == set()
+
+
+def test_a_spawn_in_the_next_turn_runs_inline_again_and_a_relative_binary_goes_through_popen():
+    launcher = process.Launcher(threads=2)
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        out = []
+        for name, binary in (("a", Path(sys.executable)), ("b", Path("true"))):
+            child = launcher.spawn(ComponentSpec(name=name, binary=binary, args=("-c", "pass") if name == "a" else ()),
+                                   instance="t", sink=lambda s, ln: None, now=0.0, loop=loop, done=out.append)
+            assert child is not None, name
+            out.append(await child.exited)
+            await asyncio.sleep(0)  # the next turn
+        return out
+
+    try:
+        assert asyncio.run(main()) == [ExitStatus(code=0), ExitStatus(code=0)]
+    finally:
+        launcher.close()
