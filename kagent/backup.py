@@ -245,8 +245,8 @@ class SnapshotStream(io.RawIOBase):
             msg = next(self._messages)
         except StopIteration:
             raise self._fail("the stream ended early") from None
-        except (OSError, ValueError) as err:  # the connection, its HTTP framing or a message's JSON
-            raise self._fail(f"reading the stream failed: {err}") from None
+        except (OSError, ValueError) as failure:  # the connection, its HTTP framing or a message's JSON
+            raise self._fail(f"reading the stream failed: {failure}") from None
         if not isinstance(msg, dict):
             raise self._fail("a stream message is not a JSON object")
         if "error" in msg:
