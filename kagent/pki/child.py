@@ -1,7 +1,7 @@
 """Edge. The PKI runs in a short-lived child process, so the long-lived agent never loads
 ``cryptography`` (about 11 MiB of the agent's RSS) and a crash in the PKI code cannot take the
 agent down. The agent builds the plan (pure, no cryptography) and calls ``apply_in_child``,
-which runs this very kagent (``bins.self_argv()``: ``python -m kagent`` or the single file, as
+which runs this very kagent (``bins.self_argv()``: ``python -P -m kagent`` or the single file, as
 the control-api child) as the hidden ``kagent pki-apply`` with the plan as JSON on stdin
 (kagent.pki.wire); the child applies it with ``store.apply_pki``, logs its ``pki_file_written``
 events to the agent's stderr (same log format) and answers one JSON document on stdout:
