@@ -1076,7 +1076,21 @@ def _extract(path: Path, v: Verified, staging: Path, pick: Callable[[str], bool]
     except (tarfile.TarError, EOFError, zlib.error) as err:
         raise ArchiveError(str(path), f"is truncated or corrupt ({err})") from None
     except OSError as err:
-        raise PreconditionError(str(staging), f"cannot write: {err.strerror or err}") from None
+        raise _restore_write_error(err, staging.parent) from None
+
+
+def _restore_write_error(err: OSError, data_dir: Path, where: str | None = None) -> PreconditionError:
+    """A failed write of the restore (a full disk, a read-only --config-out): where and what,
+    and that nothing stays (the caller rolls back)."""
+    import errno
+
+    # a path inside the restore's staging dir (gone after the rollback) is named by the data dir
+    if where is None:
+        where = str(err.filename) if err.filename and ".kagent-restore-" not in str(err.filename) else str(data_dir)
+    fix = ("free space on its file system" if err.errno in (errno.ENOSPC, errno.EDQUOT)
+           else "fix the permissions or pick another path")
+    return PreconditionError(where, f"cannot write the restore: {err.strerror or err}",
+                             hint=f"{fix}, then rerun; nothing was restored, the data dir is as it was")
 
 
 def refuse_if_running_or_not_empty(paths: Paths, config_out: Path | None) -> None:
@@ -1149,9 +1163,12 @@ def restore(paths: Paths, archive: Path, target: RestoreTarget, *, config_out: P
         staging = None
         fsutil.fsync_dir(paths.data_dir)
         if config_out is not None and v.config_text is not None:
-            fsutil.write_atomic(config_out, v.config_text, mode=0o600)
+            try:
+                fsutil.write_atomic(config_out, v.config_text, mode=0o600)
+            except OSError as err:  # the except below rolls the data dir back
+                raise _restore_write_error(err, paths.data_dir, where=f"--config-out {config_out}") from None
         return RestoreResult(v.manifest, written, config_out)
-    except BaseException:
+    except BaseException as exc:
         if proc is not None:  # our child, writing into staging: ended before staging goes
             proc[0].kill()
             proc[0].communicate()
@@ -1164,6 +1181,8 @@ def restore(paths: Paths, archive: Path, target: RestoreTarget, *, config_out: P
                 paths.data_dir.rmdir()
             except OSError:
                 pass
+        if isinstance(exc, OSError):  # rolled back above: one error naming the path, with a hint
+            raise _restore_write_error(exc, paths.data_dir) from None
         raise
     finally:
         if lock is not None:
