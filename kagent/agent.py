@@ -86,6 +86,7 @@ class Agent:
         self.paths = app.paths
         self.log = log.get(role=role_label(req))
         self._pki_plan: PkiPlan | None = None
+        self._lock: InstanceLock | None = None  # held while the agent runs: its PKI children inherit it
         self._ownership: OwnershipPlan | None = None  # of the last load_specs, re-applied after a renewal
         self._pki_written: tuple[Path, ...] = ()  # what the last PKI apply rewrote
         self.config: ClusterConfig | None = None  # the config of the last (re)load
@@ -167,7 +168,8 @@ class Agent:
         etcd = not self.req.single and config.storage.type is StorageType.ETCD  # --single means kine
         plan = plan_pki(config, self.paths, facts, konnectivity=konnectivity, kubelet_node=kubelet_node, etcd=etcd,
                         etcd_member=self.req.etcd_name or None)
-        written = apply_in_child(plan, now=utcnow())  # cryptography stays out of the agent process
+        # cryptography stays out of the agent process; the child holds the lock with the agent
+        written = apply_in_child(plan, now=utcnow(), lock_fd=self._lock.fd if self._lock is not None else None)
         self._pki_plan = plan
         self._pki_written = tuple(written)
         if written:
@@ -244,7 +246,7 @@ class Agent:
             return ()
         # the same rule as the start's apply (only what is missing, changed or expiring within
         # renewBefore is rewritten), in the PKI child
-        rewritten = tuple(apply_in_child(self._pki_plan, now=utcnow()))
+        rewritten = tuple(apply_in_child(self._pki_plan, now=utcnow(), lock_fd=self._lock.fd if self._lock is not None else None))
         if rewritten and self._ownership is not None:
             users.apply_ownership(self._ownership, self.paths)  # a renewed key is written root-owned
         return rewritten
@@ -401,10 +403,12 @@ class Agent:
         self.check_dirs()
         self.preflight(ctx)  # reads only: a refusal leaves no trace, not even the run dir
         lock = InstanceLock(self.paths.lock_file).acquire()
+        self._lock = lock
         try:
             self.check_data_dir()  # again, under the lock: another run may have changed it
             return self._run_locked(lock)
         finally:
+            self._lock = None
             lock.release()
 
     def _run_locked(self, lock: InstanceLock) -> int:

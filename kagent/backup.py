@@ -237,13 +237,16 @@ class SnapshotStream(io.RawIOBase):
         self._done = False
 
     def _fail(self, what: str) -> ComponentError:
-        return ComponentError(self.where, f"snapshot: {what}", hint="retry; nothing was written")
+        return ComponentError(self.where, f"snapshot: {what}",
+                              hint="check that etcd is healthy (kagent status) and retry; nothing was written")
 
     def _next_message(self) -> Any:
         try:
             msg = next(self._messages)
         except StopIteration:
             raise self._fail("the stream ended early") from None
+        except (OSError, ValueError) as failure:  # the connection, its HTTP framing or a message's JSON
+            raise self._fail(f"reading the stream failed: {failure}") from None
         if not isinstance(msg, dict):
             raise self._fail("a stream message is not a JSON object")
         if "error" in msg:
@@ -382,11 +385,14 @@ class PendingSnapshot:
             code, body = conn.response()
             if code != 200:
                 raise ComponentError(where, f"snapshot: HTTP {code}: {_read_all(body)[:200]!r}")
-            use(SnapshotStream(_json_lines(body), where))
-            return cluster_id, version
+            stream = SnapshotStream(_json_lines(body), where)
         except (OSError, ValueError, KeyError, TypeError) as err:
             raise ComponentError(where, f"snapshot through the API failed: {err}",
                                  hint="check that etcd is healthy (kagent status); nothing was written") from None
+        # outside the handler above: a failure to write what is read (a full disk) is not
+        # etcd's; reading the stream turns its own failures into ComponentError
+        use(stream)
+        return cluster_id, version
 
 
 @dataclass
@@ -648,6 +654,10 @@ def create_backup(paths: Paths, *, storage: str, etcd_client_port: int, kine_dat
         final = _link_no_clobber(archive, dest_dir, archive_name(now, scheduled=scheduled))
         fsutil.fsync_dir(dest_dir)
         return BackupResult(final, size, manifest, w.skipped)
+    except BrokenPipeError:
+        raise  # stdout's reader went away (the CLI's own handling)
+    except OSError as err:  # a full disk, a quota, an unreadable file in the data dir
+        raise _write_error(err, dest_dir) from None
     finally:
         if pending is not None:
             pending.close()
@@ -655,6 +665,19 @@ def create_backup(paths: Paths, *, storage: str, etcd_client_port: int, kine_dat
             lock.release()
         if work is not None:
             shutil.rmtree(work, ignore_errors=True)
+
+
+def _write_error(err: OSError, dest_dir: Path | None) -> PreconditionError:
+    import errno
+
+    where = str(err.filename) if err.filename else (str(dest_dir) if dest_dir is not None else "the temp dir")
+    if err.errno in (errno.ENOSPC, errno.EDQUOT):
+        hint = (f"free space in {dest_dir} or pass another --save-path" if dest_dir is not None
+                else "free space in the temp dir (TMPDIR) or back up into a directory: --save-path DIR")
+    else:
+        hint = "fix the file's permissions or pass another --save-path"
+    return PreconditionError(where, f"cannot write the backup: {err.strerror or err}",
+                             hint=f"{hint}; nothing was left behind")
 
 
 def storage_of(paths: Paths, configured: str) -> str:
@@ -1053,7 +1076,21 @@ def _extract(path: Path, v: Verified, staging: Path, pick: Callable[[str], bool]
     except (tarfile.TarError, EOFError, zlib.error) as err:
         raise ArchiveError(str(path), f"is truncated or corrupt ({err})") from None
     except OSError as err:
-        raise PreconditionError(str(staging), f"cannot write: {err.strerror or err}") from None
+        raise _restore_write_error(err, staging.parent) from None
+
+
+def _restore_write_error(err: OSError, data_dir: Path, where: str | None = None) -> PreconditionError:
+    """A failed write of the restore (a full disk, a read-only --config-out): where and what,
+    and that nothing stays (the caller rolls back)."""
+    import errno
+
+    # a path inside the restore's staging dir (gone after the rollback) is named by the data dir
+    if where is None:
+        where = str(err.filename) if err.filename and ".kagent-restore-" not in str(err.filename) else str(data_dir)
+    fix = ("free space on its file system" if err.errno in (errno.ENOSPC, errno.EDQUOT)
+           else "fix the permissions or pick another path")
+    return PreconditionError(where, f"cannot write the restore: {err.strerror or err}",
+                             hint=f"{fix}, then rerun; nothing was restored, the data dir is as it was")
 
 
 def refuse_if_running_or_not_empty(paths: Paths, config_out: Path | None) -> None:
@@ -1126,9 +1163,12 @@ def restore(paths: Paths, archive: Path, target: RestoreTarget, *, config_out: P
         staging = None
         fsutil.fsync_dir(paths.data_dir)
         if config_out is not None and v.config_text is not None:
-            fsutil.write_atomic(config_out, v.config_text, mode=0o600)
+            try:
+                fsutil.write_atomic(config_out, v.config_text, mode=0o600)
+            except OSError as err:  # the except below rolls the data dir back
+                raise _restore_write_error(err, paths.data_dir, where=f"--config-out {config_out}") from None
         return RestoreResult(v.manifest, written, config_out)
-    except BaseException:
+    except BaseException as exc:
         if proc is not None:  # our child, writing into staging: ended before staging goes
             proc[0].kill()
             proc[0].communicate()
@@ -1141,6 +1181,8 @@ def restore(paths: Paths, archive: Path, target: RestoreTarget, *, config_out: P
                 paths.data_dir.rmdir()
             except OSError:
                 pass
+        if isinstance(exc, OSError):  # rolled back above: one error naming the path, with a hint
+            raise _restore_write_error(exc, paths.data_dir) from None
         raise
     finally:
         if lock is not None:

@@ -150,9 +150,11 @@ def missing_hint(name: str) -> str:
 def self_argv() -> tuple[str, ...]:
     """The argv prefix that runs this very kagent (its own children, e.g. ``kagent api``): the
     single-file executable itself when frozen (PyInstaller sets ``sys.frozen``), else this
-    Python with ``-m kagent``."""
+    Python with ``-P -m kagent``: ``-P`` keeps the current directory off ``sys.path``, so a
+    ``kagent/`` (or ``cryptography/``) in the directory the agent was started from is never
+    what its children run as root (the PKI child writes the CA keys)."""
     import sys
 
     if getattr(sys, "frozen", False):
         return (sys.executable,)
-    return (sys.executable, "-m", "kagent")
+    return (sys.executable, "-P", "-m", "kagent")

@@ -1,7 +1,7 @@
 """Edge. The PKI runs in a short-lived child process, so the long-lived agent never loads
 ``cryptography`` (about 11 MiB of the agent's RSS) and a crash in the PKI code cannot take the
 agent down. The agent builds the plan (pure, no cryptography) and calls ``apply_in_child``,
-which runs this very kagent (``bins.self_argv()``: ``python -m kagent`` or the single file, as
+which runs this very kagent (``bins.self_argv()``: ``python -P -m kagent`` or the single file, as
 the control-api child) as the hidden ``kagent pki-apply`` with the plan as JSON on stdin
 (kagent.pki.wire); the child applies it with ``store.apply_pki``, logs its ``pki_file_written``
 events to the agent's stderr (same log format) and answers one JSON document on stdout:
@@ -43,16 +43,19 @@ _ERROR_TYPES: dict[str, type[KagentError]] = {
 
 
 def apply_in_child(plan: PkiPlan, *, now: datetime, argv: Sequence[str] | None = None,
-                   timeout: float = TIMEOUT) -> dict[Path, str]:
+                   timeout: float = TIMEOUT, lock_fd: int | None = None) -> dict[Path, str]:
     """``store.apply_pki(plan, now=now)`` in a child process: the files it wrote (in write
     order) with their reasons. ``argv`` is the command prefix that runs kagent (default: this
-    kagent, ``bins.self_argv()``)."""
+    kagent, ``bins.self_argv()``). ``lock_fd``: the agent's instance lock, inherited by the
+    child (a flock belongs to the open file, not the process), so should the agent die while
+    the child writes, no new agent starts and writes the same files until the child is done."""
     from kagent.bins import self_argv
 
     cmd = [*(argv if argv is not None else self_argv()), *log.child_args(), COMMAND]
     data = json.dumps(wire.request(plan, now)).encode()
     try:
-        proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, close_fds=True)
+        proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, close_fds=True,
+                                pass_fds=() if lock_fd is None else (lock_fd,))
     except OSError as e:
         raise PreconditionError(_WHERE, f"cannot start the PKI child {cmd[0]}: {e.strerror or e}",
                                 hint="the executable that runs this agent must stay in place while it runs") from None

@@ -42,7 +42,7 @@ def test_install_writes_the_given_flags_and_verify_accepts_both_units(tmp_path: 
     assert f"installed {unit} (systemd)" in r.stdout
     text = unit.read_text()
     exec_start = next(ln for ln in text.splitlines() if ln.startswith("ExecStart="))
-    assert exec_start == (f"ExecStart={sys.executable} -m kagent controller --config={cfg} --data-dir={tmp_path / 'data'} "
+    assert exec_start == (f"ExecStart={sys.executable} -P -m kagent controller --config={cfg} --data-dir={tmp_path / 'data'} "
                           f"--init --disable-components=konnectivity-server --log-dir={tmp_path / 'relative/logs'}")
     assert 'Environment="HTTPS_PROXY=http://proxy:3128"' in text.splitlines()
     assert oct(unit.stat().st_mode & 0o777) == "0o644"
@@ -76,7 +76,7 @@ def test_openrc_scripts_parse_and_carry_their_variables(tmp_path: Path, role: st
                          env={"PATH": "/usr/bin:/bin", "RC_SVCNAME": f"kagent{role}"}).stdout.split("\0")[:-1]
     assert out == [sys.executable, "supervise-daemon", f"kagent{role}",
                    f"--stdout /var/log/kagent{role}.log --stderr /var/log/kagent{role}.err", "SIGTERM/120/SIGKILL/5",
-                   "-n 999999 -u unlimited", "10.0.0.0/8", "-m", "kagent", role, "--labels=a=b c"]
+                   "-n 999999 -u unlimited", "10.0.0.0/8", "-P", "-m", "kagent", role, "--labels=a=b c"]
 
 
 def test_existing_unit_is_kept_without_force_and_replaced_with_it(tmp_path: Path) -> None:

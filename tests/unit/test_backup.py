@@ -10,7 +10,7 @@ import pytest
 
 from kagent.backup import ArchiveError, Listed, archive_name, check_name, prune_plan
 from kagent.config.load import load_config
-from kagent.errors import ConfigError
+from kagent.errors import ComponentError, ConfigError
 
 
 @pytest.mark.parametrize("name", ["/etc/passwd", "pki/../../x", "../x", "pki//ca.key", "./pki", "etc/passwd", "pki\\x", "",
@@ -247,3 +247,52 @@ def test_the_timer_starts_reschedules_and_stops_on_apply():
 
     with tempfile.TemporaryDirectory() as tmp:
         asyncio.run(main(Path(tmp)))
+
+
+# ---- who a failure during the snapshot is blamed on ------------------------------------------
+
+class _Answers:
+    """A gateway connection whose answers are given: (status, body chunks) per request."""
+
+    def __init__(self, *answers):
+        self.answers = list(answers)
+
+    def response(self):
+        code, chunks = self.answers.pop(0)
+        return code, iter(chunks)
+
+    def close(self):
+        pass
+
+
+def _snapshot_body(db: bytes) -> list[bytes]:
+    import json
+
+    return [json.dumps(m).encode() + b"\n" for m in _messages(db, chunk=4)]
+
+
+def test_a_full_disk_while_the_snapshot_streams_is_not_blamed_on_etcd():
+    import errno
+    import io
+
+    from kagent.backup import PendingSnapshot, SnapshotStream
+
+    status = (200, [b'{"header": {"cluster_id": "255"}, "version": "3.5.1"}'])
+
+    def write_to_full_disk(s: SnapshotStream) -> None:
+        io.BufferedReader(s).read(3)
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    pending = PendingSnapshot(_Answers(status, (200, _snapshot_body(b"x" * 20))), "etcd https://127.0.0.1:2379")
+    with pytest.raises(OSError) as e:
+        pending.take(write_to_full_disk)
+    assert e.value.errno == errno.ENOSPC  # the archive's writer reports it, naming the archive's directory
+
+    def cut(chunks):  # the connection drops in the middle of the stream
+        yield from chunks[:2]
+        raise ConnectionResetError(errno.ECONNRESET, "Connection reset by peer")
+
+    pending = PendingSnapshot(_Answers(status, (200, cut(_snapshot_body(b"x" * 20)))), "etcd https://127.0.0.1:2379")
+    with pytest.raises(ComponentError) as ce:
+        pending.take(lambda s: io.BufferedReader(s).read())
+    assert ce.value.where == "etcd https://127.0.0.1:2379" and "Connection reset" in ce.value.what

@@ -44,9 +44,18 @@ def test_not_run_when_disabled_with_kine_or_on_a_worker():
 
 def test_self_argv_runs_this_kagent():
     argv = bins.self_argv()
-    assert argv == (sys.executable, "-m", "kagent")
+    assert argv == (sys.executable, "-P", "-m", "kagent")
     r = subprocess.run([*argv, "version"], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0 and "kagent" in r.stdout
+
+
+def test_self_argv_never_runs_a_kagent_from_the_current_directory(tmp_path):
+    planted = tmp_path / "kagent"
+    planted.mkdir()
+    (planted / "__init__.py").write_text("")
+    (planted / "__main__.py").write_text("print('planted code ran')\n")
+    r = subprocess.run([*bins.self_argv(), "version"], capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert "planted" not in r.stdout and r.returncode == 0 and "kagent" in r.stdout, r.stdout + r.stderr
 
 
 def test_stale_child_check_accepts_the_control_api_child(tmp_path):

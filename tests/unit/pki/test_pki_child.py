@@ -136,3 +136,45 @@ def test_a_kagent_error_raised_in_the_child_is_raised_again_as_it_was() -> None:
         assert type(again) is type(err) and again.render() == err.render() and again.exit_code == err.exit_code
     bug = _error_from(_error_doc(RuntimeError("boom")))
     assert bug.render().startswith("error: pki: internal error in the PKI child: RuntimeError: boom\nhint: ")
+
+
+def test_an_agent_killed_while_its_pki_child_writes_keeps_the_instance_lock_held_until_the_child_ends(tmp_path: Path) -> None:
+    import signal
+    import time
+
+    from kagent.node.lock import InstanceLock, is_held
+
+    lock_file, pid_file = tmp_path / "kagent.lock", tmp_path / "child.pid"
+    # the child stands in for a slow PKI apply (an RSA CA on a busy host): it says its pid, then works
+    slow = f"import os, time; open({str(pid_file)!r}, 'w').write(str(os.getpid())); time.sleep(60)"
+    agent = (f"import sys\nfrom pathlib import Path\nfrom kagent.node.lock import InstanceLock\n"
+             f"from kagent.pki.child import apply_in_child\nfrom tests.unit.pki.test_pki_child import _plan\n"
+             f"from tests.fixtures.pki_env import utcnow\n"
+             f"lock = InstanceLock(Path({str(lock_file)!r})).acquire()\n"
+             f"apply_in_child(_plan(Path({str(tmp_path)!r})), now=utcnow(), argv=[sys.executable, '-c', {slow!r}], "
+             f"lock_fd=lock.fd)\n")
+    proc = subprocess.Popen([sys.executable, "-c", agent], env=kagent_env(), cwd=str(Path(__file__).parents[3]))
+    child_pid = None
+    try:
+        deadline = time.monotonic() + 30
+        while not (pid_file.is_file() and pid_file.read_text()):
+            assert proc.poll() is None and time.monotonic() < deadline, "the agent stand-in did not start its PKI child"
+            time.sleep(0.05)
+        child_pid = int(pid_file.read_text())
+        proc.kill()  # the agent dies; its PKI child goes on writing
+        proc.wait(timeout=10)
+        assert is_held(lock_file)  # so no new agent starts on these files yet
+        with pytest.raises(PreconditionError):
+            InstanceLock(lock_file).acquire()
+        os.kill(child_pid, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while is_held(lock_file):
+            assert time.monotonic() < deadline, "the lock outlived the PKI child"
+            time.sleep(0.05)
+        child_pid = None
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        if child_pid is not None:
+            os.kill(child_pid, signal.SIGKILL)

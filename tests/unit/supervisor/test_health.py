@@ -63,10 +63,30 @@ def test_command_check_exit_code_and_timeout():
 
 
 def test_http_timeout_on_a_silent_server():
+    # the server accepts and then never answers; it holds every accepted connection open until
+    # the probe is done, so no kernel RST (a connection left in the backlog) can end it early
+    held: list[socket.socket] = []
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         s.listen()
-        r = run(HttpCheck(url=f"http://127.0.0.1:{s.getsockname()[1]}/", timeout=0.3))
+        port = s.getsockname()[1]
+
+        def accept() -> None:
+            try:
+                while True:
+                    held.append(s.accept()[0])
+            except OSError:
+                return  # the listener was closed
+
+        t = threading.Thread(target=accept, daemon=True)
+        t.start()
+        try:
+            r = run(HttpCheck(url=f"http://127.0.0.1:{port}/", timeout=0.3))
+        finally:
+            s.shutdown(socket.SHUT_RDWR)
+            for c in held:
+                c.close()
+    t.join(5)
     assert not r.ok and r.detail == "timed out after 0.3s"
 
 

@@ -1,0 +1,86 @@
+"""``kagent backup`` on a bad day, without a daemon: the destination's file system fills up
+while the archive is written (a small tmpfs, mounted in a private mount namespace that exists
+only for the one command). The error is one line naming the directory, with a hint, exit 4,
+and nothing is left in the directory."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import subprocess
+from pathlib import Path
+
+from tests.conftest import kagent_cmd, kagent_env
+
+
+def _kine_controller(root: Path) -> tuple[Path, Path, Path]:
+    data, run = root / "data", root / "run"
+    (data / "pki").mkdir(parents=True)
+    (data / "pki" / "ca.crt").write_text("not read as a certificate by backup\n")
+    (data / "pki" / "bulk.bin").write_bytes(os.urandom(1_000_000))  # does not compress: fills the tmpfs
+    (data / "db").mkdir()
+    db = sqlite3.connect(data / "db" / "state.db")
+    db.execute("create table kine (x)")
+    db.commit()
+    db.close()
+    run.mkdir()
+    config = root / "kagent.yaml"
+    config.write_text("apiVersion: k0s.k0sproject.io/v1beta1\nkind: ClusterConfig\nspec:\n  api:\n    address: 127.0.0.1\n")
+    return data, run, config
+
+
+def test_a_full_destination_is_one_error_naming_it_and_leaves_nothing(tmp_path):
+    data, run, config = _kine_controller(tmp_path)
+    out = tmp_path / "out"
+    out.mkdir()
+    script = f'mount -t tmpfs -o size=256k tmpfs "{out}" && "$@"; rc=$?; ls -A "{out}"; exit $rc'
+    r = subprocess.run(["unshare", "-m", "--propagation", "private", "sh", "-c", script, "sh",
+                        *kagent_cmd("-c", str(config), "--data-dir", str(data), "--run-dir", str(run),
+                                    "backup", "--save-path", str(out))],
+                       capture_output=True, text=True, env=kagent_env(), timeout=60)
+    assert r.returncode == 4, r.stderr
+    lines = r.stderr.splitlines()
+    assert lines[0] == f"error: {out}: cannot write the backup: No space left on device", r.stderr
+    assert lines[1].startswith(f"hint: free space in {out} or pass another --save-path") and len(lines) == 2, r.stderr
+    assert r.stdout == ""  # `ls -A` of the full tmpfs: no archive, no temp dir left
+
+
+def _kagent_in_mount_ns(mount: str, argv: list[str]) -> subprocess.CompletedProcess[str]:
+    """``argv`` (a kagent command) with ``mount`` done first in a private mount namespace."""
+    return subprocess.run(["unshare", "-m", "--propagation", "private", "sh", "-c", f'{mount} && exec "$@"', "sh", *argv],
+                          capture_output=True, text=True, env=kagent_env(), timeout=60)
+
+
+def _archive(tmp_path: Path) -> tuple[Path, Path]:
+    data, run, config = _kine_controller(tmp_path / "src")
+    (data / "pki" / "bulk.bin").write_bytes(os.urandom(100_000))
+    out = tmp_path / "backups"
+    out.mkdir()
+    r = subprocess.run(kagent_cmd("-c", str(config), "--data-dir", str(data), "--run-dir", str(run), "backup", "--save-path", str(out)),
+                       capture_output=True, text=True, env=kagent_env(), timeout=60)
+    assert r.returncode == 0, r.stderr
+    (archive,) = out.iterdir()
+    return archive, config
+
+
+def test_a_restore_that_cannot_write_is_one_error_with_a_hint_and_leaves_the_data_dir_as_it_was(tmp_path):
+    archive, config = _archive(tmp_path)
+    small, ro = tmp_path / "small", tmp_path / "ro"
+    small.mkdir()
+    ro.mkdir()
+    flags = ["-c", str(config), "--run-dir", str(tmp_path / "run2")]
+    # the data dir's file system fills up while the entries are written
+    r = _kagent_in_mount_ns(f'mount -t tmpfs -o size=64k tmpfs "{small}"',
+                            kagent_cmd(*flags, "--data-dir", str(small / "data"), "restore", str(archive)))
+    assert r.returncode == 4, r.stderr
+    assert r.stderr.splitlines() == [f"error: {small / 'data'}: cannot write the restore: No space left on device",
+                                     "hint: free space on its file system, then rerun; nothing was restored, the data dir is as it was"]
+    # every entry restored, then --config-out cannot be written: rolled back
+    data = tmp_path / "data"
+    r = _kagent_in_mount_ns(f'mount -t tmpfs -o ro tmpfs "{ro}"',
+                            kagent_cmd(*flags, "--data-dir", str(data), "restore", str(archive), "--config-out", str(ro / "k.yaml")))
+    assert r.returncode == 4, r.stderr
+    lines = r.stderr.splitlines()
+    assert lines[0] == f"error: --config-out {ro / 'k.yaml'}: cannot write the restore: Read-only file system", r.stderr
+    assert len(lines) == 2 and lines[1].startswith("hint: fix the permissions or pick another path"), r.stderr
+    assert not data.exists()
