@@ -35,9 +35,12 @@ class Prepared:
 
     def __init__(self, lib: Libc, path: str, argv: Sequence[str], env: dict[str, str], cwd: str | None) -> None:
         self.path = os.fsencode(path)
-        self.argv = lib.strings([os.fsencode(a) for a in argv])
-        self.envp = lib.strings([os.fsencode(k) + b"=" + os.fsencode(v) for k, v in env.items()])
+        args = [os.fsencode(a) for a in argv]
+        envs = [os.fsencode(k) + b"=" + os.fsencode(v) for k, v in env.items()]
         self.cwd = os.fsencode(cwd) if cwd is not None else None
+        if any(b"\0" in x for x in (self.path, self.cwd or b"", *args, *envs)):
+            raise ValueError("embedded null byte")  # a C string would end there (Popen refuses it too)
+        self.argv, self.envp = lib.strings(args), lib.strings(envs)
 
 
 class Libc:

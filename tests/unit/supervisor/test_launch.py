@@ -88,6 +88,14 @@ def test_a_failed_exec_or_chdir_is_an_oserror_with_its_errno(tmp_path):
     assert e.value.errno == errno.ENOENT
 
 
+def test_a_nul_byte_in_an_argument_or_the_environment_is_refused_not_cut():
+    assert LIB is not None
+    with pytest.raises(ValueError, match="null byte"):
+        launch.Prepared(LIB, "/bin/echo", ["/bin/echo", "a\0b"], {}, None)
+    with pytest.raises(ValueError, match="null byte"):
+        launch.Prepared(LIB, "/bin/echo", ["/bin/echo"], {"X": "1\0"}, None)
+
+
 def test_pool_results_and_errors_come_back_in_the_loop_and_close_ends_its_threads():
     pool = launch.Pool(3)
     before = set(threading.enumerate())
