@@ -1093,13 +1093,17 @@ def _restore_write_error(err: OSError, data_dir: Path, where: str | None = None)
                              hint=f"{fix}, then rerun; nothing was restored, the data dir is as it was")
 
 
+def _refuse_not_empty(paths: Paths) -> None:
+    if not data_dir_is_empty(paths.data_dir):
+        raise PreconditionError(str(paths.data_dir), "is not empty; restore only writes into an empty data dir",
+                                hint="run kagent reset first (or pass another --data-dir)")
+
+
 def refuse_if_running_or_not_empty(paths: Paths, config_out: Path | None) -> None:
     from kagent.node.lock import refuse_if_running
 
     refuse_if_running(paths, "restore")
-    if not data_dir_is_empty(paths.data_dir):
-        raise PreconditionError(str(paths.data_dir), "is not empty; restore only writes into an empty data dir",
-                                hint="run kagent reset first (or pass another --data-dir)")
+    _refuse_not_empty(paths)
     if config_out is not None and config_out.exists():
         raise UsageError("--config-out", f"{config_out} already exists", hint="name a new file")
 
@@ -1118,7 +1122,7 @@ def restore(paths: Paths, archive: Path, target: RestoreTarget, *, config_out: P
     if config_out is not None and v.config_text is None:
         raise ArchiveError(str(archive), "holds no config file, so --config-out has nothing to write",
                            hint="drop --config-out; the controller then runs with the defaults")
-    created_data = not paths.data_dir.exists()
+    created_data = False  # (a restore refused below made nothing: its rollback removes nothing)
     lock: InstanceLock | None = None
     staging: Path | None = None
     written: list[str] = []
@@ -1126,6 +1130,8 @@ def restore(paths: Paths, archive: Path, target: RestoreTarget, *, config_out: P
     try:
         if paths.run_dir.is_dir():
             lock = InstanceLock(paths.lock_file).acquire()
+        _refuse_not_empty(paths)  # again, under the lock: another restore may have filled it since
+        created_data = not paths.data_dir.exists()
         if created_data:
             fsutil.ensure_dir(paths.data_dir, fsutil.MODE_DATA_DIR)
         staging = Path(tempfile.mkdtemp(prefix=".kagent-restore-", dir=paths.data_dir))

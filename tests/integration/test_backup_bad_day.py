@@ -84,3 +84,53 @@ def test_a_restore_that_cannot_write_is_one_error_with_a_hint_and_leaves_the_dat
     assert lines[0] == f"error: --config-out {ro / 'k.yaml'}: cannot write the restore: Read-only file system", r.stderr
     assert len(lines) == 2 and lines[1].startswith("hint: fix the permissions or pick another path"), r.stderr
     assert not data.exists()
+
+
+def _restore_racing(tmp_path: Path, monkeypatch, winner) -> tuple[Path, BaseException]:
+    """``restore`` whose instance lock is taken just after another restore (``winner``, run
+    where the lock is acquired) got there first: the lock is the only thing serializing them."""
+    import pytest
+
+    from kagent import backup as bk
+    from kagent.node import lock as lock_mod
+    from kagent.paths import Paths
+
+    archive, _config = _archive(tmp_path)
+    paths = Paths.build(tmp_path / "data", tmp_path / "run")
+    paths.run_dir.mkdir()
+    real_acquire = lock_mod.InstanceLock.acquire
+
+    def acquire(self):
+        winner(paths)
+        return real_acquire(self)
+
+    monkeypatch.setattr(lock_mod.InstanceLock, "acquire", acquire)
+    target = bk.RestoreTarget(node_name="n", peer_url="https://127.0.0.1:2380")
+    with pytest.raises(Exception) as e:
+        bk.restore(paths, archive, target, config_out=None)
+    return paths.data_dir, e.value
+
+
+def test_a_restore_that_lost_the_race_for_the_lock_leaves_the_winners_data_dir_alone(tmp_path, monkeypatch):
+    from kagent.errors import PreconditionError
+
+    def won_and_finished(paths) -> None:  # the other restore filled the data dir and let go of the lock
+        (paths.data_dir / "pki").mkdir(parents=True)
+        (paths.data_dir / "pki" / "ca.crt").write_text("the winner's CA\n")
+
+    data, err = _restore_racing(tmp_path / "a", monkeypatch, won_and_finished)
+    assert isinstance(err, PreconditionError) and "is not empty" in err.what
+    assert sorted(p.name for p in data.iterdir()) == ["pki"] and (data / "pki" / "ca.crt").read_text() == "the winner's CA\n"
+
+
+def test_a_restore_refused_by_the_lock_does_not_remove_the_data_dir_the_winner_just_made(tmp_path, monkeypatch):
+    from kagent.errors import PreconditionError
+    from kagent.node.lock import already_running
+
+    def still_running(paths) -> None:  # the other restore made the data dir and holds the lock
+        paths.data_dir.mkdir()
+        raise already_running(paths.lock_file)
+
+    data, err = _restore_racing(tmp_path / "b", monkeypatch, still_running)
+    assert isinstance(err, PreconditionError) and "already running" in err.what
+    assert data.is_dir()
