@@ -48,16 +48,19 @@ class Libc:
         import ctypes
 
         self._ct = ctypes
-        lib = ctypes.CDLL(None, use_errno=True)  # the C library this interpreter runs on
+        # the C library this interpreter runs on: posix_spawn releases the GIL (CDLL); the
+        # small set-up calls keep it (PyDLL), so a pool thread does not wait for the GIL
+        # again after each of them
+        lib, quick = ctypes.CDLL(None, use_errno=True), ctypes.PyDLL(None, use_errno=True)
         vp, i, cp = ctypes.c_void_p, ctypes.c_int, ctypes.c_char_p
         argv_t = ctypes.POINTER(cp)
 
-        def fn(name: str, *args: Any) -> Any:
-            f = getattr(lib, name)  # AttributeError: not this C library
+        def fn(name: str, *args: Any, releases_gil: bool = False) -> Any:
+            f = getattr(lib if releases_gil else quick, name)  # AttributeError: not this C library
             f.argtypes, f.restype = list(args), i
             return f
 
-        self._spawn = fn("posix_spawn", ctypes.POINTER(i), cp, vp, vp, argv_t, argv_t)
+        self._spawn = fn("posix_spawn", ctypes.POINTER(i), cp, vp, vp, argv_t, argv_t, releases_gil=True)
         self._fa_init = fn("posix_spawn_file_actions_init", vp)
         self._fa_destroy = fn("posix_spawn_file_actions_destroy", vp)
         self._fa_dup2 = fn("posix_spawn_file_actions_adddup2", vp, i, i)
