@@ -40,6 +40,7 @@ if TYPE_CHECKING:
     import tarfile
 
     from kagent.cli.app import AppContext
+    from kagent.config.model import ClusterConfig
 
 FORMAT = "kagent-backup/1"
 MANIFEST = "manifest.json"
@@ -690,11 +691,19 @@ def storage_of(paths: Paths, configured: str) -> str:
 
 
 def backup_from_app(app: AppContext, save_path: str, *, scheduled: bool = False) -> BackupResult:
-    """``kagent backup`` and the scheduled backups: the config the app runs with."""
+    """``kagent backup``: the config file as it is now."""
     cfg = app.load_config()
-    return create_backup(app.paths, storage=storage_of(app.paths, str(cfg.storage.type)),
+    return backup_with(app.paths, cfg, app.config_text(), save_path, scheduled=scheduled)
+
+
+def backup_with(paths: Paths, cfg: ClusterConfig, config_text: str | None, save_path: str, *,
+                scheduled: bool = False) -> BackupResult:
+    """A backup of the controller that runs ``cfg`` (parsed from ``config_text``): the
+    scheduled backups pass the config the agent applied, not the file as it is now (which a
+    rejected reload left behind)."""
+    return create_backup(paths, storage=storage_of(paths, str(cfg.storage.type)),
                          etcd_client_port=cfg.storage.etcd.client_port, kine_data_source=cfg.storage.kine.data_source,
-                         config_text=app.config_text(), cluster_name=cfg.name, save_path=save_path,
+                         config_text=config_text, cluster_name=cfg.name, save_path=save_path,
                          now=datetime.now(timezone.utc), scheduled=scheduled)
 
 
