@@ -647,16 +647,23 @@ def create_backup(paths: Paths, *, storage: str, etcd_client_port: int, kine_dat
         size = archive.stat().st_size
         if to_stdout:
             stream = out if out is not None else sys.stdout.buffer
-            with archive.open("rb") as fh:
-                shutil.copyfileobj(fh, stream, CHUNK)
-            stream.flush()
+            try:
+                with archive.open("rb") as fh:
+                    shutil.copyfileobj(fh, stream, CHUNK)
+                stream.flush()
+            except BrokenPipeError:
+                if out is None:  # what stdout still buffers goes nowhere (no second error at exit)
+                    devnull = os.open(os.devnull, os.O_WRONLY)
+                    os.dup2(devnull, sys.stdout.fileno())
+                    os.close(devnull)
+                raise PreconditionError("stdout", f"the reader of the archive went away before its end ({size} bytes): "
+                                        "what it got is not a backup",
+                                        hint="keep the command after | reading until kagent exits, then run the backup again") from None
             return BackupResult(None, size, manifest, w.skipped)
         assert dest_dir is not None
         final = _link_no_clobber(archive, dest_dir, archive_name(now, scheduled=scheduled))
         fsutil.fsync_dir(dest_dir)
         return BackupResult(final, size, manifest, w.skipped)
-    except BrokenPipeError:
-        raise  # stdout's reader went away (the CLI's own handling)
     except OSError as err:  # a full disk, a quota, an unreadable file in the data dir
         raise _write_error(err, dest_dir) from None
     finally:

@@ -13,11 +13,11 @@ from pathlib import Path
 from tests.conftest import kagent_cmd, kagent_env
 
 
-def _kine_controller(root: Path) -> tuple[Path, Path, Path]:
+def _kine_controller(root: Path, bulk: int = 1_000_000) -> tuple[Path, Path, Path]:
     data, run = root / "data", root / "run"
     (data / "pki").mkdir(parents=True)
     (data / "pki" / "ca.crt").write_text("not read as a certificate by backup\n")
-    (data / "pki" / "bulk.bin").write_bytes(os.urandom(1_000_000))  # does not compress: fills the tmpfs
+    (data / "pki" / "bulk.bin").write_bytes(os.urandom(bulk))  # does not compress: fills the tmpfs
     (data / "db").mkdir()
     db = sqlite3.connect(data / "db" / "state.db")
     db.execute("create table kine (x)")
@@ -134,3 +134,24 @@ def test_a_restore_refused_by_the_lock_does_not_remove_the_data_dir_the_winner_j
     data, err = _restore_racing(tmp_path / "b", monkeypatch, still_running)
     assert isinstance(err, PreconditionError) and "already running" in err.what
     assert data.is_dir()
+
+
+def test_a_reader_of_stdout_that_goes_away_is_an_error_not_a_silent_exit(tmp_path):
+    """`kagent backup --save-path - | cmd` where cmd stops reading: the archive cmd got is
+    incomplete, so the command fails with one error and a hint (it exited 1 saying nothing)."""
+    data, run, config = _kine_controller(tmp_path, bulk=8_000_000)  # more than a pipe and its reader hold
+    p = subprocess.Popen(kagent_cmd("-c", str(config), "--data-dir", str(data), "--run-dir", str(run), "backup", "--save-path", "-"),
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=kagent_env())
+    try:
+        assert p.stdout is not None and p.stderr is not None
+        assert len(p.stdout.read(10)) == 10
+        p.stdout.close()
+        err = p.stderr.read().decode()
+        assert p.wait(timeout=60) == 4, err
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    lines = err.splitlines()
+    assert len(lines) == 2 and lines[0].startswith("error: stdout: the reader of the archive went away before its end"), err
+    assert lines[1].startswith("hint: keep the command after | reading"), err
