@@ -1077,6 +1077,9 @@ def _extract(path: Path, v: Verified, staging: Path, pick: Callable[[str], bool]
                 name = check_name(info.name)
                 if name in _SKIP or not pick(name):
                     continue
+                if name not in (v.dirs if info.isdir() else v.files):  # the file was replaced since
+                    raise ArchiveError(f"archive entry {name}", "changed between verification and extraction",
+                                       hint="nothing was restored; restore from a copy nothing writes to")
                 dest = staging / name
                 if info.isdir():
                     dest.mkdir(parents=True, exist_ok=True)

@@ -155,3 +155,40 @@ def test_a_reader_of_stdout_that_goes_away_is_an_error_not_a_silent_exit(tmp_pat
     lines = err.splitlines()
     assert len(lines) == 2 and lines[0].startswith("error: stdout: the reader of the archive went away before its end"), err
     assert lines[1].startswith("hint: keep the command after | reading"), err
+
+
+def test_an_archive_replaced_between_verification_and_extraction_is_refused_with_nothing_written(tmp_path):
+    """An archive too large to hold in memory is read twice; one rewritten in between (another
+    archive at the same path, with an entry the first lacks) is refused by name, not an internal
+    error (a KeyError), and nothing stays."""
+    import shutil
+
+    from kagent import backup as bk
+    from kagent.paths import Paths
+
+    data, run, config = _kine_controller(tmp_path / "src")
+
+    def backup_into(out: Path) -> Path:
+        out.mkdir()
+        r = subprocess.run(kagent_cmd("-c", str(config), "--data-dir", str(data), "--run-dir", str(run), "backup", "--save-path", str(out)),
+                           capture_output=True, text=True, env=kagent_env(), timeout=60)
+        assert r.returncode == 0, r.stderr
+        (archive,) = out.iterdir()
+        return archive
+
+    first = backup_into(tmp_path / "one")
+    (data / "manifests").mkdir()
+    (data / "manifests" / "extra.yaml").write_text("kind: ConfigMap\n")
+    second = backup_into(tmp_path / "two")
+    path = tmp_path / "archive.tar.gz"
+    shutil.copy(first, path)
+    verified = bk.verify_archive(path, keep_up_to=0)  # as for an archive over 128 MiB: extracted in a second pass
+    shutil.copy(second, path)  # rewritten in between
+    paths = Paths.build(tmp_path / "data", tmp_path / "run")
+    try:
+        bk.restore(paths, path, bk.RestoreTarget(node_name="n", peer_url="https://127.0.0.1:2380"), config_out=None, verified=verified)
+    except bk.ArchiveError as err:
+        assert "changed between verification and extraction" in err.what and err.exit_code == 2
+    else:
+        raise AssertionError("a rewritten archive was restored")
+    assert not paths.data_dir.exists()
