@@ -939,7 +939,10 @@ def spool(stream: BinaryIO, directory: str | None = None) -> Path:
     """Copy stdin into a private temp file (bounded), so the archive can be read twice."""
     import tempfile
 
-    fd, name = tempfile.mkstemp(prefix=".kagent-restore-", suffix=".tar.gz", dir=directory)
+    try:
+        fd, name = tempfile.mkstemp(prefix=".kagent-restore-", suffix=".tar.gz", dir=directory)
+    except OSError as err:
+        raise _spool_error(err, directory) from None
     total = 0
     try:
         with os.fdopen(fd, "wb") as fh:
@@ -951,10 +954,20 @@ def spool(stream: BinaryIO, directory: str | None = None) -> Path:
                 if total > MAX_TOTAL_BYTES:
                     raise ArchiveError("stdin", f"is larger than {MAX_TOTAL_BYTES} bytes")
                 fh.write(chunk)
-    except BaseException:
+    except BaseException as exc:
         os.unlink(name)
+        if isinstance(exc, OSError):  # a full temp dir (TMPDIR), or stdin failing
+            raise _spool_error(exc, directory) from None
         raise
     return Path(name)
+
+
+def _spool_error(err: OSError, directory: str | None) -> PreconditionError:
+    import tempfile
+
+    where = directory or tempfile.gettempdir()
+    return PreconditionError("stdin", f"cannot keep the archive in {where} while it is verified: {err.strerror or err}",
+                             hint="free space there (or set TMPDIR to a roomier directory), or pass the archive as a file")
 
 
 def data_dir_is_empty(data_dir: Path) -> bool:

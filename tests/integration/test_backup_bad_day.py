@@ -192,3 +192,19 @@ def test_an_archive_replaced_between_verification_and_extraction_is_refused_with
     else:
         raise AssertionError("a rewritten archive was restored")
     assert not paths.data_dir.exists()
+
+
+def test_restore_from_stdin_with_a_full_temp_dir_is_one_error_naming_it(tmp_path):
+    archive, config = _archive(tmp_path)
+    small = tmp_path / "tmp"
+    small.mkdir()
+    with archive.open("rb") as fh:
+        r = subprocess.run(["unshare", "-m", "--propagation", "private", "sh", "-c",
+                            f'mount -t tmpfs -o size=32k tmpfs "{small}" && exec "$@"', "sh",
+                            *kagent_cmd("-c", str(config), "--data-dir", str(tmp_path / "data"), "--run-dir", str(tmp_path / "run"),
+                                        "restore", "-")],
+                           stdin=fh, capture_output=True, text=True, env=kagent_env({"TMPDIR": str(small)}), timeout=60)
+    assert r.returncode == 4, r.stderr
+    assert r.stderr.splitlines()[0] == f"error: stdin: cannot keep the archive in {small} while it is verified: No space left on device", r.stderr
+    assert r.stderr.splitlines()[1].startswith("hint: free space there") and len(r.stderr.splitlines()) == 2, r.stderr
+    assert not (tmp_path / "data").exists()
