@@ -1007,8 +1007,12 @@ def _start_etcd_restore(paths: Paths, snapshot: Path, target_dir: Path, kind: st
             f"--initial-cluster={t.node_name}={t.peer_url}", f"--initial-advertise-peer-urls={t.peer_url}"]
     if kind == "db-copy":
         argv.append("--skip-hash-check")  # a copied db file has no snapshot hash appended
-    proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            errors="replace", env={**os.environ, "ETCDCTL_API": "3"})
+    try:
+        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                errors="replace", env={**os.environ, "ETCDCTL_API": "3"})
+    except OSError as err:  # found but not runnable (not executable, a wrong architecture, a broken #!)
+        raise PreconditionError(str(tool), f"cannot run it: {err.strerror or err}",
+                                hint="reinstall etcd's tools (etcdutl/etcdctl); nothing was restored") from None
     return proc, tool
 
 

@@ -338,3 +338,18 @@ def test_a_scheduled_backup_that_fails_with_a_bug_is_counted_and_the_timer_goes_
 
     with tempfile.TemporaryDirectory() as d:
         asyncio.run(main(Path(d)))
+
+
+def test_a_restore_tool_that_cannot_run_is_a_precondition_naming_it(tmp_path):
+    from kagent.backup import RestoreTarget, _start_etcd_restore
+    from kagent.errors import PreconditionError
+    from kagent.paths import Paths
+
+    p = Paths.build(tmp_path / "data", tmp_path / "run")
+    _fake(p.bin_dir / "etcd", "3.4.23", tmp_path / "probed")
+    tool = p.bin_dir / "etcdctl"
+    tool.write_text("#!/nonexistent/interpreter\n")  # executable, but exec fails
+    tool.chmod(0o755)
+    with pytest.raises(PreconditionError) as e:
+        _start_etcd_restore(p, tmp_path / "snap.db", tmp_path / "etcd", "api", RestoreTarget("n", "https://127.0.0.1:2380"))
+    assert e.value.where == str(tool) and "cannot run it" in e.value.what and "nothing was restored" in (e.value.hint or "")
