@@ -172,10 +172,10 @@ class _Gateway:
     def _chunked(self) -> Iterator[bytes]:
         while True:
             size_text = self._line().split(b";", 1)[0].strip()
-            try:
-                size = int(size_text, 16)
-            except ValueError:
-                raise _HttpError(f"a malformed chunk size {size_text[:20]!r}") from None
+            # hex digits only (int() would also take "-5", "+5", "0x5" and "5_0")
+            if not size_text or size_text.strip(b"0123456789abcdefABCDEF") or len(size_text) > 16:
+                raise _HttpError(f"a malformed chunk size {size_text[:20]!r}")
+            size = int(size_text, 16)
             if size == 0:
                 while self._line():  # trailers
                     pass

@@ -125,6 +125,8 @@ def test_gateway_reads_chunked_and_sized_answers_and_refuses_malformed_ones():
     assert _answer(b"HTTP/1.1 404 Not Found\r\nContent-Length: 3\r\n\r\nabc") == (404, b"abc")
     for raw in [b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\nabc",  # ends early
                 b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",  # a bad chunk size
+                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n-5\r\n\r\n0\r\n\r\n",  # a negative one
+                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0x3\r\nabc\r\n0\r\n\r\n",  # not bare hex
                 b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabcXX0\r\n\r\n",  # no CRLF after a chunk
                 b"HTTP/1.1 200 OK\r\n\r\n",  # neither length nor chunked
                 b"SSH-2.0-OpenSSH\r\n\r\n",  # not HTTP
