@@ -658,7 +658,7 @@ def create_backup(paths: Paths, *, storage: str, etcd_client_port: int, kine_dat
                     os.close(devnull)
                 raise PreconditionError("stdout", f"the reader of the archive went away before its end ({size} bytes): "
                                         "what it got is not a backup",
-                                        hint="keep the command after | reading until kagent exits, then run the backup again") from None
+                                        hint="keep the command after | reading to the end of the archive, then run the backup again") from None
             return BackupResult(None, size, manifest, w.skipped)
         assert dest_dir is not None
         final = _link_no_clobber(archive, dest_dir, archive_name(now, scheduled=scheduled))
