@@ -86,6 +86,7 @@ class Agent:
         self.paths = app.paths
         self.log = log.get(role=role_label(req))
         self._pki_plan: PkiPlan | None = None
+        self._config_text: str | None = None  # the text self.config was parsed from
         self._lock: InstanceLock | None = None  # held while the agent runs: its PKI children inherit it
         self._ownership: OwnershipPlan | None = None  # of the last load_specs, re-applied after a renewal
         self._pki_written: tuple[Path, ...] = ()  # what the last PKI apply rewrote
@@ -149,6 +150,7 @@ class Agent:
 
         config = self.app.reload_config()  # re-read on every call: this is also the SIGHUP path
         self.config = config
+        self._config_text = self.app.config_text()  # (the text of self.config: a rejected reload re-reads the file)
         self.log.debug("config_loaded", source=self.app.config_source())
         for w in config.warnings:
             self.log.warning("config_warning", reason=w)
@@ -374,9 +376,11 @@ class Agent:
         from kagent.backup_schedule import BackupScheduler
 
         def take(directory: str) -> BackupResult:
-            from kagent.backup import backup_from_app
+            from kagent.backup import backup_with
 
-            return backup_from_app(self.app, directory, scheduled=True)
+            config, text = self.config, self._config_text  # what runs, not the file as it is now
+            assert config is not None
+            return backup_with(self.paths, config, text, directory, scheduled=True)
 
         timer = BackupScheduler(self.config.backup, take)
 

@@ -40,6 +40,7 @@ if TYPE_CHECKING:
     import tarfile
 
     from kagent.cli.app import AppContext
+    from kagent.config.model import ClusterConfig
 
 FORMAT = "kagent-backup/1"
 MANIFEST = "manifest.json"
@@ -171,10 +172,10 @@ class _Gateway:
     def _chunked(self) -> Iterator[bytes]:
         while True:
             size_text = self._line().split(b";", 1)[0].strip()
-            try:
-                size = int(size_text, 16)
-            except ValueError:
-                raise _HttpError(f"a malformed chunk size {size_text[:20]!r}") from None
+            # hex digits only (int() would also take "-5", "+5", "0x5" and "5_0")
+            if not size_text or size_text.strip(b"0123456789abcdefABCDEF") or len(size_text) > 16:
+                raise _HttpError(f"a malformed chunk size {size_text[:20]!r}")
+            size = int(size_text, 16)
             if size == 0:
                 while self._line():  # trailers
                     pass
@@ -646,16 +647,23 @@ def create_backup(paths: Paths, *, storage: str, etcd_client_port: int, kine_dat
         size = archive.stat().st_size
         if to_stdout:
             stream = out if out is not None else sys.stdout.buffer
-            with archive.open("rb") as fh:
-                shutil.copyfileobj(fh, stream, CHUNK)
-            stream.flush()
+            try:
+                with archive.open("rb") as fh:
+                    shutil.copyfileobj(fh, stream, CHUNK)
+                stream.flush()
+            except BrokenPipeError:
+                if out is None:  # what stdout still buffers goes nowhere (no second error at exit)
+                    devnull = os.open(os.devnull, os.O_WRONLY)
+                    os.dup2(devnull, sys.stdout.fileno())
+                    os.close(devnull)
+                raise PreconditionError("stdout", f"the reader of the archive went away before its end ({size} bytes): "
+                                        "what it got is not a backup",
+                                        hint="keep the command after | reading to the end of the archive, then run the backup again") from None
             return BackupResult(None, size, manifest, w.skipped)
         assert dest_dir is not None
         final = _link_no_clobber(archive, dest_dir, archive_name(now, scheduled=scheduled))
         fsutil.fsync_dir(dest_dir)
         return BackupResult(final, size, manifest, w.skipped)
-    except BrokenPipeError:
-        raise  # stdout's reader went away (the CLI's own handling)
     except OSError as err:  # a full disk, a quota, an unreadable file in the data dir
         raise _write_error(err, dest_dir) from None
     finally:
@@ -690,11 +698,19 @@ def storage_of(paths: Paths, configured: str) -> str:
 
 
 def backup_from_app(app: AppContext, save_path: str, *, scheduled: bool = False) -> BackupResult:
-    """``kagent backup`` and the scheduled backups: the config the app runs with."""
+    """``kagent backup``: the config file as it is now."""
     cfg = app.load_config()
-    return create_backup(app.paths, storage=storage_of(app.paths, str(cfg.storage.type)),
+    return backup_with(app.paths, cfg, app.config_text(), save_path, scheduled=scheduled)
+
+
+def backup_with(paths: Paths, cfg: ClusterConfig, config_text: str | None, save_path: str, *,
+                scheduled: bool = False) -> BackupResult:
+    """A backup of the controller that runs ``cfg`` (parsed from ``config_text``): the
+    scheduled backups pass the config the agent applied, not the file as it is now (which a
+    rejected reload left behind)."""
+    return create_backup(paths, storage=storage_of(paths, str(cfg.storage.type)),
                          etcd_client_port=cfg.storage.etcd.client_port, kine_data_source=cfg.storage.kine.data_source,
-                         config_text=app.config_text(), cluster_name=cfg.name, save_path=save_path,
+                         config_text=config_text, cluster_name=cfg.name, save_path=save_path,
                          now=datetime.now(timezone.utc), scheduled=scheduled)
 
 
@@ -923,7 +939,10 @@ def spool(stream: BinaryIO, directory: str | None = None) -> Path:
     """Copy stdin into a private temp file (bounded), so the archive can be read twice."""
     import tempfile
 
-    fd, name = tempfile.mkstemp(prefix=".kagent-restore-", suffix=".tar.gz", dir=directory)
+    try:
+        fd, name = tempfile.mkstemp(prefix=".kagent-restore-", suffix=".tar.gz", dir=directory)
+    except OSError as err:
+        raise _spool_error(err, directory) from None
     total = 0
     try:
         with os.fdopen(fd, "wb") as fh:
@@ -935,10 +954,20 @@ def spool(stream: BinaryIO, directory: str | None = None) -> Path:
                 if total > MAX_TOTAL_BYTES:
                     raise ArchiveError("stdin", f"is larger than {MAX_TOTAL_BYTES} bytes")
                 fh.write(chunk)
-    except BaseException:
+    except BaseException as exc:
         os.unlink(name)
+        if isinstance(exc, OSError):  # a full temp dir (TMPDIR), or stdin failing
+            raise _spool_error(exc, directory) from None
         raise
     return Path(name)
+
+
+def _spool_error(err: OSError, directory: str | None) -> PreconditionError:
+    import tempfile
+
+    where = directory or tempfile.gettempdir()
+    return PreconditionError("stdin", f"cannot keep the archive in {where} while it is verified: {err.strerror or err}",
+                             hint="free space there (or set TMPDIR to a roomier directory), or pass the archive as a file")
 
 
 def data_dir_is_empty(data_dir: Path) -> bool:
@@ -978,8 +1007,12 @@ def _start_etcd_restore(paths: Paths, snapshot: Path, target_dir: Path, kind: st
             f"--initial-cluster={t.node_name}={t.peer_url}", f"--initial-advertise-peer-urls={t.peer_url}"]
     if kind == "db-copy":
         argv.append("--skip-hash-check")  # a copied db file has no snapshot hash appended
-    proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            errors="replace", env={**os.environ, "ETCDCTL_API": "3"})
+    try:
+        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                errors="replace", env={**os.environ, "ETCDCTL_API": "3"})
+    except OSError as err:  # found but not runnable (not executable, a wrong architecture, a broken #!)
+        raise PreconditionError(str(tool), f"cannot run it: {err.strerror or err}",
+                                hint="reinstall etcd's tools (etcdutl/etcdctl); nothing was restored") from None
     return proc, tool
 
 
@@ -1061,6 +1094,9 @@ def _extract(path: Path, v: Verified, staging: Path, pick: Callable[[str], bool]
                 name = check_name(info.name)
                 if name in _SKIP or not pick(name):
                     continue
+                if name not in (v.dirs if info.isdir() else v.files):  # the file was replaced since
+                    raise ArchiveError(f"archive entry {name}", "changed between verification and extraction",
+                                       hint="nothing was restored; restore from a copy nothing writes to")
                 dest = staging / name
                 if info.isdir():
                     dest.mkdir(parents=True, exist_ok=True)
@@ -1093,13 +1129,17 @@ def _restore_write_error(err: OSError, data_dir: Path, where: str | None = None)
                              hint=f"{fix}, then rerun; nothing was restored, the data dir is as it was")
 
 
+def _refuse_not_empty(paths: Paths) -> None:
+    if not data_dir_is_empty(paths.data_dir):
+        raise PreconditionError(str(paths.data_dir), "is not empty; restore only writes into an empty data dir",
+                                hint="run kagent reset first (or pass another --data-dir)")
+
+
 def refuse_if_running_or_not_empty(paths: Paths, config_out: Path | None) -> None:
     from kagent.node.lock import refuse_if_running
 
     refuse_if_running(paths, "restore")
-    if not data_dir_is_empty(paths.data_dir):
-        raise PreconditionError(str(paths.data_dir), "is not empty; restore only writes into an empty data dir",
-                                hint="run kagent reset first (or pass another --data-dir)")
+    _refuse_not_empty(paths)
     if config_out is not None and config_out.exists():
         raise UsageError("--config-out", f"{config_out} already exists", hint="name a new file")
 
@@ -1118,7 +1158,7 @@ def restore(paths: Paths, archive: Path, target: RestoreTarget, *, config_out: P
     if config_out is not None and v.config_text is None:
         raise ArchiveError(str(archive), "holds no config file, so --config-out has nothing to write",
                            hint="drop --config-out; the controller then runs with the defaults")
-    created_data = not paths.data_dir.exists()
+    created_data = False  # (a restore refused below made nothing: its rollback removes nothing)
     lock: InstanceLock | None = None
     staging: Path | None = None
     written: list[str] = []
@@ -1126,6 +1166,8 @@ def restore(paths: Paths, archive: Path, target: RestoreTarget, *, config_out: P
     try:
         if paths.run_dir.is_dir():
             lock = InstanceLock(paths.lock_file).acquire()
+        _refuse_not_empty(paths)  # again, under the lock: another restore may have filled it since
+        created_data = not paths.data_dir.exists()
         if created_data:
             fsutil.ensure_dir(paths.data_dir, fsutil.MODE_DATA_DIR)
         staging = Path(tempfile.mkdtemp(prefix=".kagent-restore-", dir=paths.data_dir))

@@ -156,6 +156,11 @@ class BackupScheduler:
             status.last = {"ok": False, "at": at, "error": f"{err.filename or spec.directory}: {err.strerror or err}"}
             self._log.error("backup_failed", directory=spec.directory, reason=str(err))
             return
+        except Exception as err:  # noqa: BLE001 - a bug: counted and logged like any failure; the timer goes on
+            status.failed += 1
+            status.last = {"ok": False, "at": at, "error": f"internal error: {type(err).__name__}: {err}"}
+            self._log.exception("backup_failed", directory=spec.directory, reason=f"internal error: {err!r}")
+            return
         status.taken += 1
         status.last = {"ok": True, "at": at, "path": str(result.path), "size": result.size}
         self._log.info("backup_taken", path=str(result.path), size=result.size, seconds=round(time.monotonic() - started, 3),

@@ -120,14 +120,21 @@ def removed_watch(paths: Paths) -> Callable[[Manager], Awaitable[None]]:
             st = cj.load_state(paths)
             if st is None or st.state not in ("initial", "joined"):
                 continue
-            cj.save_state(paths, cj.MemberState(name=st.name, state="left", api_urls=st.api_urls))
+            try:
+                cj.save_state(paths, cj.MemberState(name=st.name, state="left", api_urls=st.api_urls))
+                saved = True
+            except OSError as err:  # (a full disk) retired all the same; watched on, should a reload start etcd again
+                saved = False
+                mgr.log.error("etcd_member_state_unsaved", path=str(cj.state_path(paths)), reason=err.strerror or str(err))
+            member = st.name
 
             async def retire(m: Manager) -> tuple[int, Any]:
-                names = await _retire_etcd(m, st.name, "its removal by another member")
+                names = await _retire_etcd(m, member, "its removal by another member")
                 return 200, {"stopped": list(names)}
 
             await mgr.submit(retire)
-            return
+            if saved:
+                return
 
     return task
 

@@ -13,11 +13,11 @@ from pathlib import Path
 from tests.conftest import kagent_cmd, kagent_env
 
 
-def _kine_controller(root: Path) -> tuple[Path, Path, Path]:
+def _kine_controller(root: Path, bulk: int = 1_000_000) -> tuple[Path, Path, Path]:
     data, run = root / "data", root / "run"
     (data / "pki").mkdir(parents=True)
     (data / "pki" / "ca.crt").write_text("not read as a certificate by backup\n")
-    (data / "pki" / "bulk.bin").write_bytes(os.urandom(1_000_000))  # does not compress: fills the tmpfs
+    (data / "pki" / "bulk.bin").write_bytes(os.urandom(bulk))  # does not compress: fills the tmpfs
     (data / "db").mkdir()
     db = sqlite3.connect(data / "db" / "state.db")
     db.execute("create table kine (x)")
@@ -84,3 +84,127 @@ def test_a_restore_that_cannot_write_is_one_error_with_a_hint_and_leaves_the_dat
     assert lines[0] == f"error: --config-out {ro / 'k.yaml'}: cannot write the restore: Read-only file system", r.stderr
     assert len(lines) == 2 and lines[1].startswith("hint: fix the permissions or pick another path"), r.stderr
     assert not data.exists()
+
+
+def _restore_racing(tmp_path: Path, monkeypatch, winner) -> tuple[Path, BaseException]:
+    """``restore`` whose instance lock is taken just after another restore (``winner``, run
+    where the lock is acquired) got there first: the lock is the only thing serializing them."""
+    import pytest
+
+    from kagent import backup as bk
+    from kagent.node import lock as lock_mod
+    from kagent.paths import Paths
+
+    archive, _config = _archive(tmp_path)
+    paths = Paths.build(tmp_path / "data", tmp_path / "run")
+    paths.run_dir.mkdir()
+    real_acquire = lock_mod.InstanceLock.acquire
+
+    def acquire(self):
+        winner(paths)
+        return real_acquire(self)
+
+    monkeypatch.setattr(lock_mod.InstanceLock, "acquire", acquire)
+    target = bk.RestoreTarget(node_name="n", peer_url="https://127.0.0.1:2380")
+    with pytest.raises(Exception) as e:
+        bk.restore(paths, archive, target, config_out=None)
+    return paths.data_dir, e.value
+
+
+def test_a_restore_that_lost_the_race_for_the_lock_leaves_the_winners_data_dir_alone(tmp_path, monkeypatch):
+    from kagent.errors import PreconditionError
+
+    def won_and_finished(paths) -> None:  # the other restore filled the data dir and let go of the lock
+        (paths.data_dir / "pki").mkdir(parents=True)
+        (paths.data_dir / "pki" / "ca.crt").write_text("the winner's CA\n")
+
+    data, err = _restore_racing(tmp_path / "a", monkeypatch, won_and_finished)
+    assert isinstance(err, PreconditionError) and "is not empty" in err.what
+    assert sorted(p.name for p in data.iterdir()) == ["pki"] and (data / "pki" / "ca.crt").read_text() == "the winner's CA\n"
+
+
+def test_a_restore_refused_by_the_lock_does_not_remove_the_data_dir_the_winner_just_made(tmp_path, monkeypatch):
+    from kagent.errors import PreconditionError
+    from kagent.node.lock import already_running
+
+    def still_running(paths) -> None:  # the other restore made the data dir and holds the lock
+        paths.data_dir.mkdir()
+        raise already_running(paths.lock_file)
+
+    data, err = _restore_racing(tmp_path / "b", monkeypatch, still_running)
+    assert isinstance(err, PreconditionError) and "already running" in err.what
+    assert data.is_dir()
+
+
+def test_a_reader_of_stdout_that_goes_away_is_an_error_not_a_silent_exit(tmp_path):
+    """`kagent backup --save-path - | cmd` where cmd stops reading: the archive cmd got is
+    incomplete, so the command fails with one error and a hint (it exited 1 saying nothing)."""
+    data, run, config = _kine_controller(tmp_path, bulk=8_000_000)  # more than a pipe and its reader hold
+    p = subprocess.Popen(kagent_cmd("-c", str(config), "--data-dir", str(data), "--run-dir", str(run), "backup", "--save-path", "-"),
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=kagent_env())
+    try:
+        assert p.stdout is not None and p.stderr is not None
+        assert len(p.stdout.read(10)) == 10
+        p.stdout.close()
+        err = p.stderr.read().decode()
+        assert p.wait(timeout=60) == 4, err
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    lines = err.splitlines()
+    assert len(lines) == 2 and lines[0].startswith("error: stdout: the reader of the archive went away before its end"), err
+    assert lines[1].startswith("hint: keep the command after | reading"), err
+
+
+def test_an_archive_replaced_between_verification_and_extraction_is_refused_with_nothing_written(tmp_path):
+    """An archive too large to hold in memory is read twice; one rewritten in between (another
+    archive at the same path, with an entry the first lacks) is refused by name, not an internal
+    error (a KeyError), and nothing stays."""
+    import shutil
+
+    from kagent import backup as bk
+    from kagent.paths import Paths
+
+    data, run, config = _kine_controller(tmp_path / "src")
+
+    def backup_into(out: Path) -> Path:
+        out.mkdir()
+        r = subprocess.run(kagent_cmd("-c", str(config), "--data-dir", str(data), "--run-dir", str(run), "backup", "--save-path", str(out)),
+                           capture_output=True, text=True, env=kagent_env(), timeout=60)
+        assert r.returncode == 0, r.stderr
+        (archive,) = out.iterdir()
+        return archive
+
+    first = backup_into(tmp_path / "one")
+    (data / "manifests").mkdir()
+    (data / "manifests" / "extra.yaml").write_text("kind: ConfigMap\n")
+    second = backup_into(tmp_path / "two")
+    path = tmp_path / "archive.tar.gz"
+    shutil.copy(first, path)
+    verified = bk.verify_archive(path, keep_up_to=0)  # as for an archive over 128 MiB: extracted in a second pass
+    shutil.copy(second, path)  # rewritten in between
+    paths = Paths.build(tmp_path / "data", tmp_path / "run")
+    try:
+        bk.restore(paths, path, bk.RestoreTarget(node_name="n", peer_url="https://127.0.0.1:2380"), config_out=None, verified=verified)
+    except bk.ArchiveError as err:
+        assert "changed between verification and extraction" in err.what and err.exit_code == 2
+    else:
+        raise AssertionError("a rewritten archive was restored")
+    assert not paths.data_dir.exists()
+
+
+def test_restore_from_stdin_with_a_full_temp_dir_is_one_error_naming_it(tmp_path):
+    archive, config = _archive(tmp_path)
+    small = tmp_path / "tmp"
+    small.mkdir()
+    with archive.open("rb") as fh:
+        r = subprocess.run(["unshare", "-m", "--propagation", "private", "sh", "-c",
+                            f'mount -t tmpfs -o size=32k tmpfs "{small}" && exec "$@"', "sh",
+                            *kagent_cmd("-c", str(config), "--data-dir", str(tmp_path / "data"), "--run-dir", str(tmp_path / "run"),
+                                        "restore", "-")],
+                           stdin=fh, capture_output=True, text=True, env=kagent_env({"TMPDIR": str(small)}), timeout=60)
+    assert r.returncode == 4, r.stderr
+    assert r.stderr.splitlines()[0] == f"error: stdin: cannot keep the archive in {small} while it is verified: No space left on device", r.stderr
+    assert r.stderr.splitlines()[1].startswith("hint: free space there") and len(r.stderr.splitlines()) == 2, r.stderr
+    assert not (tmp_path / "data").exists()

@@ -115,3 +115,42 @@ def test_a_reload_enables_reschedules_and_stops_backups_without_touching_etcd(no
     comps = n.components()
     assert {k: c["pid"] for k, c in comps.items()} == pids and all(c["restarts"] == 0 for c in comps.values())
     assert n.stop() == 0
+
+
+def test_scheduled_backups_go_on_with_the_running_config_after_a_rejected_reload(node_factory, tmp_path):
+    """A config edited into something invalid and rejected by `kagent reload` ("nothing was
+    changed") does not break the scheduled backups: they go on with the config the agent runs,
+    and the archive holds that config, not the rejected file."""
+    import json
+    import tarfile
+
+    n = node_factory()
+    out = tmp_path / "backups"
+    good = base_config(n, backup={"schedule": "1s", "retention": 5, "directory": str(out)})
+    n.write_config(good)
+    running_text = n.config.read_text()
+    n.start("controller", "--init", "--disable-components", KUBE_COMPONENTS)
+    n.wait_healthy(["etcd"])
+
+    def taken() -> int:
+        st = n.status()
+        return st["backup"]["taken"] if st and "backup" in st else 0
+
+    def wait_taken(count: int) -> None:
+        deadline = time.monotonic() + 30
+        while taken() < count:
+            assert time.monotonic() < deadline, n.log_text()[-3000:]
+            time.sleep(0.2)
+
+    wait_taken(1)
+    n.write_config(base_config(n, backup={"schedule": "1s", "retention": 0, "directory": str(out)}))
+    r = n.kagent("reload")
+    assert r.returncode == 3 and "nothing was changed" in r.stderr, r.stderr
+    after = taken()
+    wait_taken(after + 2)
+    st = n.status()["backup"]
+    assert st["last"]["ok"] and st["failed"] == 0, st
+    with tarfile.open(st["last"]["path"]) as tar:
+        assert tar.extractfile("config/kagent.yaml").read().decode() == running_text
+        assert json.loads(tar.extractfile("manifest.json").read())["storage"] == "etcd"
+    assert n.stop() == 0

@@ -125,6 +125,8 @@ def test_gateway_reads_chunked_and_sized_answers_and_refuses_malformed_ones():
     assert _answer(b"HTTP/1.1 404 Not Found\r\nContent-Length: 3\r\n\r\nabc") == (404, b"abc")
     for raw in [b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\nabc",  # ends early
                 b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",  # a bad chunk size
+                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n-5\r\n\r\n0\r\n\r\n",  # a negative one
+                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0x3\r\nabc\r\n0\r\n\r\n",  # not bare hex
                 b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabcXX0\r\n\r\n",  # no CRLF after a chunk
                 b"HTTP/1.1 200 OK\r\n\r\n",  # neither length nor chunked
                 b"SSH-2.0-OpenSSH\r\n\r\n",  # not HTTP
@@ -296,3 +298,60 @@ def test_a_full_disk_while_the_snapshot_streams_is_not_blamed_on_etcd():
     with pytest.raises(ComponentError) as ce:
         pending.take(lambda s: io.BufferedReader(s).read())
     assert ce.value.where == "etcd https://127.0.0.1:2379" and "Connection reset" in ce.value.what
+
+
+def test_a_scheduled_backup_that_fails_with_a_bug_is_counted_and_the_timer_goes_on():
+    """A take() failing with something that is neither a KagentError nor an OSError (a bug, a
+    tarfile or sqlite3 error): the failure is in the status, the next one waits a schedule,
+    and the timer task keeps running (a crashed task was restarted a second later, overdue,
+    so a broken backup was retried every second)."""
+    import asyncio
+    from datetime import timedelta
+
+    from kagent.backup_schedule import BackupScheduler
+    from kagent.config.model import BackupSpec
+
+    async def main(tmp: Path) -> None:
+        tries: list[float] = []
+        loop = asyncio.get_running_loop()
+
+        def take(directory: str):
+            tries.append(loop.time())
+            raise RuntimeError("tar exploded")
+
+        timer = BackupScheduler(BackupSpec(schedule=timedelta(seconds=0.3), directory=str(tmp), retention=1), take,
+                                clock=loop.time)
+        task = asyncio.ensure_future(timer.run())
+        try:
+            for _ in range(1000):
+                if len(tries) >= 2 or task.done():
+                    break
+                await asyncio.sleep(0.01)
+            assert not task.done(), task.exception() if task.done() else None
+            await asyncio.sleep(0.05)  # the second failure recorded
+            st = timer.status_fields()["backup"]
+            assert len(tries) >= 2 and tries[1] - tries[0] >= 0.29  # the retry waited a schedule
+            assert st["failed"] == len(tries) and st["taken"] == 0
+            assert st["last"]["ok"] is False and "RuntimeError: tar exploded" in st["last"]["error"]
+        finally:
+            task.cancel()
+
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as d:
+        asyncio.run(main(Path(d)))
+
+
+def test_a_restore_tool_that_cannot_run_is_a_precondition_naming_it(tmp_path):
+    from kagent.backup import RestoreTarget, _start_etcd_restore
+    from kagent.errors import PreconditionError
+    from kagent.paths import Paths
+
+    p = Paths.build(tmp_path / "data", tmp_path / "run")
+    _fake(p.bin_dir / "etcd", "3.4.23", tmp_path / "probed")
+    tool = p.bin_dir / "etcdctl"
+    tool.write_text("#!/nonexistent/interpreter\n")  # executable, but exec fails
+    tool.chmod(0o755)
+    with pytest.raises(PreconditionError) as e:
+        _start_etcd_restore(p, tmp_path / "snap.db", tmp_path / "etcd", "api", RestoreTarget("n", "https://127.0.0.1:2380"))
+    assert e.value.where == str(tool) and "cannot run it" in e.value.what and "nothing was restored" in (e.value.hint or "")
