@@ -359,7 +359,7 @@ class Manager:
             return
         name = a.name
         try:
-                fsutil.write_runtime(self.paths.pidfile(name), b"%d\n" % child.pid)
+            fsutil.write_runtime(self.paths.pidfile(name), b"%d\n" % child.pid)
         except OSError as err:
             child.on_exit = None
             self._background_task(self._discard(a, child, f"cannot write {self.paths.pidfile(name)}: "
