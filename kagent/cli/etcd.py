@@ -10,6 +10,8 @@ import click
 from kagent.cli.app import AppContext
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from kagent.config.model import ClusterConfig
     from kagent.join.etcdclient import EtcdClient
 
@@ -92,7 +94,7 @@ def leave(app: AppContext, peer_address: str | None) -> int:
     client.close()
     from kagent.node.lock import is_held
 
-    if is_held(app.paths.lock_file):
+    if is_held(app.paths.lock_file) and _agent_socket_up(app):
         name, through, stopped = _leave_through_agent(app)
         click.echo(f"etcd member {name} left the cluster (through {through}); stopped: {', '.join(stopped) or 'nothing'}")
     else:
@@ -104,6 +106,46 @@ def leave(app: AppContext, peer_address: str | None) -> int:
         click.echo(f"etcd member {name} left the cluster (through {through})")
     click.echo("hint: stop this controller and reset it (kagent reset) before reusing the host", err=True)
     return 0
+
+
+AGENT_SOCKET_WAIT_S = 5.0  # how long a leave waits for a starting agent's status socket
+
+
+def _agent_socket_up(app: AppContext) -> bool:
+    """The lock is held: a running agent, or one still starting (PKI, specs: its status socket
+    is not up yet). Wait briefly for the socket: True once it is there, False when the lock is
+    let go meanwhile (no agent runs); still held without a socket is exit 4 naming the holder."""
+    import time
+
+    from kagent.errors import PreconditionError
+    from kagent.node.lock import holder_pid, is_held
+
+    deadline = time.monotonic() + AGENT_SOCKET_WAIT_S
+    while not _answers(app.paths.status_sock) and is_held(app.paths.lock_file) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    if _answers(app.paths.status_sock):
+        return True
+    if not is_held(app.paths.lock_file):
+        return False
+    pid = holder_pid(app.paths.lock_file)
+    who = f"kagent (pid {pid})" if pid else "a kagent"
+    raise PreconditionError(str(app.paths.lock_file),
+                            f"{who} holds this run dir but its status socket ({app.paths.status_sock}) is not up "
+                            f"after {AGENT_SOCKET_WAIT_S:g} s: the agent is still starting (or a backup or restore runs)",
+                            hint="retry kagent etcd leave once it is up (kagent status answers then)")
+
+
+def _answers(sock: Path) -> bool:
+    """Something accepts connections on ``sock`` (not a stale socket file of an agent killed before)."""
+    import socket
+
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(1.0)
+        try:
+            s.connect(str(sock))
+        except OSError:
+            return False
+    return True
 
 
 def _leave_through_agent(app: AppContext) -> tuple[str, str, list[str]]:

@@ -81,6 +81,29 @@ def is_held(path: Path) -> bool:
     return False
 
 
+def holder_pid(path: Path) -> int | None:
+    """The pid that holds the flock on ``path`` (from /proc/locks, as the kernel records it:
+    the process that took it), or None when no one does or it cannot be told."""
+    try:
+        st = path.stat()
+        with open("/proc/locks", encoding="ascii", errors="replace") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return None
+    wanted = (os.major(st.st_dev), os.minor(st.st_dev), st.st_ino)
+    for line in lines:
+        fields = line.split()
+        if len(fields) < 6 or fields[1] != "FLOCK":  # ("1: -> FLOCK ...": a waiter, not the holder)
+            continue
+        try:
+            major, minor, inode = fields[5].split(":")
+            if (int(major, 16), int(minor, 16), int(inode)) == wanted:
+                return int(fields[4])
+        except ValueError:
+            continue
+    return None
+
+
 def refuse_if_running(paths: Paths, what: str) -> None:
     """Exit 4 naming the agent's pid while it holds the lock (reset, restore)."""
     if is_held(paths.lock_file):
