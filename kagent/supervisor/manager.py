@@ -202,6 +202,8 @@ class Manager:
         """``fn()`` in a worker thread, cancelled by a stop request: the thread's cancel event
         (``kagent.cancel``) is set, so a PKI child it waits for is killed, and ``Cancelled`` is
         raised, also when ``fn`` finished but the stop came meanwhile (its result is not used)."""
+        if self.stop_requested:
+            raise cancel.Cancelled("agent", "cancelled: the agent is stopping")
         event = threading.Event()
         work = asyncio.ensure_future(asyncio.to_thread(cancel.run, event, fn))
         stopped = asyncio.ensure_future(self.wait_until(lambda m: False, None))
