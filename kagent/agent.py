@@ -2,10 +2,12 @@
 binaries, specs, then the supervisor. Each step is one call; the order lives here only.
 
     lock check -> config -> facts -> data dir state (--init / join / existing)
-      -> PKI plan + apply (controllers) -> binaries -> specs -> start order -> run_agent
+      -> specs -> binaries -> PKI plan + apply (controllers) -> start order -> run_agent
 
 ``load_specs`` (the same function the supervisor calls on every SIGHUP) re-reads the config,
-re-applies the PKI (it writes nothing when nothing changed) and rebuilds every spec.
+rebuilds every spec, checks the binaries, then re-applies the PKI (it writes nothing when
+nothing changed). What a reload loads takes effect (``Agent.config``, the PKI plan of the
+renewals) only once the supervisor accepted it.
 """
 
 from __future__ import annotations
@@ -77,6 +79,18 @@ def runs_worker(req: RunRequest) -> bool:
     return req.role == Role.WORKER or req.enable_worker or req.single
 
 
+@dataclass(slots=True)
+class _Loaded:
+    """What one (re)load produced. It becomes the agent's running state (``Agent.config``, the
+    PKI plan renewals use, the ownership re-applied after them) only when committed: at once
+    outside a reload, and for a reload only once the supervisor accepted it."""
+
+    config: ClusterConfig
+    text: str | None
+    pki_plan: PkiPlan | None = None
+    ownership: OwnershipPlan | None = None
+
+
 class Agent:
     """Holds what the run needs between the first start and later reloads."""
 
@@ -90,7 +104,9 @@ class Agent:
         self._lock: InstanceLock | None = None  # held while the agent runs: its PKI children inherit it
         self._ownership: OwnershipPlan | None = None  # of the last load_specs, re-applied after a renewal
         self._pki_written: tuple[Path, ...] = ()  # what the last PKI apply rewrote
-        self.config: ClusterConfig | None = None  # the config of the last (re)load
+        self.config: ClusterConfig | None = None  # the config in effect: of the start or the last accepted reload
+        self._loaded: _Loaded | None = None  # the last load, not yet in effect while a reload runs
+        self._reloading = False  # a supervisor reload is loading: its result waits for the verdict
         self._controller_token: JoinToken | None = None  # a controller's validated token, when it still has to join
         self._join_token: JoinToken | None = None  # a worker's validated token, when it still has to join
 
@@ -143,23 +159,60 @@ class Agent:
             fsutil.ensure_dir(self.paths.images_dir, fsutil.MODE_DATA_DIR)
 
     # ---- the spec builder ----------------------------------------------------------
-    def build_context(self, *, apply_pki: bool = True) -> Context:
+    def build_context(self) -> Context:
+        """The config (re-read) and the node's facts, as the specs see them. Writes nothing:
+        the PKI step is ``load_specs``'s, after the binaries check."""
         from kagent.components.context import build
         from kagent.components.containerd import imports_dir_of
         from kagent.node.detect import detect_node
 
         config = self.app.reload_config()  # re-read on every call: this is also the SIGHUP path
-        self.config = config
-        self._config_text = self.app.config_text()  # (the text of self.config: a rejected reload re-reads the file)
+        # (the text of this config: a rejected reload re-reads the file, and backups archive what runs)
+        self._loaded = _Loaded(config=config, text=self.app.config_text())
         self.log.debug("config_loaded", source=self.app.config_source())
         for w in config.warnings:
             self.log.warning("config_warning", reason=w)
         facts = self.app.facts()
-        if apply_pki and self.req.role == Role.CONTROLLER:
-            self._apply_pki(config, facts)
-        return build(config=config, paths=self.paths, facts=facts, req=self.req, detected=detect_node(self.paths, containerd_imports=imports_dir_of(config, self.paths)))
+        ctx = build(config=config, paths=self.paths, facts=facts, req=self.req, detected=detect_node(self.paths, containerd_imports=imports_dir_of(config, self.paths)))
+        self._commit_unless_reloading()
+        return ctx
 
-    def _apply_pki(self, config: ClusterConfig, facts: NodeFacts) -> None:
+    def _commit_unless_reloading(self) -> None:
+        if not self._reloading:
+            self._commit()
+
+    def _commit(self) -> None:
+        """The last load is now what the agent runs."""
+        loaded = self._loaded
+        if loaded is None:
+            return
+        self.config, self._config_text = loaded.config, loaded.text
+        if loaded.pki_plan is not None:
+            self._pki_plan = loaded.pki_plan
+        if loaded.ownership is not None:
+            self._ownership = loaded.ownership
+
+    def reload_hooks(self, hooks: Hooks) -> None:
+        """A reload's config, PKI plan and ownership take effect only when the supervisor accepts
+        it (before the other ``on_reload_applied`` hooks, e.g. the backup timer, read them); a
+        rejected reload ("nothing was changed") leaves the running ones exactly as they were."""
+
+        def started() -> None:
+            self._reloading = True
+
+        def accepted() -> dict[str, Any]:
+            self._commit()
+            return {}
+
+        def done(_doc: dict[str, Any]) -> None:
+            self._reloading = False
+            self._loaded = None  # accepted: committed above; rejected: dropped
+
+        hooks.on_reload_started.append(started)
+        hooks.on_reload_applied.insert(0, accepted)
+        hooks.on_reload_done.append(done)
+
+    def _apply_pki(self, config: ClusterConfig, facts: NodeFacts) -> PkiPlan:
         from kagent.pki.child import apply_in_child
         from kagent.pki.plan import plan_pki
 
@@ -172,10 +225,10 @@ class Agent:
                         etcd_member=self.req.etcd_name or None)
         # cryptography stays out of the agent process; the child holds the lock with the agent
         written = apply_in_child(plan, now=utcnow(), lock_fd=self._lock.fd if self._lock is not None else None)
-        self._pki_plan = plan
         self._pki_written = tuple(written)
         if written:
             self.log.info("pki_applied", written=len(written))
+        return plan
 
     def reload_specs(self) -> Loaded:
         """The supervisor's loader (start and every reload): the specs and the files this load's
@@ -192,14 +245,20 @@ class Agent:
         from kagent.components.spec import spec_hash
         from kagent.node import users
 
-        specs = specs_for(self.build_context())
+        specs = specs_for(self.build_context())  # the specs read no PKI file
         if self.uses_etcd():  # a member that left (kagent etcd leave) runs no etcd, nor what needs it
             from kagent.join.leave import drop_left
 
             specs = tuple(drop_left(self.paths, specs))
         self._check_binaries(specs)
+        # only then the PKI step: a reload rejected for a missing binary has written no key or cert
+        if self.req.role == Role.CONTROLLER and self._loaded is not None:
+            self._loaded.pki_plan = self._apply_pki(self._loaded.config, self.app.facts())
         # component users and their files (--init-only starts nothing: creates no user, demands nothing)
-        self._ownership = users.prepare(specs, self.paths, self.log, will_run=not self.req.init_only)
+        ownership = users.prepare(specs, self.paths, self.log, will_run=not self.req.init_only)
+        if self._loaded is not None:
+            self._loaded.ownership = ownership
+        self._commit_unless_reloading()
         for s in specs:
             self.log.debug("component_spec", component=s.name, argv=list(s.argv), spec_hash=spec_hash(s)[:12])
         return specs
@@ -257,7 +316,8 @@ class Agent:
     def uses_etcd(self) -> bool:
         from kagent.config.model import StorageType
 
-        config = self.config or self.app.reload_config()
+        # during a reload: the config being loaded (what the new specs are built for)
+        config = self._loaded.config if self._loaded is not None else self.config or self.app.reload_config()
         return (self.req.role == Role.CONTROLLER and not self.req.single and "etcd" not in self.req.disabled
                 and config.storage.type is StorageType.ETCD)
 
@@ -403,7 +463,7 @@ class Agent:
         until the agent (or --init-only) is done, so two runs never interleave their writes."""
         from kagent.node.lock import InstanceLock
 
-        ctx = self.build_context(apply_pki=False)  # a bad config is exit 3 before anything else
+        ctx = self.build_context()  # a bad config is exit 3 before anything else
         self.check_dirs()
         self.preflight(ctx)  # reads only: a refusal leaves no trace, not even the run dir
         lock = InstanceLock(self.paths.lock_file).acquire()
@@ -442,6 +502,7 @@ class Agent:
                 stoppers.append(self.start_image_import())
 
         hooks = self.backup_hooks()
+        self.reload_hooks(hooks)
         if self.uses_etcd():
             from kagent.join import leave
             from kagent.pki.plan import https_url

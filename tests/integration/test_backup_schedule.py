@@ -154,3 +154,48 @@ def test_scheduled_backups_go_on_with_the_running_config_after_a_rejected_reload
         assert tar.extractfile("config/kagent.yaml").read().decode() == running_text
         assert json.loads(tar.extractfile("manifest.json").read())["storage"] == "etcd"
     assert n.stop() == 0
+
+
+def test_a_reload_rejected_after_parsing_leaves_the_running_config_in_effect(node_factory, tmp_path):
+    """A config that parses but whose reload is rejected later (storage switched to kine, whose
+    binary is not here: exit 3 "nothing was changed") is not the agent's config: scheduled
+    backups go on from etcd, archiving the config that runs, with the old schedule."""
+    import json
+    import tarfile
+
+    n = node_factory()
+    out = tmp_path / "backups"
+    n.write_config(base_config(n, backup={"schedule": "1s", "retention": 5, "directory": str(out)}))
+    running_text = n.config.read_text()
+    n.start("controller", "--init", "--disable-components", KUBE_COMPONENTS)
+    etcd_pid = n.wait_healthy(["etcd"])["etcd"]["pid"]
+
+    def taken() -> int:
+        st = n.status()
+        return st["backup"]["taken"] if st and "backup" in st else 0
+
+    def wait_taken(count: int) -> None:
+        deadline = time.monotonic() + 30
+        while taken() < count:
+            assert time.monotonic() < deadline, n.log_text()[-3000:]
+            time.sleep(0.2)
+
+    wait_taken(1)
+    other = tmp_path / "elsewhere"
+    n.write_config(base_config(n, storage={"type": "kine"}, backup={"schedule": "1s", "retention": 5, "directory": str(other)}))
+    r = n.kagent("reload")
+    assert r.returncode == 3 and "nothing was changed" in r.stderr and "kine" in r.stderr, (r.returncode, r.stderr)
+    after = taken()
+    wait_taken(after + 2)
+    st = n.status()["backup"]
+    assert st["last"]["ok"] and st["failed"] == 0 and st["directory"] == str(out), st
+    with tarfile.open(st["last"]["path"]) as tar:
+        assert tar.extractfile("config/kagent.yaml").read().decode() == running_text
+        assert json.loads(tar.extractfile("manifest.json").read())["storage"] == "etcd"
+    assert not other.exists()
+    # the same file again, now accepted when it can be: a reload back to the running config says nothing changed
+    n.config.write_text(running_text)
+    r = n.kagent("reload")
+    assert r.returncode == 0 and "backup" not in r.stdout, (r.stdout, r.stderr)
+    assert n.components()["etcd"]["pid"] == etcd_pid
+    assert n.stop() == 0
