@@ -582,7 +582,7 @@ def create_backup(paths: Paths, *, storage: str, etcd_client_port: int, kine_dat
                   scheduled: bool = False, out: IO[bytes] | None = None) -> BackupResult:
     """Snapshot + trees + config + manifest into one archive at ``save_path`` (a directory, or
     ``-`` for ``out``/stdout). Nothing is left behind on any failure."""
-    from kagent.node.lock import InstanceLock, is_held
+    from kagent.node.lock import InstanceLock, hold, is_held
 
     to_stdout = save_path == "-"
     dest_dir = None if to_stdout else Path(save_path).absolute()
@@ -602,8 +602,7 @@ def create_backup(paths: Paths, *, storage: str, etcd_client_port: int, kine_dat
             live = is_held(paths.lock_file)
             if not live:
                 # no agent: hold its lock so none starts while the db is read
-                if paths.run_dir.is_dir():
-                    lock = InstanceLock(paths.lock_file).acquire()
+                lock = hold(paths)
                 live = _etcd_running_here(paths)
             if live:  # etcd prepares the snapshot while the archive is set up and the trees written
                 pending = EtcdEndpoint.local(paths, etcd_client_port).request_snapshot()
@@ -1151,7 +1150,7 @@ def restore(paths: Paths, archive: Path, target: RestoreTarget, *, config_out: P
     import shutil
     import tempfile
 
-    from kagent.node.lock import InstanceLock
+    from kagent.node.lock import InstanceLock, hold
 
     refuse_if_running_or_not_empty(paths, config_out)
     v = verified or verify_archive(archive)
@@ -1164,8 +1163,7 @@ def restore(paths: Paths, archive: Path, target: RestoreTarget, *, config_out: P
     written: list[str] = []
     proc: tuple[subprocess.Popen[str], Path] | None = None
     try:
-        if paths.run_dir.is_dir():
-            lock = InstanceLock(paths.lock_file).acquire()
+        lock = hold(paths)
         _refuse_not_empty(paths)  # again, under the lock: another restore may have filled it since
         created_data = not paths.data_dir.exists()
         if created_data:

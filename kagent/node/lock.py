@@ -52,6 +52,21 @@ class InstanceLock:
         self.release()
 
 
+def hold(paths: Paths) -> InstanceLock:
+    """The agent's lock, for a command that must not interleave with an agent or with another
+    such command (a stopped controller's backup, a restore). With no run dir (a reboot cleared
+    /run) it is created as the agent creates it: a lock taken only when the dir exists lets a
+    controller started meanwhile, or a second restore, run alongside."""
+    from kagent import fsutil
+
+    try:
+        fsutil.ensure_dir(paths.run_dir, fsutil.MODE_DATA_DIR)
+    except OSError as err:
+        raise PreconditionError(str(paths.run_dir), f"cannot create the run dir: {err.strerror or err}",
+                                hint="the run dir must be a writable directory (--run-dir)") from None
+    return InstanceLock(paths.lock_file).acquire()
+
+
 def is_held(path: Path) -> bool:
     """True when some process holds the lock (used by reset/restore to refuse)."""
     if not path.exists():

@@ -208,3 +208,68 @@ def test_restore_from_stdin_with_a_full_temp_dir_is_one_error_naming_it(tmp_path
     assert r.stderr.splitlines()[0] == f"error: stdin: cannot keep the archive in {small} while it is verified: No space left on device", r.stderr
     assert r.stderr.splitlines()[1].startswith("hint: free space there") and len(r.stderr.splitlines()) == 2, r.stderr
     assert not (tmp_path / "data").exists()
+
+
+def _lock_state(paths) -> str:
+    """What a controller starting now (or a second restore) would get: the instance lock, or
+    "already running"."""
+    from kagent.errors import PreconditionError
+    from kagent.node.lock import InstanceLock
+
+    try:
+        InstanceLock(paths.lock_file).acquire().release()
+    except PreconditionError as e:
+        return e.what
+    return "free"
+
+
+def test_a_restore_after_a_reboot_cleared_the_run_dir_holds_the_lock_against_a_starting_controller(tmp_path, monkeypatch):
+    """No run dir (a reboot cleared /run): the restore creates it as the agent does and holds the
+    instance lock while it writes, so a controller (or another restore) cannot start meanwhile."""
+    from kagent import backup as bk
+    from kagent.paths import Paths
+
+    archive, _config = _archive(tmp_path)
+    paths = Paths.build(tmp_path / "data", tmp_path / "cleared" / "run")
+    seen: list[str] = []
+    real = bk._refuse_not_empty
+
+    def under_lock(p) -> None:  # called before the lock, then again under it
+        seen.append(_lock_state(p) if p.run_dir.is_dir() else "no run dir")
+        real(p)
+
+    monkeypatch.setattr(bk, "_refuse_not_empty", under_lock)
+    bk.restore(paths, archive, bk.RestoreTarget(node_name="n", peer_url="https://127.0.0.1:2380"), config_out=None)
+    assert seen == ["no run dir", "another kagent is already running with this run dir"], seen
+    assert paths.run_dir.stat().st_mode & 0o7777 == 0o755
+    assert _lock_state(paths) == "free"  # released at the end
+    assert (paths.data_dir / "db" / "state.db").is_file()
+
+
+def test_a_stopped_controller_backup_without_a_run_dir_holds_the_lock_while_it_reads(tmp_path, monkeypatch):
+    from datetime import datetime, timezone
+
+    import pytest
+
+    from kagent import backup as bk
+    from kagent.errors import KagentError
+    from kagent.paths import Paths
+
+    paths = Paths.build(tmp_path / "data", tmp_path / "cleared" / "run")
+    (paths.data_dir / "pki").mkdir(parents=True)
+    (paths.data_dir / "pki" / "ca.crt").write_text("not read as a certificate by backup\n")
+    out = tmp_path / "out"
+    out.mkdir()
+    seen: list[str] = []
+    real = bk._etcd_running_here
+
+    def probe(p) -> bool:  # right after the lock is taken, before the db is read
+        seen.append(_lock_state(p))
+        return real(p)
+
+    monkeypatch.setattr(bk, "_etcd_running_here", probe)
+    with pytest.raises(KagentError):  # (this data dir holds no etcd db: the backup then fails)
+        bk.create_backup(paths, storage="etcd", etcd_client_port=1, kine_data_source=None, config_text=None,
+                         cluster_name="kagent", save_path=str(out), now=datetime.now(timezone.utc))
+    assert seen == ["another kagent is already running with this run dir"], seen
+    assert _lock_state(paths) == "free" and list(out.iterdir()) == []
