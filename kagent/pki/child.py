@@ -10,26 +10,33 @@ the written files with their reasons, or one error.
 The agent validates the answer (every path a file of the plan) and turns every failure into
 one ``KagentError`` naming ``pki``: the child's own KagentError as it was raised there, an
 OSError as a PreconditionError naming the file (exit 4), anything else as an internal error,
-a child that dies or answers garbage, or does not finish within ``TIMEOUT``, as what it did.
-A request the child cannot decode is refused before anything is written.
+a child that dies or answers garbage (also more than ``MAX_ANSWER`` bytes), or does not
+finish within ``TIMEOUT``, as what it did. A request the child cannot decode is refused before
+anything is written. When the agent stops meanwhile (``kagent.cancel``), the runner SIGKILLs its
+child by pid, reaps it and raises ``Cancelled``: what the child wrote is complete (atomic writes).
 """
 
 from __future__ import annotations
 
 import json
+import os
+import selectors
 import subprocess
 import sys
+import time
 import traceback
 from datetime import datetime
 from pathlib import Path
 from typing import IO, Any, Sequence
 
-from kagent import errors, log
+from kagent import cancel, errors, log
 from kagent.errors import ExitCode, KagentError, PreconditionError
 from kagent.pki import wire
 from kagent.pki.plan import PkiPlan
 
 TIMEOUT = 300.0  # s: a full RSA issue takes a few seconds; a child stuck this long is killed
+MAX_ANSWER = 1 << 20  # bytes: the answer names a few dozen files; more is garbage
+POLL = 0.1  # s: how often the runner looks whether the agent is stopping
 COMMAND = "pki-apply"
 _WHERE = "pki"
 _BUG_HINT = "this is a bug in kagent; rerun with --debug for a traceback and report it"
@@ -53,6 +60,8 @@ def apply_in_child(plan: PkiPlan, *, now: datetime, argv: Sequence[str] | None =
 
     cmd = [*(argv if argv is not None else self_argv()), *log.child_args(), COMMAND]
     data = json.dumps(wire.request(plan, now)).encode()
+    if cancel.cancelled():  # the agent is stopping: start nothing
+        raise cancel.Cancelled(_WHERE, "the PKI step was not started: the agent is stopping")
     try:
         proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, close_fds=True,
                                 pass_fds=() if lock_fd is None else (lock_fd,))
@@ -60,13 +69,75 @@ def apply_in_child(plan: PkiPlan, *, now: datetime, argv: Sequence[str] | None =
         raise PreconditionError(_WHERE, f"cannot start the PKI child {cmd[0]}: {e.strerror or e}",
                                 hint="the executable that runs this agent must stay in place while it runs") from None
     try:
-        out, _ = proc.communicate(data, timeout=timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-        raise PreconditionError(_WHERE, f"the PKI child (pid {proc.pid}) did not finish within {timeout:g} s and was killed",
-                                hint="check the data dir's disk (a hung or very slow file system) and retry") from None
-    return _outcome(out, proc.returncode, plan)
+        how, out = _exchange(proc, data, timeout)
+        if how == "done":
+            return _outcome(out, proc.returncode, plan)
+    finally:
+        if proc.returncode is None:
+            proc.kill()  # SIGKILL by pid: Popen has not reaped it, so the pid is still this child's
+            proc.wait()
+        for f in (proc.stdin, proc.stdout):
+            if f is not None:
+                f.close()
+    if how == "cancelled":
+        raise cancel.Cancelled(_WHERE, f"the PKI child (pid {proc.pid}) was killed: the agent is stopping",
+                               hint="files it wrote are complete (atomic writes); the next start repairs the rest")
+    if how == "too_large":
+        raise KagentError(_WHERE, f"the PKI child (pid {proc.pid}) answered more than {MAX_ANSWER} bytes and was killed",
+                          hint=_BUG_HINT)
+    raise PreconditionError(_WHERE, f"the PKI child (pid {proc.pid}) did not finish within {timeout:g} s and was killed",
+                            hint="check the data dir's disk (a hung or very slow file system) and retry")
+
+
+def _exchange(proc: subprocess.Popen[bytes], data: bytes, timeout: float) -> tuple[str, bytes]:
+    """Write ``data`` to the child's stdin, read its stdout (at most ``MAX_ANSWER`` bytes) and
+    wait for its exit: ``("done", out)``, or why it stopped early ("timeout", "cancelled",
+    "too_large"; the child is still to be killed)."""
+    assert proc.stdin is not None and proc.stdout is not None
+    deadline = time.monotonic() + timeout
+    view, chunks, size = memoryview(data), [], 0
+    os.set_blocking(proc.stdin.fileno(), False)
+    with selectors.DefaultSelector() as sel:
+        sel.register(proc.stdout, selectors.EVENT_READ)
+        if view:
+            sel.register(proc.stdin, selectors.EVENT_WRITE)
+        else:
+            proc.stdin.close()
+        while sel.get_map():
+            if cancel.cancelled():
+                return "cancelled", b""
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return "timeout", b""
+            for key, _ in sel.select(min(left, POLL)):
+                if key.fileobj is proc.stdin:
+                    try:
+                        view = view[os.write(proc.stdin.fileno(), view[:65536]):]
+                    except BrokenPipeError:
+                        view = view[:0]  # it stopped reading: its exit code and answer say why
+                    if not view:
+                        sel.unregister(proc.stdin)
+                        proc.stdin.close()
+                    continue
+                chunk = os.read(proc.stdout.fileno(), 65536)
+                if not chunk:
+                    sel.unregister(proc.stdout)
+                    continue
+                size += len(chunk)
+                if size > MAX_ANSWER:
+                    return "too_large", b""
+                chunks.append(chunk)
+    while True:  # stdout closed: the child is exiting (or closed it and hangs)
+        if cancel.cancelled():
+            return "cancelled", b""
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return "timeout", b""
+        try:
+            proc.wait(timeout=min(left, POLL))
+            return "done", b"".join(chunks)
+        except subprocess.TimeoutExpired:
+            pass
 
 
 def _outcome(out: bytes, returncode: int, plan: PkiPlan) -> dict[Path, str]:

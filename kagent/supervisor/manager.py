@@ -31,13 +31,14 @@ import datetime
 import os
 import signal
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, Awaitable, Callable, Collection, Coroutine, Iterable, Mapping, Protocol, Sequence
+from typing import IO, Any, Awaitable, Callable, Collection, Coroutine, Iterable, Mapping, Protocol, Sequence, TypeVar
 
 import kagent
-from kagent import fsutil, log
+from kagent import cancel, fsutil, log
 from kagent.components.spec import ComponentSpec
 from kagent.errors import ComponentError, ExitCode, KagentError
 from kagent.node import files
@@ -53,7 +54,9 @@ from kagent.supervisor.reload import Loaded, ReloadPlan, diff, readers, start_or
 
 HEALTH_FIRST_PROBE = 0.02  # start-up gate: first probe after 20 ms, doubling to HEALTH_GATE_MAX
 HEALTH_GATE_MAX = 1.0
+T = TypeVar("T")
 DRAIN_TIMEOUT = 0.5
+CANCEL_GRACE = 10.0  # s: a cancelled loader's thread to give up (the PKI runner does within 0.1 s)
 LOG_LINES_PER_S = 1000  # child output lines per second per component that reach the structured log
 LOG_LINES_BURST = 5000
 NO_CHECK_SETTLE = 1.0  # reload/renewal reply: how long a restarted component without a health check must stay up
@@ -194,6 +197,30 @@ class Manager:
         if cmd.kind == "stop":
             self.stop_requested = True
             self._notify()
+
+    async def in_thread(self, fn: Callable[[], T]) -> T:
+        """``fn()`` in a worker thread, cancelled by a stop request: the thread's cancel event
+        (``kagent.cancel``) is set, so a PKI child it waits for is killed, and ``Cancelled`` is
+        raised, also when ``fn`` finished but the stop came meanwhile (its result is not used)."""
+        if self.stop_requested:
+            raise cancel.Cancelled("agent", "cancelled: the agent is stopping")
+        event = threading.Event()
+        work = asyncio.ensure_future(asyncio.to_thread(cancel.run, event, fn))
+        stopped = asyncio.ensure_future(self.wait_until(lambda m: False, None))
+        try:
+            await asyncio.wait((work, stopped), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopped.cancel()
+        if not work.done():
+            event.set()
+            done, _ = await asyncio.wait((work,), timeout=CANCEL_GRACE)
+            if not done:
+                self.log.warning("cancel_pending", reason=f"the work did not give up within {CANCEL_GRACE:g} s")
+        if self.stop_requested:
+            if work.done() and not work.cancelled():
+                work.exception()  # retrieved: it is reported as cancelled
+            raise cancel.Cancelled("agent", "cancelled: the agent is stopping")
+        return work.result()
 
     # ---- the interpreter -----------------------------------------------------------------
     def dispatch(self, ev: sm.Event) -> None:
@@ -636,7 +663,7 @@ class Manager:
         self.log.info("reload_requested")
         self._hook("on_reload_started", self.hooks.on_reload_started)
         try:
-            loaded = await asyncio.to_thread(self.load_specs)
+            loaded = await self.in_thread(self.load_specs)
             new_specs, rewritten = (loaded.specs, loaded.rewritten) if isinstance(loaded, Loaded) else (loaded, ())
             new = start_order(new_specs)
             plan = diff([u.spec for u in self.m.units.values()], new, rewritten=rewritten)
@@ -647,7 +674,9 @@ class Manager:
                 self._prepare(by_name[name])
         except Exception as err:  # noqa: BLE001 - a bad config, ENOSPC, a probe that hung, a bug: all survived
             reason = err.render() if isinstance(err, KagentError) else f"internal error: {err!r}"
-            if isinstance(err, KagentError):
+            if isinstance(err, cancel.Cancelled):  # a stop came: nothing was stopped or started
+                self.log.warning("reload_cancelled", reason=reason)
+            elif isinstance(err, KagentError):
                 self.log.error("reload_rejected", reason=reason)
             else:
                 self.log.exception("reload_rejected", reason=reason)
@@ -682,7 +711,10 @@ class Manager:
         """One renewal check (a queued command: never at the same time as a reload). Components
         whose ``reads`` contain a rewritten file are restarted."""
         try:
-            rewritten = await asyncio.to_thread(renew)
+            rewritten = await self.in_thread(renew)
+        except cancel.Cancelled as err:  # a stop came: what the child wrote is complete, the next start repairs the rest
+            self.log.warning("renew_cancelled", reason=err.render())
+            return
         except Exception as err:  # noqa: BLE001 - ENOSPC, EACCES, a bug: logged, the next check retries
             reason = err.render() if isinstance(err, KagentError) else f"internal error: {err!r}"
             (self.log.error if isinstance(err, KagentError) else self.log.exception)("renew_failed", reason=reason)
@@ -749,7 +781,8 @@ async def _command_loop(mgr: Manager, renew: Callable[[], Collection[Path]] | No
         if cmd.kind == "reload":
             mgr.readiness.reloading()
             plan = await mgr.reload()
-            mgr.readiness.ready(mgr.phase, mgr.status_doc()["components"])
+            if not mgr.stop_requested:  # (a stop cancelled it: STOPPING=1 comes next)
+                mgr.readiness.ready(mgr.phase, mgr.status_doc()["components"])
             if cmd.reply is not None and not cmd.reply.done():
                 cmd.reply.set_result(plan)
         elif cmd.kind == "renew" and renew is not None:
@@ -861,8 +894,11 @@ async def _run(mgr: Manager, paths: Paths, tasks: Tasks, renew: Callable[[], Col
     signals.extend(_install_signals(mgr))
     mgr.log.info("agent_starting", pid=os.getpid(), role=mgr.role, version=mgr.version, run_dir=str(paths.run_dir))
     try:
-        loaded = await asyncio.to_thread(mgr.load_specs)
+        loaded = await mgr.in_thread(mgr.load_specs)
         specs = start_order(loaded.specs if isinstance(loaded, Loaded) else loaded)
+    except cancel.Cancelled:  # SIGTERM during the first PKI step: nothing runs yet
+        mgr.log.info("agent_stopped", reason="stopped while loading")
+        return int(ExitCode.OK)
     except KagentError as err:
         _print_error(err)
         mgr.log.error("agent_start_failed", reason=err.render())

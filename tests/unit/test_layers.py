@@ -62,6 +62,7 @@ LAYERS: dict[str, str] = {
     # the edges: files, processes, sockets, the clock (also the default for unlisted modules)
     "kagent.fsutil": EDGE,
     "kagent.log": EDGE,
+    "kagent.cancel": EDGE,  # a worker thread's cancel event (threading)
     "kagent.bins": EDGE,
     "kagent.binfetch": EDGE,
     "kagent.airgap": EDGE,

@@ -178,3 +178,56 @@ def test_an_agent_killed_while_its_pki_child_writes_keeps_the_instance_lock_held
             proc.wait()
         if child_pid is not None:
             os.kill(child_pid, signal.SIGKILL)
+
+
+def test_an_answer_over_the_cap_is_garbage_and_the_child_is_killed(tmp_path: Path) -> None:
+    from kagent.pki.child import MAX_ANSWER
+
+    flood = f"import sys, time; sys.stdout.write('x' * {MAX_ANSWER + 1}); sys.stdout.flush(); time.sleep(60)"
+    with pytest.raises(KagentError, match=rf"answered more than {MAX_ANSWER} bytes and was killed"):
+        apply_in_child(_plan(tmp_path), now=utcnow(), argv=_fake_child(flood), timeout=30)
+
+
+def test_a_cancelled_runner_kills_its_hung_child_by_pid_and_reaps_it(tmp_path: Path) -> None:
+    import threading
+    import time
+
+    from kagent import cancel
+
+    pid_file = tmp_path / "child.pid"
+    hang = f"import os, time; open({str(pid_file)!r}, 'w').write(str(os.getpid())); time.sleep(60)"
+    event, raised = threading.Event(), []
+
+    def runner() -> None:
+        try:
+            cancel.run(event, lambda: apply_in_child(_plan(tmp_path), now=utcnow(), argv=_fake_child(hang), timeout=60))
+        except KagentError as e:
+            raised.append(e)
+
+    fds_before = len(os.listdir("/proc/self/fd"))
+    t = threading.Thread(target=runner)
+    t.start()
+    deadline = time.monotonic() + 30
+    while not (pid_file.is_file() and pid_file.read_text()):
+        assert time.monotonic() < deadline, "the hanging child did not start"
+        time.sleep(0.02)
+    pid = int(pid_file.read_text())
+    event.set()
+    t.join(10)
+    try:
+        assert not t.is_alive(), "the runner did not give up"
+        assert len(raised) == 1 and isinstance(raised[0], cancel.Cancelled)
+        assert f"the PKI child (pid {pid}) was killed: the agent is stopping" in raised[0].render()
+        with pytest.raises(ProcessLookupError):  # gone and reaped: not even a zombie is left
+            os.kill(pid, 0)
+        assert len(os.listdir("/proc/self/fd")) == fds_before  # its pipes are closed
+    finally:
+        try:
+            os.kill(pid, 9)
+        except ProcessLookupError:
+            pass
+    # and once cancelled, no child is started at all
+    pid_file.unlink()
+    with pytest.raises(cancel.Cancelled, match="was not started"):
+        cancel.run(event, lambda: apply_in_child(_plan(tmp_path), now=utcnow(), argv=_fake_child(hang)))
+    assert not pid_file.exists()
