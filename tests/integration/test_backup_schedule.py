@@ -14,6 +14,19 @@ from tests.integration.conftest import KUBE_COMPONENTS, base_config
 pytestmark = pytest.mark.slow
 
 
+def _taken(n) -> int:
+    """Scheduled backups taken so far, from kagent status."""
+    st = n.status()
+    return st["backup"]["taken"] if st and "backup" in st else 0
+
+
+def _wait_taken(n, count: int) -> None:
+    deadline = time.monotonic() + 30
+    while _taken(n) < count:
+        assert time.monotonic() < deadline, n.log_text()[-3000:]
+        time.sleep(0.2)
+
+
 def test_scheduled_backups_prune_log_and_report_failures(node_factory, tmp_path):
     n = node_factory()
     out = tmp_path / "backups"
@@ -132,22 +145,12 @@ def test_scheduled_backups_go_on_with_the_running_config_after_a_rejected_reload
     n.start("controller", "--init", "--disable-components", KUBE_COMPONENTS)
     n.wait_healthy(["etcd"])
 
-    def taken() -> int:
-        st = n.status()
-        return st["backup"]["taken"] if st and "backup" in st else 0
-
-    def wait_taken(count: int) -> None:
-        deadline = time.monotonic() + 30
-        while taken() < count:
-            assert time.monotonic() < deadline, n.log_text()[-3000:]
-            time.sleep(0.2)
-
-    wait_taken(1)
+    _wait_taken(n, 1)
     n.write_config(base_config(n, backup={"schedule": "1s", "retention": 0, "directory": str(out)}))
     r = n.kagent("reload")
     assert r.returncode == 3 and "nothing was changed" in r.stderr, r.stderr
-    after = taken()
-    wait_taken(after + 2)
+    after = _taken(n)
+    _wait_taken(n, after + 2)
     st = n.status()["backup"]
     assert st["last"]["ok"] and st["failed"] == 0, st
     with tarfile.open(st["last"]["path"]) as tar:
@@ -170,23 +173,13 @@ def test_a_reload_rejected_after_parsing_leaves_the_running_config_in_effect(nod
     n.start("controller", "--init", "--disable-components", KUBE_COMPONENTS)
     etcd_pid = n.wait_healthy(["etcd"])["etcd"]["pid"]
 
-    def taken() -> int:
-        st = n.status()
-        return st["backup"]["taken"] if st and "backup" in st else 0
-
-    def wait_taken(count: int) -> None:
-        deadline = time.monotonic() + 30
-        while taken() < count:
-            assert time.monotonic() < deadline, n.log_text()[-3000:]
-            time.sleep(0.2)
-
-    wait_taken(1)
+    _wait_taken(n, 1)
     other = tmp_path / "elsewhere"
     n.write_config(base_config(n, storage={"type": "kine"}, backup={"schedule": "1s", "retention": 5, "directory": str(other)}))
     r = n.kagent("reload")
     assert r.returncode == 3 and "nothing was changed" in r.stderr and "kine" in r.stderr, (r.returncode, r.stderr)
-    after = taken()
-    wait_taken(after + 2)
+    after = _taken(n)
+    _wait_taken(n, after + 2)
     st = n.status()["backup"]
     assert st["last"]["ok"] and st["failed"] == 0 and st["directory"] == str(out), st
     with tarfile.open(st["last"]["path"]) as tar:
