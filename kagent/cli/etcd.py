@@ -118,7 +118,7 @@ def _agent_socket_up(app: AppContext) -> bool:
     import time
 
     from kagent.errors import PreconditionError
-    from kagent.node.lock import holder_pid, is_held
+    from kagent.node.lock import holder, is_held
 
     deadline = time.monotonic() + AGENT_SOCKET_WAIT_S
     while not _answers(app.paths.status_sock) and is_held(app.paths.lock_file) and time.monotonic() < deadline:
@@ -127,8 +127,7 @@ def _agent_socket_up(app: AppContext) -> bool:
         return True
     if not is_held(app.paths.lock_file):
         return False
-    pid = holder_pid(app.paths.lock_file)
-    who = f"kagent (pid {pid})" if pid else "a kagent"
+    _, who = holder(app.paths)
     raise PreconditionError(str(app.paths.lock_file),
                             f"{who} holds this run dir but its status socket ({app.paths.status_sock}) is not up "
                             f"after {AGENT_SOCKET_WAIT_S:g} s: the agent is still starting (or a backup or restore runs)",

@@ -104,12 +104,21 @@ def holder_pid(path: Path) -> int | None:
     return None
 
 
-def refuse_if_running(paths: Paths, what: str) -> None:
-    """Exit 4 naming the agent's pid while it holds the lock (reset, restore)."""
-    if is_held(paths.lock_file):
+def holder(paths: Paths) -> tuple[int | None, str]:
+    """(pid, "kagent (pid N)") of whoever holds the lock: the kernel's record first (right also
+    while an agent starts, before its pidfile is written), else the agent's pidfile; (None,
+    "a kagent") when neither tells."""
+    pid = holder_pid(paths.lock_file)
+    if pid is None:
         from kagent.supervisor.process import read_pidfile
 
         pid = read_pidfile(paths.agent_pidfile)
-        who = f"kagent (pid {pid})" if pid else "a kagent"
+    return pid, (f"kagent (pid {pid})" if pid else "a kagent")
+
+
+def refuse_if_running(paths: Paths, what: str) -> None:
+    """Exit 4 naming the agent's pid while it holds the lock (reset, restore)."""
+    if is_held(paths.lock_file):
+        pid, who = holder(paths)
         raise PreconditionError(str(paths.lock_file), f"{who} is running on this run dir; {what} refused",
                                 hint=f"stop it first (kill {pid})" if pid else "stop the running agent first")
