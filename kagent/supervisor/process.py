@@ -279,10 +279,10 @@ def _start(spec: ComponentSpec, env: dict[str, str], prep: launch.Prepared | Non
     out_r, out_w = os.pipe()
     err_r, err_w = os.pipe()
     try:
-        lib = launch.libc() if prep is not None or _launchable(spec) else None
-        if lib is not None and min(out_w, err_w, devnull) > 2:
-            if prep is None:
-                prep = launch.Prepared(lib, str(spec.binary), spec.argv, env, str(spec.cwd) if spec.cwd else None)
+        if prep is None:
+            prep = _c_form(spec, env)
+        lib = launch.libc() if prep is not None else None
+        if lib is not None and prep is not None and min(out_w, err_w, devnull) > 2:
             return lib.spawn(prep, devnull, out_w, err_w), (out_r, err_r), None
         user, group, extra_groups = _credentials(spec.run_as)
         popen = subprocess.Popen(  # noqa: S603 - argv list, no shell
@@ -303,6 +303,14 @@ def _start(spec: ComponentSpec, env: dict[str, str], prep: launch.Prepared | Non
 def _launchable(spec: ComponentSpec) -> bool:
     """posix_spawn keeps the agent's user and takes the binary's path as it is."""
     return spec.binary.is_absolute() and _credentials(spec.run_as) == (None, None, None)
+
+
+def _c_form(spec: ComponentSpec, env: dict[str, str]) -> launch.Prepared | None:
+    """``spec`` converted for libc's posix_spawn, or None when it must go through Popen."""
+    lib = launch.libc() if _launchable(spec) else None
+    if lib is None:
+        return None
+    return launch.Prepared(lib, str(spec.binary), spec.argv, env, str(spec.cwd) if spec.cwd else None)
 
 
 SPAWN_THREADS = 4  # children on their way to exec at once, at most, in a burst
@@ -367,11 +375,9 @@ class Launcher:
         hit = self._prepared.get(spec.name)
         if hit is not None and hit[0] is spec and hit[1] == instance:
             return hit[2]
-        lib = launch.libc() if _launchable(spec) else None
-        if lib is None:
-            return None
-        prep = launch.Prepared(lib, str(spec.binary), spec.argv, env, str(spec.cwd) if spec.cwd else None)
-        self._prepared[spec.name] = (spec, instance, prep)
+        prep = _c_form(spec, env)
+        if prep is not None:
+            self._prepared[spec.name] = (spec, instance, prep)
         return prep
 
     def close(self) -> None:
