@@ -39,7 +39,7 @@ from types import MappingProxyType
 from typing import Any, Iterable, Mapping, NamedTuple, Sequence, Union
 
 from kagent.components.spec import ComponentSpec
-from kagent.supervisor.policy import ExitStatus, Health, RestartPolicy, State, decide_restart
+from kagent.supervisor.policy import ExitStatus, Health, RestartPolicy, State, decide_restart, long_run
 
 KILL_WAIT = 5.0  # after SIGKILL: how long a stop waits before it gives the process up
 
@@ -560,6 +560,31 @@ def _launch_ready(st: _Step) -> None:
         if all(d.phase is Phase.RUNNING for d in deps):
             u = st.set(u, phase=Phase.SPAWNING, gen=u.gen + 1)
             st.emit(Spawn(u.name, u.gen, u.spec))
+
+
+def respawns_at_once(m: Machine, name: str, gen: int, pid: int, now: float) -> ComponentSpec | None:
+    """The spec ``transition`` would spawn at once, should the child ``pid`` of unit ``name``
+    (generation ``gen``) exit at ``now`` (None: it would not: stopping, strict, a short run
+    that backs off, a dependency not RUNNING, a stale generation; or it might not: while any
+    stop is queued).
+
+    The edge asks this in the child's pidfd callback and starts the replacement before it
+    reaps the old child and runs the transition (both cost more than the spawn itself);
+    the ``Spawn`` that ``transition(Exited)`` returns then claims that child, and one nobody
+    claims is killed. So this must agree with ``transition``: tests/unit/supervisor/
+    test_machine.py checks the two against each other over every phase and flag."""
+    u = m.units.get(name)
+    if u is None or u.gen != gen or u.pid != pid or u.stop_wanted or u.strict or m.stop_queue:
+        return None  # (a stop under way may take a dependency down in the same transition)
+    if u.phase is not Phase.RUNNING and u.phase is not Phase.STARTING:
+        return None
+    if not long_run(m.policy, started_at=u.started_at if u.started_at is not None else now, now=now):
+        return None  # (``decide_restart`` backs off)
+    for d in u.spec.after:
+        dep = m.units.get(d)
+        if dep is not None and dep.phase is not Phase.RUNNING:
+            return None
+    return u.spec
 
 
 def start(specs: Sequence[ComponentSpec], *, policy: RestartPolicy, strict: bool,

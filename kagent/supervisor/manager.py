@@ -149,6 +149,20 @@ class Tasks:
 
 # ---- the manager --------------------------------------------------------------------------------
 
+class _Early:
+    """A replacement started in its predecessor's pidfd callback (``Manager._respawn_early``):
+    ``result`` the Child (or the exception) once the launcher has it, ``claim`` the
+    ``Spawn`` that took it, ``dropped`` when no ``Spawn`` did."""
+
+    __slots__ = ("spec", "result", "claim", "dropped")
+
+    def __init__(self, spec: ComponentSpec) -> None:
+        self.spec = spec
+        self.result: process.Child | Exception | None = None
+        self.claim: sm.Spawn | None = None
+        self.dropped = False
+
+
 class Manager:
     def __init__(self, *, paths: Paths, role: str, version: str, log_dir: Path | None, policy: RestartPolicy,
                  load_specs: Callable[[], Sequence[ComponentSpec] | Loaded], hooks: Hooks | None = None,
@@ -184,6 +198,7 @@ class Manager:
         self._flush_scheduled = False
         self._flushing = False
         self._unfinished: dict[process.Child, sm.Spawn] = {}  # spawned, pidfile and Spawned not done yet
+        self._early: dict[str, _Early] = {}  # replacements started before their exit's transition
         self._waiters: list[tuple[Callable[[sm.Machine], bool], asyncio.Future[None], bool]] = []
         self._background: set[asyncio.Task[None]] = set()
         self.readiness = Readiness(None)  # sd_notify; run_agent sets the real one
@@ -351,21 +366,78 @@ class Manager:
 
     def _spawn(self, a: sm.Spawn) -> None:
         """Start the process now (or in the launcher's pool: ``_started`` follows); its
-        pidfile and ``Spawned`` follow in ``_flush`` (sooner, should its exit come first)."""
-        spec = a.spec
+        pidfile and ``Spawned`` follow in ``_flush`` (sooner, should its exit come first).
+        A replacement already started for this spec (``_respawn_early``) is taken instead."""
+        early = self._early.pop(a.name, None)
+        if early is not None:
+            if early.spec is a.spec:
+                early.claim = a
+                if early.result is not None:
+                    self._started(a, early.result)
+                return
+            self._drop_early(early)
+        self._start_process(a.spec, lambda result: self._started(a, result))
+
+    def _start_process(self, spec: ComponentSpec, done: Callable[[process.Child | Exception], None]) -> None:
+        """Files, then the process: ``done`` gets the Child or the exception, now or (from the
+        launcher's pool) in a later turn of the loop."""
         try:
             self._prepare(spec)
             sink, now, loop = self._sink(spec.name), self.clock.monotonic(), asyncio.get_running_loop()
             if self.spawner is not None:
                 child: process.Child | None = self.spawner(spec, instance=self.instance, sink=sink, now=now, loop=loop)
             else:
-                child = self.launcher.spawn(spec, instance=self.instance, sink=sink, now=now, loop=loop,
-                                            done=lambda result: self._started(a, result))
+                child = self.launcher.spawn(spec, instance=self.instance, sink=sink, now=now, loop=loop, done=done)
         except Exception as err:  # noqa: BLE001 - KagentError, OSError (ENOSPC, EACCES) or a bug: all survived
-            self._started(a, err)
+            done(err)
             return
         if child is not None:
-            self._started(a, child)
+            done(child)
+
+    def _respawn_early(self, name: str, gen: int, child: process.Child) -> None:
+        """In the pidfd callback of ``child``, before it is reaped: when the machine will
+        respawn it at once (``respawns_at_once``), start the replacement now. The respawn
+        then costs the spawn alone (not the reap, the transition and their Python); the
+        ``Spawn`` that the ``Exited`` transition returns claims it (``_spawn``)."""
+        if name in self._early or self.stop_requested:
+            return
+        try:
+            spec = sm.respawns_at_once(self.m, name, gen, child.pid, self.clock.monotonic())
+        except Exception as err:  # noqa: BLE001 - a bug here must not keep the exit from being handled
+            self.log.exception("action_failed", action="respawn_early", reason=repr(err))
+            return
+        if spec is None:
+            return
+        early = _Early(spec)
+        self._early[name] = early
+        self._start_process(spec, lambda result: self._early_done(early, result))
+
+    def _early_done(self, early: _Early, result: process.Child | Exception) -> None:
+        if early.claim is not None:
+            self._started(early.claim, result)  # claimed while it was in the launcher's pool
+            return
+        early.result = result  # an inline spawn: claimed next, in this same callback
+        if early.dropped:
+            self._drop_early(early)
+
+    def _drop_early(self, early: _Early) -> None:
+        """An early replacement nobody claimed (the transition decided otherwise): it goes.
+        One still in the launcher's pool goes when it comes back."""
+        early.dropped = True
+        if self._early.get(early.spec.name) is early:
+            del self._early[early.spec.name]
+        result, early.result = early.result, None
+        if isinstance(result, process.Child):
+            self.log.warning("early_respawn_dropped", component=early.spec.name, pid=result.pid)
+            result.signal(signal.SIGKILL, group=True)
+            self._background_task(self._reap_dropped(result))
+
+    async def _reap_dropped(self, child: process.Child) -> None:
+        try:
+            await asyncio.wait_for(asyncio.shield(child.exited), sm.KILL_WAIT)
+        except TimeoutError:
+            pass
+        child.close_output()
 
     def _started(self, a: sm.Spawn, result: process.Child | Exception) -> None:
         if isinstance(result, Exception):
@@ -375,6 +447,7 @@ class Manager:
         child = result
         self._unfinished[child] = a
         child.on_exit = lambda: self._on_exit(a.name, a.gen, child)
+        child.before_reap = lambda: self._respawn_early(a.name, a.gen, child)
         self._later.append(lambda: self._finish_spawn(child))
         self._schedule_flush()
 
@@ -388,7 +461,7 @@ class Manager:
         try:
             fsutil.write_runtime(self.paths.pidfile(name), b"%d\n" % child.pid)
         except OSError as err:
-            child.on_exit = None
+            child.on_exit = child.before_reap = None
             self._background_task(self._discard(a, child, f"cannot write {self.paths.pidfile(name)}: "
                                                           f"{err.strerror or err}"))
             return
@@ -408,6 +481,14 @@ class Manager:
     def _on_exit(self, name: str, gen: int, child: process.Child) -> None:
         """Called by the child's pidfd callback: ``Exited`` at once (a respawn happens inside
         this call); the old pidfile is removed afterwards unless a new child replaced it."""
+        try:
+            self._exited(name, gen, child)
+        finally:
+            early = self._early.get(name)
+            if early is not None and not self._dispatching:
+                self._drop_early(early)  # started for a respawn the transition did not ask for
+
+    def _exited(self, name: str, gen: int, child: process.Child) -> None:
         self._finish_spawn(child)  # (its exit came before its bookkeeping: that first)
         if self.children.get(name) is not child:
             return

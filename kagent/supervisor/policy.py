@@ -62,11 +62,16 @@ class RestartDecision:
     failures: int  # consecutive short runs so far (0 after a healthy run)
 
 
+def long_run(policy: RestartPolicy, *, started_at: float, now: float) -> bool:
+    """A run from ``started_at`` to ``now`` was long enough to restart at once."""
+    return now - started_at >= policy.min_uptime
+
+
 def decide_restart(policy: RestartPolicy, *, started_at: float, now: float, failures: int) -> RestartDecision:
     """What to do after a child that started at ``started_at`` exited at ``now``.
 
     ``failures`` is the count of consecutive short runs before this one."""
-    if now - started_at >= policy.min_uptime:
+    if long_run(policy, started_at=started_at, now=now):
         return RestartDecision(delay=0.0, failures=0)
     n = failures + 1
     delay = min(policy.backoff_initial * policy.factor ** (n - 1), policy.backoff_max)

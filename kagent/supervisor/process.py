@@ -174,7 +174,9 @@ def _waitpid(pid: int) -> int:
 class Child:
     """A running (or just exited) child. ``exited`` resolves once, when the kernel says so, and
     ``on_exit`` (when set) is called right then, in the same loop callback: the manager's
-    respawn does not wait for a later turn of the loop, as a future's callbacks would."""
+    respawn does not wait for a later turn of the loop, as a future's callbacks would.
+    ``before_reap`` (when set) runs first, before the zombie is even reaped: where the
+    manager starts a replacement it knows the machine will want (``respawns_at_once``)."""
 
     def __init__(self, spec: ComponentSpec, pid: int, out_fds: tuple[int, int], started_at: float,
                  loop: asyncio.AbstractEventLoop, sink: LineSink, reap: Callable[[], int] | None = None) -> None:
@@ -186,6 +188,7 @@ class Child:
         self.tail: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
         self.exited: asyncio.Future[ExitStatus] = loop.create_future()
         self.on_exit: Callable[[], None] | None = None
+        self.before_reap: Callable[[], None] | None = None
         self._loop = loop
         self._reap = reap or (lambda: _waitpid(pid))
         self._readers = [_LineReader(loop, fd, stream, sink, self.tail)
@@ -196,6 +199,8 @@ class Child:
     def _on_exit(self) -> None:
         if self.exited.done():
             return  # reported again before the clean-up below ran
+        if self.before_reap is not None:
+            self.before_reap()
         rc = self._reap()  # already a zombie: returns at once, and reaps it
         self._loop.call_soon(self._close_pidfd)  # after the respawn this callback leads to
         self.exited.set_result(ExitStatus.from_returncode(rc))

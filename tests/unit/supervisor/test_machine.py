@@ -209,3 +209,44 @@ def test_adopt_takes_over_a_running_child_without_spawning():
     assert r.u("etcd").phase is Phase.RUNNING
     r.send(sm.Stop(("etcd",)))
     assert r.u("etcd").phase is Phase.STOPPING
+
+
+def test_respawns_at_once_agrees_with_the_transition_in_every_phase():
+    """The edge starts a replacement before the Exited transition on this answer alone, so
+    the two must agree: over every phase a child lives in, flag, uptime and dependency state."""
+    import itertools
+
+    dep, comp = spec("dep"), spec("comp", after=("dep",))
+    checked = 0
+    for (phase, stop_wanted, strict, uptime, failures, dep_phase, same_gen, same_pid, queued) in itertools.product(
+            list(Phase), (False, True), (False, True), (0.0, 9.99, 10.0, 60.0), (0, 3), list(Phase),
+            (True, False), (True, False), (False, True)):
+        u = sm.Unit(spec=comp, phase=phase, gen=4, pid=700, started_at=100.0, failures=failures,
+                    strict=strict, stop_wanted=stop_wanted)
+        d = sm.Unit(spec=dep, phase=dep_phase, gen=2, pid=600 if dep_phase is not Phase.STOPPED else None,
+                    started_at=0.0)
+        m = sm.Machine(units={"dep": d, "comp": u}, policy=POLICY, dependents={"dep": ("comp",), "comp": ()},
+                       stop_queue=("dep",) if queued else ())
+        now = 100.0 + uptime
+        gen, pid = (4 if same_gen else 3), (700 if same_pid else 701)
+        predicted = sm.respawns_at_once(m, "comp", gen, pid, now)
+        _, acts = sm.transition(m, sm.Exited("comp", gen, pid, ExitStatus(signal=9)), now)
+        spawned = [a for a in acts if isinstance(a, sm.Spawn) and a.name == "comp"]
+        where = (phase, stop_wanted, strict, uptime, dep_phase, gen, pid)
+        if phase in (Phase.STARTING, Phase.RUNNING, Phase.STOPPING, Phase.FAILED):  # the phases a pid lives in
+            assert (predicted is not None) == bool(spawned), where
+        else:  # no pid there: never predicted (an unclaimed replacement would only be killed again)
+            assert predicted is None, where
+        if predicted is not None:
+            assert predicted is spawned[0].spec is comp
+            checked += 1
+    assert checked > 0, "some combinations respawn at once"
+
+
+def test_respawns_at_once_only_after_a_long_enough_run():
+    r = Run(spec("a"))
+    u = r.u("a")
+    assert sm.respawns_at_once(r.m, "a", u.gen, u.pid, POLICY.min_uptime - 0.01) is None
+    assert sm.respawns_at_once(r.m, "a", u.gen, u.pid, POLICY.min_uptime) is u.spec
+    r.send(sm.Stop(("a",)))
+    assert sm.respawns_at_once(r.m, "a", u.gen, u.pid, 60.0) is None, "a stop wanted is never respawned"

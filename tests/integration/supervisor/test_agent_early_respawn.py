@@ -1,0 +1,98 @@
+"""The respawn started in the pidfd callback, before the reap and the transition
+(``Manager._respawn_early``), in-process over real children: the replacement is the one the
+machine's ``Spawn`` gets, and one the machine did not ask for is killed and reaped."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from pathlib import Path
+from typing import Any
+
+from kagent.components.spec import ComponentSpec
+from kagent.paths import Paths
+from kagent.supervisor import machine as sm
+from kagent.supervisor.manager import Hooks, Manager, run_agent
+from kagent.supervisor.policy import RestartPolicy
+from tests.integration.supervisor.test_agent_scale import _children_of_us
+
+SPECS = [ComponentSpec(name=n, binary=Path("/bin/sleep"), args=("3600",), stop_timeout=2.0) for n in ("a", "b")]
+
+
+async def _until(cond: Any, what: str, timeout: float = 10.0) -> Any:
+    for _ in range(int(timeout / 0.01)):
+        v = cond()
+        if v:
+            return v
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def _agent(tmp_path: Path, policy: RestartPolicy, body: Any) -> tuple[int, dict[str, Any]]:
+    paths = Paths.build(tmp_path / "data", tmp_path / "run")
+    fds_before = sorted(os.listdir("/proc/self/fd"))
+    seen: dict[str, Any] = {"paths": paths}
+    hooks = Hooks()
+
+    async def grab(mgr: Manager) -> None:
+        seen["mgr"] = mgr
+        await asyncio.Event().wait()
+
+    hooks.tasks.append(("grab", grab))
+
+    async def main() -> int:
+        ready = asyncio.Event()
+        task = asyncio.ensure_future(run_agent(paths=paths, role="worker", load_specs=lambda: SPECS,
+                                               on_ready=ready.set, policy=policy, hooks=hooks))
+        try:
+            await asyncio.wait_for(ready.wait(), 30)
+            await _until(lambda: "mgr" in seen, "the manager")
+            await body(seen["mgr"], paths, seen)
+        finally:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return await task
+
+    rc = asyncio.run(main())
+    assert _children_of_us() == [], "every child reaped: no zombie, none left running"
+    assert sorted(os.listdir("/proc/self/fd")) == fds_before, "no fd left open"
+    return rc, seen
+
+
+def test_a_long_run_is_replaced_by_exactly_one_child_which_the_machine_knows(tmp_path):
+    async def body(mgr: Manager, paths: Paths, seen: dict[str, Any]) -> None:
+        old = mgr.m.unit("a").pid
+        b = mgr.m.unit("b").pid
+        os.kill(old, signal.SIGKILL)
+        new = await _until(lambda: (u := mgr.m.unit("a")).pid not in (None, old) and u.pid, "a respawned")
+        await _until(lambda: paths.pidfile("a").read_text().strip() == str(new), "its pidfile")
+        live = sorted(pid for pid, st in _children_of_us() if st != "Z")
+        seen.update(live=live, new=new, b=b, unit=mgr.m.unit("a"), early=dict(mgr._early))
+
+    rc, seen = _agent(tmp_path, RestartPolicy(min_uptime=0.0), body)
+    assert rc == 0
+    assert seen["live"] == sorted([seen["new"], seen["b"]]), "one replacement, nothing else started"
+    u = seen["unit"]
+    assert (u.restarts, u.spawns, u.phase) == (1, 2, sm.Phase.RUNNING)
+    assert seen["early"] == {}, "the replacement was claimed"
+
+
+def test_a_replacement_the_machine_did_not_ask_for_is_killed_and_reaped(tmp_path, monkeypatch):
+    # a wrong answer from the predicate (what a bug in it would do): the transition backs the
+    # short run off, so the replacement started early must go, and nothing else changes
+    monkeypatch.setattr(sm, "respawns_at_once", lambda m, name, gen, pid, now: m.units[name].spec)
+
+    async def body(mgr: Manager, paths: Paths, seen: dict[str, Any]) -> None:
+        old = mgr.m.unit("a").pid
+        b = mgr.m.unit("b").pid
+        os.kill(old, signal.SIGKILL)
+        await _until(lambda: mgr.m.unit("a").phase is sm.Phase.BACKOFF, "a backing off")
+        await _until(lambda: sorted(p for p, st in _children_of_us() if st != "Z") == [b], "the replacement gone")
+        await _until(lambda: not [p for p, st in _children_of_us() if st == "Z"], "it reaped")
+        seen.update(unit=mgr.m.unit("a"), early=dict(mgr._early), b_after=mgr.m.unit("b").pid, b=b)
+
+    rc, seen = _agent(tmp_path, RestartPolicy(min_uptime=60.0, backoff_initial=30.0), body)
+    assert rc == 0
+    assert (seen["unit"].restarts, seen["unit"].pid) == (0, None)
+    assert seen["early"] == {}
+    assert seen["b_after"] == seen["b"], "the other component was not touched"
