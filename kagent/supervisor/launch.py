@@ -84,6 +84,9 @@ class Libc:
             if rc != 0:
                 raise OSError(rc, "posix_spawnattr set-up failed")
 
+    def file_actions(self, stdin: int, stdout: int, stderr: int, cwd: bytes | None) -> FileActions:
+        return FileActions(self, stdin, stdout, stderr, cwd)
+
     def strings(self, items: list[bytes]) -> Any:
         """A NULL-terminated ``char *[]`` (keeps ``items`` alive with it)."""
         return (self._ct.c_char_p * (len(items) + 1))(*items, None)
@@ -92,26 +95,50 @@ class Libc:
         """Start ``prep`` with these fds as its 0, 1, 2 (each must be above 2); returns its pid.
         Raises OSError with the errno of the failed exec (ENOENT, EACCES, ENOEXEC) or chdir.
         Thread-safe; the GIL is released during the call."""
-        ct = self._ct
-        fa = ct.create_string_buffer(_OPAQUE)
-        self._check(self._fa_init(fa))
+        fa = FileActions(self, stdin, stdout, stderr, prep.cwd)
         try:
-            for fd, target in ((stdin, 0), (stdout, 1), (stderr, 2)):
-                self._check(self._fa_dup2(fa, fd, target))
-            if prep.cwd is not None:
-                self._check(self._fa_chdir(fa, prep.cwd))
-            self._check(self._fa_closefrom(fa, 3))
-            pid = ct.c_int()
-            self._check(self._spawn(ct.byref(pid), prep.path, fa, self._attr, prep.argv, prep.envp),
-                        prep.path)
-            return int(pid.value)
+            return self.spawn_with(prep, fa)
         finally:
-            self._fa_destroy(fa)
+            fa.close()
+
+    def spawn_with(self, prep: Prepared, fa: FileActions) -> int:
+        """``spawn`` with file actions built before (their cwd, not ``prep``'s, is used): a
+        respawn over the same fds is this one C call. Thread-safe (``fa`` is only read)."""
+        ct = self._ct
+        pid = ct.c_int()
+        self._check(self._spawn(ct.byref(pid), prep.path, fa.buf, self._attr, prep.argv, prep.envp), prep.path)
+        return int(pid.value)
 
     @staticmethod
     def _check(rc: int, path: bytes | None = None) -> None:
         if rc != 0:
             raise OSError(rc, os.strerror(rc), *((os.fsdecode(path),) if path is not None else ()))
+
+
+class FileActions:
+    """A ``posix_spawn_file_actions_t``, built once: the child's 0, 1, 2 from these fds (each
+    above 2), every other fd closed, then ``cwd``. Read-only once built (threads share it);
+    ``close`` frees it."""
+
+    def __init__(self, lib: Libc, stdin: int, stdout: int, stderr: int, cwd: bytes | None) -> None:
+        self._lib = lib
+        self.cwd = cwd
+        self.buf: Any = lib._ct.create_string_buffer(_OPAQUE)
+        lib._check(lib._fa_init(self.buf))
+        try:
+            for fd, target in ((stdin, 0), (stdout, 1), (stderr, 2)):
+                lib._check(lib._fa_dup2(self.buf, fd, target))
+            if cwd is not None:
+                lib._check(lib._fa_chdir(self.buf, cwd))
+            lib._check(lib._fa_closefrom(self.buf, 3))
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        if self.buf is not None:
+            self._lib._fa_destroy(self.buf)
+            self.buf = None
 
 
 _libc: Libc | None = None

@@ -401,8 +401,9 @@ class Manager:
         ``Spawn`` that the ``Exited`` transition returns claims it (``_spawn``)."""
         if name in self._early or self.stop_requested:
             return
+        now = self.clock.monotonic()
         try:
-            spec = sm.respawns_at_once(self.m, name, gen, child.pid, self.clock.monotonic())
+            spec = sm.respawns_at_once(self.m, name, gen, child.pid, now)
         except Exception as err:  # noqa: BLE001 - a bug here must not keep the exit from being handled
             self.log.exception("action_failed", action="respawn_early", reason=repr(err))
             return
@@ -410,6 +411,16 @@ class Manager:
             return
         early = _Early(spec)
         self._early[name] = early
+        if self.spawner is None:
+            try:  # the launcher's shortest path: one posix_spawn over what it kept
+                self._prepare(spec)
+                again = self.launcher.respawn(spec, instance=self.instance, now=now, loop=asyncio.get_running_loop())
+            except Exception as err:  # noqa: BLE001 - as in _start_process: reported by the claiming Spawn
+                early.result = err
+                return
+            if again is not None:
+                early.result = again
+                return
         self._start_process(spec, lambda result: self._early_done(early, result))
 
     def _early_done(self, early: _Early, result: process.Child | Exception) -> None:
@@ -443,6 +454,7 @@ class Manager:
         if isinstance(result, Exception):
             what = result.what if isinstance(result, KagentError) else (str(result) or repr(result))
             self.dispatch(sm.SpawnFailed(a.name, a.gen, what))
+            self._release_if_settled(a.name)
             return
         child = result
         self._unfinished[child] = a
@@ -497,9 +509,16 @@ class Manager:
         if task is not None:
             task.cancel()
         self.dispatch(sm.Exited(name, gen, child.pid, child.exited.result(), self.clock.wall()))
+        self._release_if_settled(name)
         # (a respawn's pidfile, written before or after this, names another pid: kept)
         self._later.append(lambda: self._remove_pidfile(name, child.pid))
         self._schedule_flush()
+
+    def _release_if_settled(self, name: str) -> None:
+        """A component stopped or failed for good gives its pipes back (``Launcher.release``)."""
+        u = self.m.units.get(name)
+        if u is None or u.settled:
+            self.launcher.release(name)
 
     def _remove_pidfile(self, name: str, pid: int) -> None:
         path = self.paths.pidfile(name)

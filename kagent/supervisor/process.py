@@ -95,6 +95,7 @@ class _LineReader:
         self.skipping = 0  # bytes dropped from an over-long line
         self.eof = loop.create_future()
         self.at_eof = False
+        self.closed = False
         os.set_blocking(fd, False)
         loop.add_reader(fd, self._on_readable)
 
@@ -109,21 +110,37 @@ class _LineReader:
         self.sink(self.stream, line)
 
     def _on_readable(self) -> None:
+        self._read_once()
+
+    def read_now(self) -> None:
+        """Read all the pipe holds now, and end a cut-off last line there (its writer has
+        exited: the next writer's first line is another line)."""
+        if self.closed:
+            return
+        while self._read_once():
+            pass
+        if self.buf and not self.at_eof:
+            self._emit(self.buf, self.skipping)
+            self.buf.clear()
+            self.skipping = 0
+
+    def _read_once(self) -> bool:
+        """One read; True when it got data."""
         try:
             data = os.read(self.fd, READ_CHUNK)
         except BlockingIOError:
-            return
+            return False
         except OSError:
             data = b""
         if not data:
-            # EOF: the child is exiting, and its pidfd fires next. The respawn goes first: the
-            # last partial line and the clean-up run after the callbacks of this turn (a
-            # level-triggered fd reported again meanwhile is read as EOF again: harmless;
-            # remove_reader cancels its pending callback)
+            # EOF: every writer is gone. The last partial line and the clean-up run after the
+            # callbacks of this turn (a respawn among them goes first; a level-triggered fd
+            # reported again meanwhile is read as EOF again: harmless; remove_reader cancels
+            # its pending callback)
             if not self.at_eof:
                 self.at_eof = True
                 self.loop.call_soon(self._finish)
-            return
+            return False
         start = 0
         while True:
             nl = data.find(b"\n", start)
@@ -145,9 +162,10 @@ class _LineReader:
             if len(self.buf) > MAX_LINE:
                 self.skipping = len(self.buf) - MAX_LINE
                 del self.buf[MAX_LINE:]
+        return True
 
     def _finish(self) -> None:
-        if self.eof.done():
+        if self.closed:
             return
         if self.buf:
             self._emit(self.buf, self.skipping)
@@ -155,11 +173,85 @@ class _LineReader:
         self.close()
 
     def close(self) -> None:
-        if self.eof.done():
+        if self.closed:
             return
-        self.loop.remove_reader(self.fd)
+        self.closed = True
+        if not self.loop.is_closed():  # (the launcher closes what is left after its loop ended)
+            self.loop.remove_reader(self.fd)
+            self.eof.set_result(None)
         os.close(self.fd)
-        self.eof.set_result(None)
+
+
+class Output:
+    """A component's stdout and stderr: two pipes. The agent reads their read ends (each line
+    to ``sink``, the last ``TAIL_LINES`` in ``tail``) and, under a ``Launcher``, keeps their
+    write ends open: one pair of pipes then serves a component from one child to the next,
+    so a respawn creates no pipe and its posix_spawn file actions are built once
+    (``actions``). When a child has exited, ``catch_up`` reads what it left in the pipes
+    (right after its respawn: should the successor print within that instant, its first
+    lines come after); ``close_writers`` (the component is done) lets the readers read on
+    until every process holding a write end is gone (EOF), then close.
+
+    ``spawn`` (one child, no launcher) closes the write ends right after its spawn: those
+    pipes end with the child."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, sink: LineSink) -> None:
+        self.tail: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
+        out_r, out_w = os.pipe()
+        try:
+            err_r, err_w = os.pipe()
+        except BaseException:
+            os.close(out_r)
+            os.close(out_w)
+            raise
+        self.writers: tuple[int, int] | None = (out_w, err_w)
+        self._readers = [_LineReader(loop, out_r, "stdout", sink, self.tail),
+                         _LineReader(loop, err_r, "stderr", sink, self.tail)]
+        self._actions: dict[tuple[int, bytes | None], launch.FileActions] = {}
+
+    def actions(self, lib: launch.Libc, stdin: int, cwd: bytes | None) -> launch.FileActions:
+        """The file actions of a child on these pipes (built at the first use of this stdin
+        and cwd; call in the loop, not in a pool thread)."""
+        key = (stdin, cwd)
+        fa = self._actions.get(key)
+        if fa is None:
+            if self.writers is None:
+                raise RuntimeError("output closed")
+            fa = self._actions[key] = lib.file_actions(stdin, self.writers[0], self.writers[1], cwd)
+        return fa
+
+    def built_actions(self, stdin: int, cwd: bytes | None) -> launch.FileActions | None:
+        """The file actions ``actions`` built before for this stdin and cwd, if any."""
+        return self._actions.get((stdin, cwd))
+
+    def catch_up(self) -> None:
+        for r in self._readers:
+            r.read_now()
+
+    async def drain(self, timeout: float) -> None:
+        """What the exited child printed: read at once while the write ends are ours, else
+        up to EOF (at most ``timeout`` seconds)."""
+        if self.writers is not None:
+            self.catch_up()
+            return
+        pending = [r.eof for r in self._readers if not r.eof.done()]
+        if pending:
+            await asyncio.wait(pending, timeout=timeout)
+
+    def close_writers(self) -> None:
+        if self.writers is None:
+            return
+        for fd in self.writers:
+            os.close(fd)
+        self.writers = None
+        for fa in self._actions.values():
+            fa.close()
+        self._actions.clear()
+
+    def close(self) -> None:
+        self.close_writers()
+        for r in self._readers:
+            r.close()
 
 
 def _waitpid(pid: int) -> int:
@@ -178,23 +270,29 @@ class Child:
     ``before_reap`` (when set) runs first, before the zombie is even reaped: where the
     manager starts a replacement it knows the machine will want (``respawns_at_once``)."""
 
-    def __init__(self, spec: ComponentSpec, pid: int, out_fds: tuple[int, int], started_at: float,
-                 loop: asyncio.AbstractEventLoop, sink: LineSink, reap: Callable[[], int] | None = None) -> None:
-        """``out_fds``: the read ends of its stdout and stderr pipes (owned from now on);
+    def __init__(self, spec: ComponentSpec, pid: int, output: Output, started_at: float,
+                 loop: asyncio.AbstractEventLoop, reap: Callable[[], int] | None = None, *,
+                 owns_output: bool = False) -> None:
+        """``output``: the pipes its stdout and stderr go to (``owns_output``: this child's
+        alone, closed with ``close_output``; else the launcher's, shared with its successors);
         ``reap``: how to collect its status once it exited (default: ``waitpid``)."""
         self.spec = spec
         self.pid = pid
         self.started_at = started_at
-        self.tail: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
+        self.output = output
         self.exited: asyncio.Future[ExitStatus] = loop.create_future()
         self.on_exit: Callable[[], None] | None = None
         self.before_reap: Callable[[], None] | None = None
         self._loop = loop
         self._reap = reap or (lambda: _waitpid(pid))
-        self._readers = [_LineReader(loop, fd, stream, sink, self.tail)
-                         for stream, fd in zip(("stdout", "stderr"), out_fds)]
+        self._owns_output = owns_output
         self._pidfd = os.pidfd_open(self.pid)
         loop.add_reader(self._pidfd, self._on_exit)
+
+    @property
+    def tail(self) -> collections.deque[str]:
+        """The last lines of its output (under a launcher: of its component's children)."""
+        return self.output.tail
 
     def _on_exit(self) -> None:
         if self.exited.done():
@@ -203,6 +301,7 @@ class Child:
             self.before_reap()
         rc = self._reap()  # already a zombie: returns at once, and reaps it
         self._loop.call_soon(self._close_pidfd)  # after the respawn this callback leads to
+        self._loop.call_soon(self.output.catch_up)  # what it printed last, before a successor's lines
         self.exited.set_result(ExitStatus.from_returncode(rc))
         if self.on_exit is not None:
             self.on_exit()
@@ -249,14 +348,14 @@ class Child:
             return None, True
 
     async def drain(self, timeout: float) -> None:
-        """Wait (a little) for the output pipes to reach EOF, e.g. before quoting the tail."""
-        pending = [r.eof for r in self._readers if not r.eof.done()]
-        if pending:
-            await asyncio.wait(pending, timeout=timeout)
+        """Read what it printed up to its exit (waiting a little for EOF on pipes of its own),
+        e.g. before quoting the tail."""
+        await self.output.drain(timeout)
 
     def close_output(self) -> None:
-        for r in self._readers:
-            r.close()
+        """Its own pipes are closed (shared ones stay: the launcher closes them)."""
+        if self._owns_output:
+            self.output.close()
 
 
 def spawn(spec: ComponentSpec, *, instance: str, sink: LineSink, now: float,
@@ -265,44 +364,47 @@ def spawn(spec: ComponentSpec, *, instance: str, sink: LineSink, now: float,
     stdin /dev/null, stdout and stderr pipes, nothing else inherited. (What ``Launcher``
     does inline, without a launcher: /dev/null is opened for this one spawn.)"""
     env = _env_for(spec, instance) if base_env is None else build_env(spec, instance, base_env)
-    devnull = os.open(os.devnull, os.O_RDONLY)
+    output = Output(loop, sink)
     try:
-        pid, fds, reap = _start(spec, env, None, devnull)
-    finally:
-        os.close(devnull)
-    return Child(spec, pid, fds, now, loop, sink, reap=reap)
-
-
-Started = tuple[int, tuple[int, int], "Callable[[], int] | None"]  # pid, stdout/stderr read ends, reap
-
-
-def _start(spec: ComponentSpec, env: dict[str, str], prep: launch.Prepared | None, devnull: int) -> Started:
-    """Pipes, then the child: libc's posix_spawn through ``launch`` when it fits (``prep``
-    given, or built here), else ``subprocess.Popen`` (another user, a binary to look up in
-    PATH, a C library without the API, an fd of ours at 0-2). Returns (pid, the read ends of
-    its stdout/stderr pipes, how to reap it: None = waitpid). Safe to run in a worker thread."""
-    out_r, out_w = os.pipe()
-    err_r, err_w = os.pipe()
-    try:
-        if prep is None:
+        devnull = os.open(os.devnull, os.O_RDONLY)
+        try:
             prep = _c_form(spec, env)
-        lib = launch.libc() if prep is not None else None
-        if lib is not None and prep is not None and min(out_w, err_w, devnull) > 2:
-            return lib.spawn(prep, devnull, out_w, err_w), (out_r, err_r), None
+            lib = launch.libc() if prep is not None else None
+            fa = output.actions(lib, devnull, prep.cwd) if lib is not None and prep is not None else None
+            pid, reap = _start(spec, env, prep, devnull, output, fa)
+        finally:
+            os.close(devnull)
+    except BaseException:
+        output.close()
+        raise
+    output.close_writers()  # the child holds them now: its pipes end with it
+    return Child(spec, pid, output, now, loop, reap=reap, owns_output=True)
+
+
+Started = tuple[int, "Callable[[], int] | None"]  # pid, how to reap it
+
+
+def _start(spec: ComponentSpec, env: dict[str, str], prep: launch.Prepared | None, devnull: int, output: Output,
+           fa: launch.FileActions | None) -> Started:
+    """The child, its stdout and stderr on ``output``'s pipes: libc's posix_spawn through
+    ``launch`` with the file actions ``fa`` (built in the loop by ``Output.actions``) when it
+    fits, else ``subprocess.Popen`` (another user, a binary to look up in PATH, a C library
+    without the API, an fd of ours at 0-2). Returns (pid, how to reap it: None = waitpid).
+    Safe to run in a worker thread."""
+    writers = output.writers
+    if writers is None:
+        raise RuntimeError(f"component {spec.name}: its output is closed")
+    try:
+        lib = launch.libc() if fa is not None and prep is not None else None
+        if lib is not None and prep is not None and fa is not None and min(writers[0], writers[1], devnull) > 2:
+            return lib.spawn_with(prep, fa), None
         user, group, extra_groups = _credentials(spec.run_as)
         popen = subprocess.Popen(  # noqa: S603 - argv list, no shell
-            spec.argv, env=env, cwd=spec.cwd, stdin=devnull, stdout=out_w, stderr=err_w,
+            spec.argv, env=env, cwd=spec.cwd, stdin=devnull, stdout=writers[0], stderr=writers[1],
             process_group=0, close_fds=True, user=user, group=group, extra_groups=extra_groups)
-        return popen.pid, (out_r, err_r), popen.wait
-    except BaseException as err:
-        os.close(out_r)
-        os.close(err_r)
-        if isinstance(err, OSError):
-            raise _spawn_error(spec, err) from err
-        raise
-    finally:
-        os.close(out_w)
-        os.close(err_w)
+        return popen.pid, popen.wait
+    except OSError as err:
+        raise _spawn_error(spec, err) from err
 
 
 def _launchable(spec: ComponentSpec) -> bool:
@@ -338,6 +440,7 @@ class Launcher:
         self._turn = False  # a spawn ran inline in this turn of the loop
         self._closed = False
         self._prepared: dict[str, tuple[ComponentSpec, str, launch.Prepared]] = {}
+        self._outputs: dict[str, Output] = {}  # per component, from its first spawn to ``release``
 
     def _null(self) -> int:
         if self._devnull is None:
@@ -349,15 +452,20 @@ class Launcher:
         env = _env_for(spec, instance)
         prep = self._prepare(spec, instance, env)
         devnull = self._null()
+        output = self._outputs.get(spec.name)
+        if output is None or output.writers is None:
+            output = self._outputs[spec.name] = Output(loop, sink)
+        lib = launch.libc() if prep is not None else None
+        fa = output.actions(lib, devnull, prep.cwd) if lib is not None and prep is not None else None
         if prep is None or not self._turn:
             if not self._turn:
                 self._turn = True
                 loop.call_soon(self._next_turn)
-            pid, fds, reap = _start(spec, env, prep, devnull)
-            return Child(spec, pid, fds, now, loop, sink, reap=reap)
+            pid, reap = _start(spec, env, prep, devnull, output, fa)
+            return Child(spec, pid, output, now, loop, reap=reap)
 
         def work() -> Started:
-            return _start(spec, env, prep, devnull)
+            return _start(spec, env, prep, devnull, output, fa)
 
         def finished(result: Any) -> None:
             if self._closed and not isinstance(result, BaseException):
@@ -366,11 +474,36 @@ class Launcher:
             if isinstance(result, BaseException):
                 done(result if isinstance(result, Exception) else RuntimeError(repr(result)))
                 return
-            pid, fds, reap = result
-            done(Child(spec, pid, fds, now, loop, sink, reap=reap))
+            pid, reap = result
+            done(Child(spec, pid, output, now, loop, reap=reap))
 
         self._pool.submit(work, finished, _kill_started, loop)
         return None
+
+    def respawn(self, spec: ComponentSpec, *, instance: str, now: float,
+                loop: asyncio.AbstractEventLoop) -> Child | None:
+        """``spawn`` again of a spec object this launcher started before, at the least cost:
+        its C form, pipes and file actions are there, so this is one posix_spawn call.
+        None (nothing done) when it cannot be that: not started before as this object, the
+        Popen path, or a spawn already ran inline in this turn of the loop (use ``spawn``,
+        whose pool takes a burst)."""
+        if self._turn:
+            return None
+        hit = self._prepared.get(spec.name)
+        output = self._outputs.get(spec.name)
+        if hit is None or hit[0] is not spec or hit[1] != instance or output is None or self._devnull is None:
+            return None
+        fa = output.built_actions(self._devnull, hit[2].cwd)
+        lib = launch.libc()
+        if fa is None or lib is None:
+            return None
+        self._turn = True
+        loop.call_soon(self._next_turn)
+        try:
+            pid = lib.spawn_with(hit[2], fa)
+        except OSError as err:
+            raise _spawn_error(spec, err) from err
+        return Child(spec, pid, output, now, loop)
 
     def _next_turn(self) -> None:
         self._turn = False
@@ -385,10 +518,22 @@ class Launcher:
             self._prepared[spec.name] = (spec, instance, prep)
         return prep
 
+    def release(self, name: str) -> None:
+        """The component is done (stopped, failed, removed): its pipes' write ends are closed,
+        and its readers read on until every process holding them is gone. Its next spawn, if
+        any, gets new pipes."""
+        output = self._outputs.pop(name, None)
+        if output is not None:
+            output.close_writers()
+
     def close(self) -> None:
-        """End the pool's threads and close /dev/null (the agent is done)."""
+        """End the pool's threads, close every component's pipes and /dev/null (the agent is
+        done)."""
         self._closed = True
         self._pool.close()
+        for output in self._outputs.values():
+            output.close()
+        self._outputs.clear()
         if self._devnull is not None:
             os.close(self._devnull)
             self._devnull = None
@@ -396,14 +541,12 @@ class Launcher:
 
 def _kill_started(result: Started) -> None:
     """A child started for a loop that is gone: nobody would supervise it."""
-    pid, fds, _ = result
+    pid, _ = result
     try:
         os.killpg(pid, signal.SIGKILL)
     except ProcessLookupError:
         pass
     _waitpid(pid)
-    for fd in fds:
-        os.close(fd)
 
 
 def _spawn_error(spec: ComponentSpec, err: OSError) -> ComponentError:

@@ -1,6 +1,8 @@
-"""The respawn started in the pidfd callback, before the reap and the transition
-(``Manager._respawn_early``), in-process over real children: the replacement is the one the
-machine's ``Spawn`` gets, and one the machine did not ask for is killed and reaped."""
+"""The restart path in-process over real children. The respawn started in the pidfd
+callback, before the reap and the transition (``Manager._respawn_early``): the replacement
+is the one the machine's ``Spawn`` gets, and one the machine did not ask for is killed and
+reaped. A component's output pipes (``process.Output``), kept from one child to the next:
+the same pipes, lines not joined across children, given back when the component is done."""
 
 from __future__ import annotations
 
@@ -29,7 +31,7 @@ async def _until(cond: Any, what: str, timeout: float = 10.0) -> Any:
     raise AssertionError(f"timed out waiting for {what}")
 
 
-def _agent(tmp_path: Path, policy: RestartPolicy, body: Any) -> tuple[int, dict[str, Any]]:
+def _agent(tmp_path: Path, policy: RestartPolicy, body: Any, specs: list[ComponentSpec] = SPECS) -> tuple[int, dict[str, Any]]:
     paths = Paths.build(tmp_path / "data", tmp_path / "run")
     fds_before = sorted(os.listdir("/proc/self/fd"))
     seen: dict[str, Any] = {"paths": paths}
@@ -43,7 +45,7 @@ def _agent(tmp_path: Path, policy: RestartPolicy, body: Any) -> tuple[int, dict[
 
     async def main() -> int:
         ready = asyncio.Event()
-        task = asyncio.ensure_future(run_agent(paths=paths, role="worker", load_specs=lambda: SPECS,
+        task = asyncio.ensure_future(run_agent(paths=paths, role="worker", load_specs=lambda: specs,
                                                on_ready=ready.set, policy=policy, hooks=hooks))
         try:
             await asyncio.wait_for(ready.wait(), 30)
@@ -96,3 +98,36 @@ def test_a_replacement_the_machine_did_not_ask_for_is_killed_and_reaped(tmp_path
     assert (seen["unit"].restarts, seen["unit"].pid) == (0, None)
     assert seen["early"] == {}
     assert seen["b_after"] == seen["b"], "the other component was not touched"
+
+
+def _pipes(pid: int) -> tuple[str, str]:
+    return os.readlink(f"/proc/{pid}/fd/1"), os.readlink(f"/proc/{pid}/fd/2")
+
+
+def test_a_component_keeps_its_pipes_from_child_to_child_and_lines_stay_apart(tmp_path):
+    # each child prints its pid without a newline, after a moment (so the exit of the one
+    # before has been read), then sleeps: a cut-off last line, then the next child's
+    script = 'sleep 0.2; printf "gen-%s" $$; printf "err-%s" $$ >&2; exec sleep 3600'
+    specs = [ComponentSpec(name="a", binary=Path("/bin/sh"), args=("-c", script), stop_timeout=2.0)]
+
+    async def body(mgr: Manager, paths: Paths, seen: dict[str, Any]) -> None:
+        pids = [mgr.m.unit("a").pid]
+        pipes = []
+        for _ in range(2):
+            pid = pids[-1]
+            await _until(lambda: Path(f"/proc/{pid}/cmdline").read_bytes().startswith(b"sleep"), "printed, slept")
+            pipes.append(_pipes(pid))
+            os.kill(pid, signal.SIGKILL)
+            pids.append(await _until(lambda: (p := mgr.m.unit("a").pid) not in (None, pid) and p, "a respawned"))
+        await _until(lambda: len(mgr._last_child["a"].tail) >= 4, "the lines of two exited children")
+        fds = len(os.listdir("/proc/self/fd"))
+        await mgr.retire({"a": "stopped"})
+        # the component done: the agent's two write ends, two read ends and its pidfd go
+        await _until(lambda: fds - len(os.listdir("/proc/self/fd")) >= 5, "its pipes closed")
+        seen.update(pids=pids, pipes=pipes, tail=list(mgr._last_child["a"].tail))
+
+    rc, seen = _agent(tmp_path, RestartPolicy(min_uptime=0.0), body, specs)
+    assert rc == 0
+    first, second, _ = seen["pids"]
+    assert seen["pipes"][0] == seen["pipes"][1], "the replacement writes to the same pipes"
+    assert sorted(seen["tail"][:4]) == sorted([f"gen-{first}", f"err-{first}", f"gen-{second}", f"err-{second}"])
