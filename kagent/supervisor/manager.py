@@ -394,21 +394,21 @@ class Manager:
         if child is not None:
             done(child)
 
-    def _respawn_early(self, name: str, gen: int, child: process.Child) -> None:
+    def _respawn_early(self, name: str, gen: int, child: process.Child) -> bool:
         """In the pidfd callback of ``child``, before it is reaped: when the machine will
         respawn it at once (``respawns_at_once``), start the replacement now. The respawn
         then costs the spawn alone (not the reap, the transition and their Python); the
         ``Spawn`` that the ``Exited`` transition returns claims it (``_spawn``)."""
         if name in self._early or self.stop_requested:
-            return
+            return False
         now = self.clock.monotonic()
         try:
             spec = sm.respawns_at_once(self.m, name, gen, child.pid, now)
         except Exception as err:  # noqa: BLE001 - a bug here must not keep the exit from being handled
             self.log.exception("action_failed", action="respawn_early", reason=repr(err))
-            return
+            return False
         if spec is None:
-            return
+            return False
         early = _Early(spec)
         self._early[name] = early
         if self.spawner is None:
@@ -417,11 +417,12 @@ class Manager:
                 again = self.launcher.respawn(spec, instance=self.instance, now=now, loop=asyncio.get_running_loop())
             except Exception as err:  # noqa: BLE001 - as in _start_process: reported by the claiming Spawn
                 early.result = err
-                return
+                return True
             if again is not None:
                 early.result = again
-                return
+                return True
         self._start_process(spec, lambda result: self._early_done(early, result))
+        return True
 
     def _early_done(self, early: _Early, result: process.Child | Exception) -> None:
         if early.claim is not None:

@@ -209,14 +209,15 @@ class Output:
                          _LineReader(loop, err_r, "stderr", sink, self.tail)]
         self._actions: dict[tuple[int, bytes | None], launch.FileActions] = {}
 
-    def actions(self, lib: launch.Libc, stdin: int, cwd: bytes | None) -> launch.FileActions:
+    def actions(self, lib: launch.Libc, stdin: int, cwd: bytes | None) -> launch.FileActions | None:
         """The file actions of a child on these pipes (built at the first use of this stdin
-        and cwd; call in the loop, not in a pool thread)."""
+        and cwd; call in the loop, not in a pool thread). None when an fd is one of 0-2 (the
+        agent started with a standard fd closed): Popen sorts that case out."""
         key = (stdin, cwd)
         fa = self._actions.get(key)
         if fa is None:
-            if self.writers is None:
-                raise RuntimeError("output closed")
+            if self.writers is None or min(stdin, *self.writers) <= 2:
+                return None
             fa = self._actions[key] = lib.file_actions(stdin, self.writers[0], self.writers[1], cwd)
         return fa
 
@@ -268,7 +269,8 @@ class Child:
     ``on_exit`` (when set) is called right then, in the same loop callback: the manager's
     respawn does not wait for a later turn of the loop, as a future's callbacks would.
     ``before_reap`` (when set) runs first, before the zombie is even reaped: where the
-    manager starts a replacement it knows the machine will want (``respawns_at_once``)."""
+    manager starts a replacement it knows the machine will want (``respawns_at_once``); when
+    it did, the reap and ``on_exit`` follow in the next turn of the loop."""
 
     def __init__(self, spec: ComponentSpec, pid: int, output: Output, started_at: float,
                  loop: asyncio.AbstractEventLoop, reap: Callable[[], int] | None = None, *,
@@ -282,7 +284,8 @@ class Child:
         self.output = output
         self.exited: asyncio.Future[ExitStatus] = loop.create_future()
         self.on_exit: Callable[[], None] | None = None
-        self.before_reap: Callable[[], None] | None = None
+        self.before_reap: Callable[[], bool] | None = None  # True: it started a replacement
+        self._exiting = False
         self._loop = loop
         self._reap = reap or (lambda: _waitpid(pid))
         self._owns_output = owns_output
@@ -295,10 +298,17 @@ class Child:
         return self.output.tail
 
     def _on_exit(self) -> None:
-        if self.exited.done():
+        if self._exiting:
             return  # reported again before the clean-up below ran
-        if self.before_reap is not None:
-            self.before_reap()
+        self._exiting = True
+        if self.before_reap is not None and self.before_reap():
+            # a replacement is on its way: the reap and the exit's handling come after the
+            # other pidfd callbacks of this turn (in a mass kill, every replacement starts first)
+            self._loop.call_soon(self._exit_handled)
+            return
+        self._exit_handled()
+
+    def _exit_handled(self) -> None:
         rc = self._reap()  # already a zombie: returns at once, and reaps it
         self._loop.call_soon(self._close_pidfd)  # after the respawn this callback leads to
         self._loop.call_soon(self.output.catch_up)  # what it printed last, before a successor's lines
@@ -396,7 +406,7 @@ def _start(spec: ComponentSpec, env: dict[str, str], prep: launch.Prepared | Non
         raise RuntimeError(f"component {spec.name}: its output is closed")
     try:
         lib = launch.libc() if fa is not None and prep is not None else None
-        if lib is not None and prep is not None and fa is not None and min(writers[0], writers[1], devnull) > 2:
+        if lib is not None and prep is not None and fa is not None:
             return lib.spawn_with(prep, fa), None
         user, group, extra_groups = _credentials(spec.run_as)
         popen = subprocess.Popen(  # noqa: S603 - argv list, no shell
