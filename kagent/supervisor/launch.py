@@ -135,9 +135,11 @@ class FileActions:
             self.close()
             raise
 
-    def close(self) -> None:
+    def close(self, *, free: bool = True) -> None:
+        """Free it (``free=False``: only forget it, for a pool thread that may still read it)."""
         if self.buf is not None:
-            self._lib._fa_destroy(self.buf)
+            if free:
+                self._lib._fa_destroy(self.buf)
             self.buf = None
 
 
@@ -197,9 +199,12 @@ class Pool:
                 if not isinstance(result, BaseException):
                     undo(result)
 
-    def close(self, timeout: float = 5.0) -> None:
+    def close(self, timeout: float = 5.0) -> bool:
+        """End the threads; False when one is still busy after ``timeout`` (a spawn stuck in
+        exec, e.g. a binary on a hung file system: what it uses must not be freed)."""
         threads, self._threads = self._threads, []
         for _ in threads:
             self._q.put(None)
         for t in threads:
             t.join(timeout)
+        return not any(t.is_alive() for t in threads)

@@ -239,18 +239,20 @@ class Output:
         if pending:
             await asyncio.wait(pending, timeout=timeout)
 
-    def close_writers(self) -> None:
+    def close_writers(self, *, free: bool = True) -> None:
+        """``free=False``: a spawn may still be reading the file actions (a pool thread that
+        did not end): they are left allocated."""
         if self.writers is None:
             return
         for fd in self.writers:
             os.close(fd)
         self.writers = None
         for fa in self._actions.values():
-            fa.close()
+            fa.close(free=free)
         self._actions.clear()
 
-    def close(self) -> None:
-        self.close_writers()
+    def close(self, *, free: bool = True) -> None:
+        self.close_writers(free=free)
         for r in self._readers:
             r.close()
 
@@ -540,9 +542,9 @@ class Launcher:
         """End the pool's threads, close every component's pipes and /dev/null (the agent is
         done)."""
         self._closed = True
-        self._pool.close()
+        ended = self._pool.close()
         for output in self._outputs.values():
-            output.close()
+            output.close(free=ended)
         self._outputs.clear()
         if self._devnull is not None:
             os.close(self._devnull)
