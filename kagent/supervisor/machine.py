@@ -36,7 +36,7 @@ from __future__ import annotations
 import signal as _signal
 from enum import StrEnum
 from types import MappingProxyType
-from typing import Any, Iterable, Mapping, NamedTuple, Sequence, Union
+from typing import Any, Container, Iterable, Mapping, NamedTuple, Sequence, Union
 
 from kagent.components.spec import ComponentSpec
 from kagent.supervisor.policy import ExitStatus, Health, RestartPolicy, State, decide_restart, long_run
@@ -386,7 +386,7 @@ def _apply(st: _Step, ev: Event, now: float) -> None:  # noqa: C901 - one branch
             st.set(u, phase=Phase.FAILED)
             st.emit(Failed(u.name, f"cannot start: {ev.reason}"))
         else:
-            _restart_later(st, u, started_at=now, now=now)
+            _restart_later(st, u, started_at=now, now=now, ran=False)
     elif isinstance(ev, Ready):
         u = _current(st, ev.name, ev.gen)
         if u is None or u.phase is not Phase.STARTING or u.pid is None:
@@ -474,8 +474,8 @@ def _after_start(st: _Step, u: Unit) -> None:
     st.emit(WatchHealth(u.name, u.gen, u.spec), SetTimer(u.name, u.gen, TimerKind.STARTUP, u.spec.startup_timeout))
 
 
-def _restart_later(st: _Step, u: Unit, *, started_at: float, now: float) -> None:
-    d = decide_restart(st.policy, started_at=started_at, now=now, failures=u.failures)
+def _restart_later(st: _Step, u: Unit, *, started_at: float, now: float, ran: bool = True) -> None:
+    d = decide_restart(st.policy, started_at=started_at, now=now, failures=u.failures, ran=ran)
     if d.delay <= 0:
         st.set(u, phase=Phase.WAITING, failures=d.failures)
         return
@@ -562,7 +562,8 @@ def _launch_ready(st: _Step) -> None:
             st.emit(Spawn(u.name, u.gen, u.spec))
 
 
-def respawns_at_once(m: Machine, name: str, gen: int, pid: int, now: float) -> ComponentSpec | None:
+def respawns_at_once(m: Machine, name: str, gen: int, pid: int, now: float,
+                     exiting: Container[str] = ()) -> ComponentSpec | None:
     """The spec ``transition`` would spawn at once, should the child ``pid`` of unit ``name``
     (generation ``gen``) exit at ``now`` (None: it would not: stopping, strict, a short run
     that backs off, a dependency not RUNNING, a stale generation; or it might not: while any
@@ -572,7 +573,10 @@ def respawns_at_once(m: Machine, name: str, gen: int, pid: int, now: float) -> C
     reaps the old child and runs the transition (both cost more than the spawn itself);
     the ``Spawn`` that ``transition(Exited)`` returns then claims that child, and one nobody
     claims is killed. So this must agree with ``transition``: tests/unit/supervisor/
-    test_machine.py checks the two against each other over every phase and flag."""
+    test_machine.py checks the two against each other over every phase and flag.
+
+    ``exiting``: components whose exit the edge has seen and will feed to ``transition``
+    before this one's: a dependency among them is not RUNNING by then."""
     u = m.units.get(name)
     if u is None or u.gen != gen or u.pid != pid or u.stop_wanted or u.strict or m.stop_queue:
         return None  # (a stop under way may take a dependency down in the same transition)
@@ -582,7 +586,7 @@ def respawns_at_once(m: Machine, name: str, gen: int, pid: int, now: float) -> C
         return None  # (``decide_restart`` backs off)
     for d in u.spec.after:
         dep = m.units.get(d)
-        if dep is not None and dep.phase is not Phase.RUNNING:
+        if dep is not None and (dep.phase is not Phase.RUNNING or d in exiting):
             return None
     return u.spec
 

@@ -199,6 +199,9 @@ class Manager:
         self._flushing = False
         self._unfinished: dict[process.Child, sm.Spawn] = {}  # spawned, pidfile and Spawned not done yet
         self._early: dict[str, _Early] = {}  # replacements started before their exit's transition
+        # components whose child's pidfd fired and whose Exited is not dispatched yet (it is,
+        # in the next turn of the loop): not RUNNING for a dependent's early respawn
+        self._exiting: collections.Counter[str] = collections.Counter()
         self._waiters: list[tuple[Callable[[sm.Machine], bool], asyncio.Future[None], bool]] = []
         self._background: set[asyncio.Task[None]] = set()
         self.readiness = Readiness(None)  # sd_notify; run_agent sets the real one
@@ -370,7 +373,7 @@ class Manager:
         A replacement already started for this spec (``_respawn_early``) is taken instead."""
         early = self._early.pop(a.name, None)
         if early is not None:
-            if early.spec is a.spec:
+            if early.spec is a.spec or early.spec == a.spec:  # (a reload's Update may bring an equal one)
                 early.claim = a
                 if early.result is not None:
                     self._started(a, early.result)
@@ -394,21 +397,27 @@ class Manager:
         if child is not None:
             done(child)
 
-    def _respawn_early(self, name: str, gen: int, child: process.Child) -> bool:
+    def _child_exiting(self, name: str, gen: int, child: process.Child) -> None:
+        """In the pidfd callback of ``child``, before it is reaped (``_on_exit`` follows in the
+        next turn of the loop)."""
+        self._respawn_early(name, gen, child)
+        self._exiting[name] += 1
+
+    def _respawn_early(self, name: str, gen: int, child: process.Child) -> None:
         """In the pidfd callback of ``child``, before it is reaped: when the machine will
         respawn it at once (``respawns_at_once``), start the replacement now. The respawn
         then costs the spawn alone (not the reap, the transition and their Python); the
         ``Spawn`` that the ``Exited`` transition returns claims it (``_spawn``)."""
         if name in self._early or self.stop_requested:
-            return False
+            return
         now = self.clock.monotonic()
         try:
-            spec = sm.respawns_at_once(self.m, name, gen, child.pid, now)
+            spec = sm.respawns_at_once(self.m, name, gen, child.pid, now, exiting=self._exiting)
         except Exception as err:  # noqa: BLE001 - a bug here must not keep the exit from being handled
             self.log.exception("action_failed", action="respawn_early", reason=repr(err))
-            return False
+            return
         if spec is None:
-            return False
+            return
         early = _Early(spec)
         self._early[name] = early
         if self.spawner is None:
@@ -417,12 +426,11 @@ class Manager:
                 again = self.launcher.respawn(spec, instance=self.instance, now=now, loop=asyncio.get_running_loop())
             except Exception as err:  # noqa: BLE001 - as in _start_process: reported by the claiming Spawn
                 early.result = err
-                return True
+                return
             if again is not None:
                 early.result = again
-                return True
+                return
         self._start_process(spec, lambda result: self._early_done(early, result))
-        return True
 
     def _early_done(self, early: _Early, result: process.Child | Exception) -> None:
         if early.claim is not None:
@@ -460,7 +468,7 @@ class Manager:
         child = result
         self._unfinished[child] = a
         child.on_exit = lambda: self._on_exit(a.name, a.gen, child)
-        child.before_reap = lambda: self._respawn_early(a.name, a.gen, child)
+        child.before_reap = lambda: self._child_exiting(a.name, a.gen, child)
         self._later.append(lambda: self._finish_spawn(child))
         self._schedule_flush()
 
@@ -494,6 +502,10 @@ class Manager:
     def _on_exit(self, name: str, gen: int, child: process.Child) -> None:
         """Called by the child's pidfd callback: ``Exited`` at once (a respawn happens inside
         this call); the old pidfile is removed afterwards unless a new child replaced it."""
+        if self._exiting[name] > 1:
+            self._exiting[name] -= 1
+        else:
+            self._exiting.pop(name, None)
         try:
             self._exited(name, gen, child)
         finally:
@@ -520,6 +532,12 @@ class Manager:
         u = self.m.units.get(name)
         if u is None or u.settled:
             self.launcher.release(name)
+
+    def _release(self, names: Iterable[str]) -> None:
+        """After a ``Forget``: the pipes of those forgotten (e.g. one stopped while it backed
+        off, which had no exit to release them at)."""
+        for n in names:
+            self._release_if_settled(n)
 
     def _remove_pidfile(self, name: str, pid: int) -> None:
         path = self.paths.pidfile(name)
@@ -738,6 +756,7 @@ class Manager:
         for n in names:
             self.retired[n] = {**self._row(self.m.units[n], now), "state": states[n]}
         self.dispatch(sm.Forget(names))
+        self._release(names)
         self._close_log_files(names)
 
     async def _start_and_settle(self, specs: Sequence[ComponentSpec]) -> list[str]:
@@ -788,6 +807,7 @@ class Manager:
         for name in plan.added:
             self.retired.pop(name, None)
         self.dispatch(sm.Forget(plan.removed))
+        self._release(plan.removed)
         self._close_log_files(plan.removed)
         for name in (*plan.signal, *plan.update):
             self.dispatch(sm.Update(by_name[name], signal=name in plan.signal))

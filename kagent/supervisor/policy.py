@@ -67,11 +67,13 @@ def long_run(policy: RestartPolicy, *, started_at: float, now: float) -> bool:
     return now - started_at >= policy.min_uptime
 
 
-def decide_restart(policy: RestartPolicy, *, started_at: float, now: float, failures: int) -> RestartDecision:
+def decide_restart(policy: RestartPolicy, *, started_at: float, now: float, failures: int,
+                   ran: bool = True) -> RestartDecision:
     """What to do after a child that started at ``started_at`` exited at ``now``.
 
-    ``failures`` is the count of consecutive short runs before this one."""
-    if long_run(policy, started_at=started_at, now=now):
+    ``failures`` is the count of consecutive short runs before this one. ``ran=False``: the
+    spawn itself failed (nothing ran), which always backs off, whatever ``min_uptime``."""
+    if ran and long_run(policy, started_at=started_at, now=now):
         return RestartDecision(delay=0.0, failures=0)
     n = failures + 1
     delay = min(policy.backoff_initial * policy.factor ** (n - 1), policy.backoff_max)

@@ -12,11 +12,14 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import fcntl
 import hashlib
 import os
 import pwd
 import signal
 import subprocess
+import sys
+import termios
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
@@ -96,6 +99,10 @@ class _LineReader:
         self.eof = loop.create_future()
         self.at_eof = False
         self.closed = False
+        self.taken = 0  # bytes read from the pipe so far
+        # pipe positions (in ``taken`` terms) where a writer that exited stopped: a line still
+        # open there is ended there (``mark``)
+        self.cuts: collections.deque[int] = collections.deque()
         os.set_blocking(fd, False)
         loop.add_reader(fd, self._on_readable)
 
@@ -112,22 +119,38 @@ class _LineReader:
     def _on_readable(self) -> None:
         self._read_once()
 
-    def read_now(self) -> None:
-        """Read all the pipe holds now, and end a cut-off last line there (its writer has
-        exited: the next writer's first line is another line)."""
+    def mark(self) -> None:
+        """A writer exited: what the pipe holds now is the last it wrote (a successor's bytes
+        come after), and a line it left open ends there. One ioctl, no read."""
         if self.closed:
             return
-        while self._read_once():
-            pass
-        if self.buf and not self.at_eof:
+        try:
+            pending = int.from_bytes(fcntl.ioctl(self.fd, termios.FIONREAD, b"\0\0\0\0"), sys.byteorder)
+        except OSError:
+            pending = 0
+        self.cuts.append(self.taken + pending)
+
+    def read_marked(self) -> None:
+        """Read up to the last ``mark`` (no further: a successor that floods the pipe is read
+        by the loop as usual, not here)."""
+        while not self.closed and self.cuts:
+            need = self.cuts[-1] - self.taken
+            if need <= 0 or not self._read_once(min(READ_CHUNK, need)):
+                break
+        while self.cuts and self.cuts[0] <= self.taken:  # a cut with nothing left to read before it
+            self.cuts.popleft()
+            self._end_line()
+
+    def _end_line(self) -> None:
+        if self.buf or self.skipping:
             self._emit(self.buf, self.skipping)
             self.buf.clear()
             self.skipping = 0
 
-    def _read_once(self) -> bool:
+    def _read_once(self, limit: int = READ_CHUNK) -> bool:
         """One read; True when it got data."""
         try:
-            data = os.read(self.fd, READ_CHUNK)
+            data = os.read(self.fd, limit)
         except BlockingIOError:
             return False
         except OSError:
@@ -141,6 +164,17 @@ class _LineReader:
                 self.at_eof = True
                 self.loop.call_soon(self._finish)
             return False
+        while self.cuts and self.taken + len(data) >= self.cuts[0]:
+            k = self.cuts.popleft() - self.taken
+            self._lines(data[:k])
+            self.taken += k
+            data = data[k:]
+            self._end_line()
+        self._lines(data)
+        self.taken += len(data)
+        return True
+
+    def _lines(self, data: bytes) -> None:
         start = 0
         while True:
             nl = data.find(b"\n", start)
@@ -162,7 +196,6 @@ class _LineReader:
             if len(self.buf) > MAX_LINE:
                 self.skipping = len(self.buf) - MAX_LINE
                 del self.buf[MAX_LINE:]
-        return True
 
     def _finish(self) -> None:
         if self.closed:
@@ -187,10 +220,12 @@ class Output:
     to ``sink``, the last ``TAIL_LINES`` in ``tail``) and, under a ``Launcher``, keeps their
     write ends open: one pair of pipes then serves a component from one child to the next,
     so a respawn creates no pipe and its posix_spawn file actions are built once
-    (``actions``). When a child has exited, ``catch_up`` reads what it left in the pipes
-    (right after its respawn: should the successor print within that instant, its first
-    lines come after); ``close_writers`` (the component is done) lets the readers read on
-    until every process holding a write end is gone (EOF), then close.
+    (``actions``). A child's exit is no EOF then: in its pidfd callback, before a
+    replacement can write, ``mark_exit`` notes how much the pipes hold (that much is its
+    output, and a line it left open ends there), and ``catch_up`` reads up to that mark
+    after the respawn (no further: a successor that floods the pipe is read by the loop as
+    usual). ``close_writers`` (the component is done) lets the readers read on until every
+    process holding a write end is gone (EOF), then close.
 
     ``spawn`` (one child, no launcher) closes the write ends right after its spawn: those
     pipes end with the child."""
@@ -208,6 +243,8 @@ class Output:
         self._readers = [_LineReader(loop, out_r, "stdout", sink, self.tail),
                          _LineReader(loop, err_r, "stderr", sink, self.tail)]
         self._actions: dict[tuple[int, bytes | None], launch.FileActions] = {}
+        self.inflight = 0  # spawns on these pipes in the launcher's pool (see Launcher.release)
+        self.release_wanted = False
 
     def actions(self, lib: launch.Libc, stdin: int, cwd: bytes | None) -> launch.FileActions | None:
         """The file actions of a child on these pipes (built at the first use of this stdin
@@ -225,9 +262,16 @@ class Output:
         """The file actions ``actions`` built before for this stdin and cwd, if any."""
         return self._actions.get((stdin, cwd))
 
-    def catch_up(self) -> None:
+    def mark_exit(self) -> None:
+        """A child exited (call before anything else may write to these pipes, e.g. its
+        replacement): its output ends at what the pipes hold now."""
         for r in self._readers:
-            r.read_now()
+            r.mark()
+
+    def catch_up(self) -> None:
+        """Read the exited child's output up to its ``mark_exit`` (its last line ended)."""
+        for r in self._readers:
+            r.read_marked()
 
     async def drain(self, timeout: float) -> None:
         """What the exited child printed: read at once while the write ends are ours, else
@@ -270,9 +314,10 @@ class Child:
     """A running (or just exited) child. ``exited`` resolves once, when the kernel says so, and
     ``on_exit`` (when set) is called right then, in the same loop callback: the manager's
     respawn does not wait for a later turn of the loop, as a future's callbacks would.
-    ``before_reap`` (when set) runs first, before the zombie is even reaped: where the
-    manager starts a replacement it knows the machine will want (``respawns_at_once``); when
-    it did, the reap and ``on_exit`` follow in the next turn of the loop."""
+    ``before_reap`` (when set: a manager's child) runs first, before the zombie is even
+    reaped: where the manager starts a replacement it knows the machine will want
+    (``respawns_at_once``); the reap and ``on_exit`` then follow in the next turn of the
+    loop, exits in the order the kernel reported them."""
 
     def __init__(self, spec: ComponentSpec, pid: int, output: Output, started_at: float,
                  loop: asyncio.AbstractEventLoop, reap: Callable[[], int] | None = None, *,
@@ -286,7 +331,7 @@ class Child:
         self.output = output
         self.exited: asyncio.Future[ExitStatus] = loop.create_future()
         self.on_exit: Callable[[], None] | None = None
-        self.before_reap: Callable[[], bool] | None = None  # True: it started a replacement
+        self.before_reap: Callable[[], None] | None = None
         self._exiting = False
         self._loop = loop
         self._reap = reap or (lambda: _waitpid(pid))
@@ -303,9 +348,13 @@ class Child:
         if self._exiting:
             return  # reported again before the clean-up below ran
         self._exiting = True
-        if self.before_reap is not None and self.before_reap():
-            # a replacement is on its way: the reap and the exit's handling come after the
-            # other pidfd callbacks of this turn (in a mass kill, every replacement starts first)
+        if self.output.writers is not None:
+            self.output.mark_exit()  # shared pipes: where its output ends, before a successor writes
+        if self.before_reap is not None:
+            # (a manager's child) the replacement may be on its way now; the reap and the
+            # exit's handling come after the other pidfd callbacks of this turn, in their
+            # order (in a mass kill every replacement starts first)
+            self.before_reap()
             self._loop.call_soon(self._exit_handled)
             return
         self._exit_handled()
@@ -383,14 +432,14 @@ def spawn(spec: ComponentSpec, *, instance: str, sink: LineSink, now: float,
             prep = _c_form(spec, env)
             lib = launch.libc() if prep is not None else None
             fa = output.actions(lib, devnull, prep.cwd) if lib is not None and prep is not None else None
-            pid, reap = _start(spec, env, prep, devnull, output, fa)
+            started = _start(spec, env, prep, devnull, output, fa)
         finally:
             os.close(devnull)
+        output.close_writers()  # the child holds them now: its pipes end with it
+        return _supervised(spec, started, output, now, loop, owns_output=True)
     except BaseException:
         output.close()
         raise
-    output.close_writers()  # the child holds them now: its pipes end with it
-    return Child(spec, pid, output, now, loop, reap=reap, owns_output=True)
 
 
 Started = tuple[int, "Callable[[], int] | None"]  # pid, how to reap it
@@ -417,6 +466,22 @@ def _start(spec: ComponentSpec, env: dict[str, str], prep: launch.Prepared | Non
         return popen.pid, popen.wait
     except OSError as err:
         raise _spawn_error(spec, err) from err
+
+
+def _supervised(spec: ComponentSpec, started: Started, output: Output, now: float,
+                loop: asyncio.AbstractEventLoop, *, owns_output: bool = False) -> Child:
+    """The ``Child`` of a process just started. Should that fail (no fd left for its pidfd:
+    EMFILE), the process is killed and reaped first: never a child nobody supervises."""
+    pid, reap = started
+    try:
+        return Child(spec, pid, output, now, loop, reap=reap, owns_output=owns_output)
+    except BaseException as err:
+        _kill_started(started)
+        if isinstance(err, OSError):
+            raise ComponentError(f"component {spec.name}", f"cannot watch its process {pid}, killed it: "
+                                 f"{err.strerror or err}",
+                                 hint="raise the agent's open-files limit (LimitNOFILE in its service unit)") from err
+        raise
 
 
 def _launchable(spec: ComponentSpec) -> bool:
@@ -473,24 +538,35 @@ class Launcher:
             if not self._turn:
                 self._turn = True
                 loop.call_soon(self._next_turn)
-            pid, reap = _start(spec, env, prep, devnull, output, fa)
-            return Child(spec, pid, output, now, loop, reap=reap)
+            return _supervised(spec, _start(spec, env, prep, devnull, output, fa), output, now, loop)
 
         def work() -> Started:
             return _start(spec, env, prep, devnull, output, fa)
 
         def finished(result: Any) -> None:
+            self._settle(output)
             if self._closed and not isinstance(result, BaseException):
                 _kill_started(result)  # the agent is done: nobody would supervise it
                 return
+            if not isinstance(result, BaseException):
+                try:
+                    result = _supervised(spec, result, output, now, loop)
+                except Exception as err:  # noqa: BLE001 - handed to done, as a failed spawn
+                    result = err
             if isinstance(result, BaseException):
                 done(result if isinstance(result, Exception) else RuntimeError(repr(result)))
                 return
-            pid, reap = result
-            done(Child(spec, pid, output, now, loop, reap=reap))
+            done(result)
 
+        output.inflight += 1
         self._pool.submit(work, finished, _kill_started, loop)
         return None
+
+    def _settle(self, output: Output) -> None:
+        """A pool spawn on ``output`` came back: a release that waited for it happens now."""
+        output.inflight -= 1
+        if output.inflight == 0 and output.release_wanted:
+            output.close_writers()
 
     def respawn(self, spec: ComponentSpec, *, instance: str, now: float,
                 loop: asyncio.AbstractEventLoop) -> Child | None:
@@ -515,7 +591,7 @@ class Launcher:
             pid = lib.spawn_with(hit[2], fa)
         except OSError as err:
             raise _spawn_error(spec, err) from err
-        return Child(spec, pid, output, now, loop)
+        return _supervised(spec, (pid, None), output, now, loop)
 
     def _next_turn(self) -> None:
         self._turn = False
@@ -535,7 +611,11 @@ class Launcher:
         and its readers read on until every process holding them is gone. Its next spawn, if
         any, gets new pipes."""
         output = self._outputs.pop(name, None)
-        if output is not None:
+        if output is None:
+            return
+        if output.inflight:  # a spawn in the pool still uses its fds and file actions: after it
+            output.release_wanted = True
+        else:
             output.close_writers()
 
     def close(self) -> None:

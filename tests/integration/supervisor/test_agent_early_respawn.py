@@ -52,7 +52,8 @@ def _agent(tmp_path: Path, policy: RestartPolicy, body: Any, specs: list[Compone
             await _until(lambda: "mgr" in seen, "the manager")
             await body(seen["mgr"], paths, seen)
         finally:
-            os.kill(os.getpid(), signal.SIGTERM)
+            if not task.done():  # (its SIGTERM handler is ours only while it runs)
+                os.kill(os.getpid(), signal.SIGTERM)
         return await task
 
     rc = asyncio.run(main())
@@ -105,9 +106,9 @@ def _pipes(pid: int) -> tuple[str, str]:
 
 
 def test_a_component_keeps_its_pipes_from_child_to_child_and_lines_stay_apart(tmp_path):
-    # each child prints its pid without a newline, after a moment (so the exit of the one
-    # before has been read), then sleeps: a cut-off last line, then the next child's
-    script = 'sleep 0.2; printf "gen-%s" $$; printf "err-%s" $$ >&2; exec sleep 3600'
+    # each child prints its pid without a newline at once, then sleeps: a cut-off last
+    # line, then the next child's first, in the same pipes
+    script = 'printf "gen-%s" $$; printf "err-%s" $$ >&2; exec sleep 3600'
     specs = [ComponentSpec(name="a", binary=Path("/bin/sh"), args=("-c", script), stop_timeout=2.0)]
 
     async def body(mgr: Manager, paths: Paths, seen: dict[str, Any]) -> None:
@@ -131,3 +132,79 @@ def test_a_component_keeps_its_pipes_from_child_to_child_and_lines_stay_apart(tm
     first, second, _ = seen["pids"]
     assert seen["pipes"][0] == seen["pipes"][1], "the replacement writes to the same pipes"
     assert sorted(seen["tail"][:4]) == sorted([f"gen-{first}", f"err-{first}", f"gen-{second}", f"err-{second}"])
+
+
+def _marked(instance: str) -> list[int]:
+    from tests.integration.supervisor.conftest import marked_pids
+
+    return sorted(marked_pids(instance))
+
+
+def test_a_replacement_that_cannot_be_watched_is_killed_and_the_spawn_fails(tmp_path):
+    # no fd left for the replacement's pidfd (EMFILE): it must not run on unsupervised
+    held: list[int] = []
+
+    async def body(mgr: Manager, paths: Paths, seen: dict[str, Any]) -> None:
+        old, b = mgr.m.unit("a").pid, mgr.m.unit("b").pid
+        try:
+            while True:
+                held.append(os.open("/dev/null", os.O_RDONLY))
+        except OSError:
+            pass
+        try:
+            os.kill(old, signal.SIGKILL)
+            await _until(lambda: mgr.m.unit("a").phase is sm.Phase.BACKOFF, "a backing off")
+            seen["live"] = _marked(mgr.instance)
+            seen["b"] = b
+        finally:
+            for fd in held:
+                os.close(fd)
+        new = await _until(lambda: (p := mgr.m.unit("a").pid) not in (None, old) and p, "a back after its backoff")
+        seen["after"] = (new, _marked(mgr.instance))
+
+    rc, seen = _agent(tmp_path, RestartPolicy(min_uptime=0.0, backoff_initial=0.2), body)
+    assert rc == 0
+    assert seen["live"] == [seen["b"]], "the replacement nobody could watch was killed"
+    new, live = seen["after"]
+    assert live == sorted([new, seen["b"]])
+
+
+def test_a_dependency_and_its_dependent_killed_together_come_back_with_nothing_dropped(tmp_path, capfd):
+    # whichever exit the kernel reports first: the dependent's replacement is started early
+    # only when the machine will keep it (a dependency whose exit came first is down for it)
+    specs = [ComponentSpec(name="dep", binary=Path("/bin/sleep"), args=("3600",), stop_timeout=2.0),
+             ComponentSpec(name="comp", binary=Path("/bin/sleep"), args=("3600",), after=("dep",), stop_timeout=2.0)]
+
+    async def body(mgr: Manager, paths: Paths, seen: dict[str, Any]) -> None:
+        rounds = []
+        for order in (("dep", "comp"), ("comp", "dep")) * 3:
+            old = {n: mgr.m.unit(n).pid for n in order}
+            for n in order:
+                os.kill(old[n], signal.SIGKILL)
+            await _until(lambda: all(mgr.m.unit(n).pid not in (None, old[n]) for n in order)
+                         and mgr.m.all_running(), "both back")
+            rounds.append({n: mgr.m.unit(n) for n in order})
+            await asyncio.sleep(0.05)
+        seen["rounds"] = rounds
+        seen["live"] = _marked(mgr.instance)
+
+    rc, seen = _agent(tmp_path, RestartPolicy(min_uptime=0.0), body, specs)
+    assert rc == 0
+    assert "early_respawn_dropped" not in capfd.readouterr().err
+    assert len(seen["live"]) == 2, "one child each"
+    assert all(r[n].spawns == i + 2 for i, r in enumerate(seen["rounds"]) for n in ("dep", "comp")), \
+        "one spawn per kill: none started and dropped"
+
+
+def test_a_component_retired_while_it_backs_off_gives_its_pipes_back(tmp_path):
+    specs = [ComponentSpec(name="loop", binary=Path("/bin/sh"), args=("-c", "sleep 0.3; exit 1"), stop_timeout=2.0),
+             ComponentSpec(name="b", binary=Path("/bin/sleep"), args=("3600",), stop_timeout=2.0)]
+
+    async def body(mgr: Manager, paths: Paths, seen: dict[str, Any]) -> None:
+        await _until(lambda: mgr.m.unit("loop").phase is sm.Phase.BACKOFF, "loop backing off")
+        fds = len(os.listdir("/proc/self/fd"))
+        await mgr.retire({"loop": "stopped"})
+        await _until(lambda: fds - len(os.listdir("/proc/self/fd")) >= 4, "its two pipes closed")
+
+    rc, _ = _agent(tmp_path, RestartPolicy(min_uptime=60.0, backoff_initial=30.0), body, specs)
+    assert rc == 0

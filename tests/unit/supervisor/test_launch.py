@@ -212,3 +212,40 @@ def test_a_spawn_in_the_next_turn_runs_inline_again_and_a_relative_binary_goes_t
         assert asyncio.run(main()) == [ExitStatus(code=0), ExitStatus(code=0)]
     finally:
         launcher.close()
+
+
+def test_a_release_waits_for_a_spawn_still_in_the_pool():
+    # the pipes and file actions a pool thread is about to use are not closed under it
+    launcher = process.Launcher(threads=2)
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        results = []
+        got = asyncio.Event()
+
+        def done(r):
+            results.append(r)
+            got.set()
+
+        first = launcher.spawn(spec("a", "pass"), instance="t", sink=lambda s, ln: None, now=0.0, loop=loop,
+                               done=done)
+        assert first is not None  # inline: the first of the turn
+        b = spec("b", "print('b ran')")
+        assert launcher.spawn(b, instance="t", sink=lambda s, ln: None, now=0.0, loop=loop, done=done) is None
+        output = launcher._outputs["b"]
+        launcher.release("b")  # in the same turn: the pool has not answered yet
+        still_open = output.writers is not None
+        await asyncio.wait_for(got.wait(), 10)
+        child = results[0]
+        status = await child.exited
+        await child.drain(2)
+        await first.exited
+        return still_open, output.writers, status, list(child.tail)
+
+    try:
+        still_open, writers_after, status, tail = asyncio.run(main())
+    finally:
+        launcher.close()
+    assert still_open, "released only once the pool's spawn came back"
+    assert writers_after is None, "and then released"
+    assert status == ExitStatus(code=0) and tail == ["b ran"]

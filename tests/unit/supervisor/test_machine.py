@@ -250,3 +250,31 @@ def test_respawns_at_once_only_after_a_long_enough_run():
     assert sm.respawns_at_once(r.m, "a", u.gen, u.pid, POLICY.min_uptime) is u.spec
     r.send(sm.Stop(("a",)))
     assert sm.respawns_at_once(r.m, "a", u.gen, u.pid, 60.0) is None, "a stop wanted is never respawned"
+
+
+def test_respawns_at_once_counts_a_dependency_whose_exit_comes_first_as_down():
+    """A mass kill: the edge sees the dependency's exit, then this one's, and feeds them to
+    the machine in that order; asked with the dependency ``exiting``, the predicate agrees
+    with what the machine then does (the dependent waits for its dependency again)."""
+    dep, comp = spec("dep"), spec("comp", after=("dep",))
+    for dep_uptime in (0.0, 60.0):  # the dependency backs off, or restarts at once
+        d = sm.Unit(spec=dep, phase=Phase.RUNNING, gen=2, pid=600, started_at=100.0 - dep_uptime + 60.0)
+        u = sm.Unit(spec=comp, phase=Phase.RUNNING, gen=4, pid=700, started_at=100.0)
+        m = sm.Machine(units={"dep": d, "comp": u}, policy=POLICY, dependents={"dep": ("comp",), "comp": ()})
+        now = 160.0
+        m1, _ = sm.transition(m, sm.Exited("dep", 2, 600, ExitStatus(signal=9)), now)
+        _, acts = sm.transition(m1, sm.Exited("comp", 4, 700, ExitStatus(signal=9)), now)
+        assert not [a for a in acts if isinstance(a, sm.Spawn) and a.name == "comp"]
+        assert sm.respawns_at_once(m, "comp", 4, 700, now, exiting={"dep"}) is None
+        assert sm.respawns_at_once(m, "comp", 4, 700, now) is comp, "its own exit alone: at once"
+
+
+def test_a_failed_spawn_backs_off_even_when_any_run_counts_as_long():
+    # min_uptime 0: every run is long enough to restart at once, but a spawn that failed
+    # did not run: restarting it at once would spin
+    r = Run(spec("a"), auto_spawn=False)
+    r.m = r.m._replace(policy=RestartPolicy(min_uptime=0.0, backoff_initial=0.5))
+    [s] = r.of(sm.Spawn)
+    acts = r.send(sm.SpawnFailed("a", s.gen, "EMFILE"))
+    assert r.u("a").phase is Phase.BACKOFF and r.u("a").failures == 1
+    assert [(t.kind, t.delay) for t in r.of(sm.SetTimer, acts)] == [(TimerKind.BACKOFF, 0.5)]

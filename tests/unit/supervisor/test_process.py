@@ -221,3 +221,58 @@ def test_unknown_run_as_user_is_a_precondition_error():
 
     with pytest.raises(PreconditionError, match="user no-such-user-kagent: no such system user"):
         run(main())
+
+
+def test_a_shared_output_ends_an_exited_writers_line_at_its_mark_and_reads_no_further():
+    """The pipes a launcher keeps from one child to the next: what the pipe held when the old
+    child's exit was seen is its output, a line it left open ends there, and catching up
+    reads no further (a successor that floods the pipe is read by the loop, not there)."""
+    async def main():
+        lines: list[tuple[str, str]] = []
+        out = process.Output(asyncio.get_running_loop(), lambda s, ln: lines.append((s, ln)))
+        w_out, w_err = out.writers
+        try:
+            os.write(w_out, b"old line\nold partial")
+            os.write(w_err, b"err partial")
+            out.mark_exit()  # the old child exited here
+            os.write(w_out, b" new first\n" + b"flood\n" * 5000)  # its successor, already writing
+            out.catch_up()
+            caught = list(lines)
+            for _ in range(200):  # the loop reads the rest as usual
+                await asyncio.sleep(0.01)
+                if len(lines) >= 4 + 5000:
+                    break
+            return caught, lines
+        finally:
+            out.close()
+
+    caught, lines = run(main())
+    assert sorted(caught) == [("stderr", "err partial"), ("stdout", "old line"), ("stdout", "old partial")]
+    assert lines[3] == ("stdout", " new first"), "the successor's first bytes start a line of their own"
+    assert lines[4:] == [("stdout", "flood")] * 5000
+
+
+def test_a_mark_with_nothing_pending_ends_the_line_already_read():
+    async def main():
+        lines: list[str] = []
+        out = process.Output(asyncio.get_running_loop(), lambda s, ln: lines.append(ln))
+        try:
+            os.write(out.writers[0], b"half")
+            for _ in range(100):  # the loop has read it (an open line, kept)
+                await asyncio.sleep(0.01)
+                if out._readers[0].taken == 4:
+                    break
+            out.mark_exit()
+            out.catch_up()
+            first = list(lines)
+            os.write(out.writers[0], b"next\n")
+            for _ in range(100):
+                await asyncio.sleep(0.01)
+                if len(lines) == 2:
+                    break
+            return first, lines
+        finally:
+            out.close()
+
+    first, lines = run(main())
+    assert first == ["half"] and lines == ["half", "next"]
