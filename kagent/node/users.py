@@ -129,7 +129,7 @@ def apply_ownership(plan: OwnershipPlan, paths: Paths, *, accounts: dict[str, Ac
     if plan.users:
         for private in (paths.pki_dir, paths.etcd_pki_dir):
             if private.is_dir() and not private.is_symlink():
-                os.chmod(private, 0o711)
+                os.chmod(private, fsutil.MODE_TRAVERSABLE_DIR)
 
 
 def _can(st: os.stat_result, acct: Account | None, bits: tuple[int, int, int]) -> bool:

@@ -162,12 +162,25 @@ def _remove_stale_temps(files: Iterable[Path]) -> None:
                 entry.unlink(missing_ok=True)
 
 
+def _ensure_pki_dir(path: Path) -> None:
+    """A PKI dir is made 0700; an existing one is made 0700 unless it is 0711, which the
+    ownership step (``users.apply_ownership``) gives it so that the component users get through
+    it to their files: a PKI run must not take that away from running components (it did:
+    every reload and renewal check made ``pki/`` 0700 until the ownership step ran again, and
+    etcd running as its own user refused every TLS client meanwhile, for good after a reload
+    rejected in between, or a renewal check that rewrote nothing)."""
+    keep = (fsutil.MODE_PRIVATE_DIR, fsutil.MODE_TRAVERSABLE_DIR)
+    if path.is_dir() and not path.is_symlink() and (path.stat().st_mode & 0o7777) in keep:
+        return
+    fsutil.ensure_dir(path, fsutil.MODE_PRIVATE_DIR)
+
+
 def apply_pki(plan: PkiPlan, *, now: datetime) -> ApplyResult:
     """Bring the disk in line with ``plan``: create what is missing, reissue what
     ``needs_issue`` flags, touch nothing else. A second run writes nothing."""
     run = _Run(now=now, logger=log.get())
     for d in plan.dirs:
-        fsutil.ensure_dir(d, fsutil.MODE_PRIVATE_DIR)
+        _ensure_pki_dir(d)
     _remove_stale_temps(plan.files())
     signers = {ca.name: _apply_ca(ca, run) for ca in plan.cas}
     for kp in plan.keypairs:

@@ -339,3 +339,16 @@ def test_wrong_modes_on_kept_files_are_fixed_without_a_rewrite(env: PkiEnv):
     assert key.stat().st_mode & 0o777 == 0o600 and env.paths.pki("ca.crt").stat().st_mode & 0o777 == 0o644
     assert key.read_bytes() == data
     assert {Path(e["path"]).name for e in logs if e["event"] == "pki_mode_fixed"} == {"admin.key", "ca.crt"}
+
+
+def test_an_existing_pki_dir_keeps_the_0711_the_ownership_step_gave_it(env: PkiEnv):
+    """Component users (etcd) get through pki/ and pki/etcd/ only while they are 0711: a PKI run
+    (every reload and renewal check) must not make them 0700 behind the running components."""
+    for d in env.plan.dirs:
+        os.chmod(d, 0o711)
+    apply_pki(env.plan, now=utcnow())
+    assert all(d.stat().st_mode & 0o7777 == 0o711 for d in env.plan.dirs)
+    for d in env.plan.dirs:
+        os.chmod(d, 0o755)  # anything else is made private again
+    apply_pki(env.plan, now=utcnow())
+    assert all(d.stat().st_mode & 0o7777 == 0o700 for d in env.plan.dirs)
