@@ -113,9 +113,16 @@ def test_a_child_that_dies_or_answers_garbage_is_one_clear_error(tmp_path: Path)
         apply_in_child(plan, now=utcnow(), argv=_fake_child("import sys; sys.exit(3)"))
     with pytest.raises(KagentError, match=r"was killed by signal 9"):
         apply_in_child(plan, now=utcnow(), argv=_fake_child("import os, signal; os.kill(os.getpid(), signal.SIGKILL)"))
-    outside = "import json; print(json.dumps({'written': [['/etc/passwd', 'missing']]}))"
+    outside = "import json; print(json.dumps({'written': [['/etc/passwd', 'missing']], 'staged': []}))"
     with pytest.raises(KagentError, match="answer is invalid: written.0.: /etc/passwd is not a file of the plan"):
         apply_in_child(plan, now=utcnow(), argv=_fake_child(outside))
+    # a staged "temp file" that is not a temp file beside its target is never renamed onto it
+    ca = plan.ca("ca").cert
+    for tmp in ("/etc/passwd", f"{ca.parent}/../.ca.crt.x.tmp", f"{ca.parent}/.ca.crt..tmp", f"{ca.parent}/ca.crt"):
+        doc = {"written": [[str(ca), "missing"]], "staged": [[str(ca), tmp]]}
+        with pytest.raises(KagentError, match="answer is invalid: staged.0.: .* is not a temp file beside"):
+            apply_in_child(plan, now=utcnow(), argv=_fake_child(f"print({json.dumps(json.dumps(doc))})"))
+    assert not ca.exists()
     with pytest.raises(PreconditionError, match="did not finish within 0.5 s and was killed"):
         apply_in_child(plan, now=utcnow(), argv=_fake_child("import time; time.sleep(60)"), timeout=0.5)
 
