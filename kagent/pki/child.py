@@ -17,6 +17,12 @@ or does not finish within ``TIMEOUT``, as what it did. A request the child canno
 refused before anything is written. When the agent stops meanwhile (``kagent.cancel``), the
 runner SIGKILLs its child by pid, reaps it and raises ``Cancelled``: nothing was committed, and
 the temp files a killed child leaves are removed by the next PKI run.
+
+The child dies with the agent: its first act is ``prctl(PR_SET_PDEATHSIG, SIGKILL)``, then it
+checks that its parent is still the agent that started it (``--parent-pid``), so an agent
+killed before that call is seen too. Otherwise a slow or stopped child would hold the instance
+lock it inherited and keep a restarted agent out. (The signal follows the *thread* that started
+the child; that thread waits in ``_exchange`` until the child is gone.)
 """
 
 from __future__ import annotations
@@ -41,6 +47,7 @@ TIMEOUT = 300.0  # s: a full RSA issue takes a few seconds; a child stuck this l
 MAX_ANSWER = 1 << 20  # bytes: the answer names a few dozen files; more is garbage
 POLL = 0.1  # s: how often the runner looks whether the agent is stopping
 COMMAND = "pki-apply"
+PARENT_OPTION = "--parent-pid"  # the agent's pid: the child exits at once when its parent is another
 _WHERE = "pki"
 _BUG_HINT = "this is a bug in kagent; rerun with --debug for a traceback and report it"
 _ERROR_TYPES: dict[str, type[KagentError]] = {
@@ -86,10 +93,10 @@ def stage_in_child(plan: PkiPlan, *, now: datetime, argv: Sequence[str] | None =
     (default: this kagent, ``bins.self_argv()``). ``lock_fd``: the agent's instance lock,
     inherited by the child (a flock belongs to the open file, not the process), so should the
     agent die while the child writes, no new agent starts and writes the same files until the
-    child is done."""
+    child is gone (it dies with the agent: PR_SET_PDEATHSIG)."""
     from kagent.bins import self_argv
 
-    cmd = [*(argv if argv is not None else self_argv()), *log.child_args(), COMMAND]
+    cmd = [*(argv if argv is not None else self_argv()), *log.child_args(), COMMAND, PARENT_OPTION, str(os.getpid())]
     data = json.dumps(wire.request(plan, now)).encode()
     if cancel.cancelled():  # the agent is stopping: start nothing
         raise cancel.Cancelled(_WHERE, "the PKI step was not started: the agent is stopping")
@@ -225,6 +232,31 @@ def _error_doc(err: BaseException) -> dict[str, Any]:
 def _answer(stdout: IO[bytes], doc: dict[str, Any]) -> None:
     stdout.write(json.dumps(doc).encode() + b"\n")
     stdout.flush()
+
+
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+
+
+def die_with_parent(parent: int) -> bool:
+    """The child's first act: be SIGKILLed when the thread that started it exits (the agent
+    dies), then check that ``parent`` (the agent's pid, passed on the command line) is still the
+    parent: False when it died before the prctl (this child was reparented). Linux only; where
+    libc has no ``prctl`` only the parent check is done."""
+    import ctypes
+    import signal
+
+    if sys.platform.startswith("linux"):
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            prctl = libc.prctl
+        except (OSError, AttributeError):
+            prctl = None
+        if prctl is not None:
+            prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
+            if prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0) != 0:
+                err = ctypes.get_errno()
+                raise OSError(err, f"prctl(PR_SET_PDEATHSIG): {os.strerror(err)}")
+    return os.getppid() == parent
 
 
 def serve(stdin: IO[bytes], stdout: IO[bytes], *, debug: bool = False) -> int:
