@@ -151,14 +151,23 @@ def _apply_kubeconfig(spec: KubeconfigSpec, ca_pem: bytes, client: tuple[bytes, 
     run.write(spec.path, text.encode(), fsutil.MODE_KUBECONFIG, str(reason))
 
 
+SHARED_PRIVATE = 0o640  # a key or kubeconfig the ownership step shares with a second component user's group
+
+
 def _fix_modes(plan: PkiPlan, run: _Run) -> None:
-    """Files kept as they are still get the modes of DESIGN §2 (e.g. 0640 keys from a k0s
-    data dir become 0600). Not a write: nothing needs a restart for it."""
+    """Files kept as they are still get the modes of DESIGN §2 (e.g. 0640 root-group keys from
+    a k0s data dir become 0600). Not a write: nothing needs a restart for it. A private file
+    that is 0640 with a group other than root's is what the ownership step makes of a file two
+    component users read (``server.key``: konnectivity-server and kube-apiserver): kept, or every
+    renewal check that rewrote nothing would take it away from the second reader."""
     for path in plan.files():
         want = fsutil.MODE_PRIVATE_KEY if path.suffix in (".key", ".conf") else fsutil.MODE_CERT
         try:
-            have = path.stat().st_mode & 0o7777
+            st = path.stat()
         except FileNotFoundError:
+            continue
+        have = st.st_mode & 0o7777
+        if want == fsutil.MODE_PRIVATE_KEY and have == SHARED_PRIVATE and st.st_gid != 0:
             continue
         if have != want:
             os.chmod(path, want)

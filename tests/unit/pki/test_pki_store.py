@@ -341,6 +341,17 @@ def test_wrong_modes_on_kept_files_are_fixed_without_a_rewrite(env: PkiEnv):
     assert {Path(e["path"]).name for e in logs if e["event"] == "pki_mode_fixed"} == {"admin.key", "ca.crt"}
 
 
+def test_a_key_the_ownership_step_shares_with_a_second_reader_keeps_its_0640(env: PkiEnv):
+    """server.key is read by konnectivity-server and kube-apiserver (two users): the ownership
+    step makes it 0640 with the second one's group. A PKI run (every renewal check) used to make
+    it 0600 again, and kube-apiserver could no longer read it until the next reload."""
+    key = env.paths.pki("server.key")
+    os.chown(key, 0, 65534)  # a component user's group (nogroup here)
+    os.chmod(key, 0o640)
+    assert apply_pki(env.plan, now=utcnow()).written == ()
+    assert key.stat().st_mode & 0o777 == 0o640
+
+
 # ---- staged runs (a reload's or a renewal's PKI step: nothing in place until the commit) ----
 
 
