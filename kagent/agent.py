@@ -243,7 +243,7 @@ class Agent:
         if staged.temps:
             self.log.info("pki_applied", written=len(staged.temps))
 
-    def _discard_pki(self, staged: Staged | None = None) -> None:
+    def _discard_pki(self, staged: Staged | None = None, *, why: str = "the reload was not accepted") -> None:
         """Remove staged PKI files (a reload's, when it was not accepted): nothing was put in place."""
         from kagent.pki.child import discard
 
@@ -254,7 +254,7 @@ class Agent:
             return
         discard(staged)
         self.log.info("pki_discarded", files=[str(p) for p in staged.files],
-                      reason="the reload was not accepted: the PKI files are as they were")
+                      reason=f"{why}: the PKI files are as they were")
 
     def reload_specs(self) -> Loaded:
         """The supervisor's loader (start and every reload): the specs and the files this load's
@@ -292,7 +292,7 @@ class Agent:
                 self._commit_pki(staged)  # the start (nothing runs yet): in place at once
         except BaseException:
             if staged is not None:
-                self._discard_pki(staged)
+                self._discard_pki(staged, why="the load failed after its PKI step")
             raise
         if staged is not None and self._reloading:
             self._pki_pending = staged  # in place once the supervisor accepts the reload (Loaded.commit)
@@ -356,7 +356,7 @@ class Agent:
                 users.apply_ownership(self._ownership, self.paths, staged=dict(staged.temps))
             self._commit_pki(staged)
         except BaseException:
-            self._discard_pki(staged)
+            self._discard_pki(staged, why="the renewal failed")
             raise
         return staged.files
 
