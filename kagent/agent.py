@@ -7,7 +7,9 @@ binaries, specs, then the supervisor. Each step is one call; the order lives her
 ``load_specs`` (the same function the supervisor calls on every SIGHUP) re-reads the config,
 rebuilds every spec, checks the binaries, then re-applies the PKI (it writes nothing when
 nothing changed). What a reload loads takes effect (``Agent.config``, the PKI plan of the
-renewals) only once the supervisor accepted it.
+renewals) only once the supervisor accepted it; its PKI step is staged (new files wait as
+temp files beside their targets, already owned by their component users) and put in place
+only then, or removed when the reload is rejected. A renewal stages and commits the same way.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ if TYPE_CHECKING:
     from kagent.node.lock import InstanceLock
     from kagent.node.model import NodeFacts
     from kagent.pki.plan import PkiPlan
+    from kagent.pki.wire import Staged
     from kagent.supervisor.reload import Loaded
 
 
@@ -104,6 +107,7 @@ class Agent:
         self._lock: InstanceLock | None = None  # held while the agent runs: its PKI children inherit it
         self._ownership: OwnershipPlan | None = None  # of the last load_specs, re-applied after a renewal
         self._pki_written: tuple[Path, ...] = ()  # what the last PKI apply rewrote
+        self._pki_pending: Staged | None = None  # a reload's staged PKI files, until it is accepted or rejected
         self.config: ClusterConfig | None = None  # the config in effect: of the start or the last accepted reload
         self._loaded: _Loaded | None = None  # the last load, not yet in effect while a reload runs
         self._reloading = False  # a supervisor reload is loading: its result waits for the verdict
@@ -207,13 +211,14 @@ class Agent:
         def done(_doc: dict[str, Any]) -> None:
             self._reloading = False
             self._loaded = None  # accepted: committed above; rejected: dropped
+            self._discard_pki()  # rejected (or cancelled) after its PKI step: the PKI files stay as they were
 
         hooks.on_reload_started.append(started)
         hooks.on_reload_applied.insert(0, accepted)
         hooks.on_reload_done.append(done)
 
-    def _apply_pki(self, config: ClusterConfig, facts: NodeFacts) -> PkiPlan:
-        from kagent.pki.child import apply_in_child
+    def _stage_pki(self, config: ClusterConfig, facts: NodeFacts) -> tuple[PkiPlan, Staged]:
+        from kagent.pki.child import stage_in_child
         from kagent.pki.plan import plan_pki
 
         konnectivity = not self.req.single and "konnectivity-server" not in self.req.disabled
@@ -224,11 +229,32 @@ class Agent:
         plan = plan_pki(config, self.paths, facts, konnectivity=konnectivity, kubelet_node=kubelet_node, etcd=etcd,
                         etcd_member=self.req.etcd_name or None)
         # cryptography stays out of the agent process; the child holds the lock with the agent
-        written = apply_in_child(plan, now=utcnow(), lock_fd=self._lock.fd if self._lock is not None else None)
-        self._pki_written = tuple(written)
-        if written:
-            self.log.info("pki_applied", written=len(written))
-        return plan
+        staged = stage_in_child(plan, now=utcnow(), lock_fd=self._lock.fd if self._lock is not None else None)
+        self._pki_written = staged.files
+        return plan, staged
+
+    def _commit_pki(self, staged: Staged) -> None:
+        """The staged PKI files go in place (all of them, or none: the old files are kept)."""
+        from kagent.pki.child import commit
+
+        if self._pki_pending is staged:
+            self._pki_pending = None
+        commit(staged)
+        if staged.temps:
+            self.log.info("pki_applied", written=len(staged.temps))
+
+    def _discard_pki(self, staged: Staged | None = None, *, why: str = "the reload was not accepted") -> None:
+        """Remove staged PKI files (a reload's, when it was not accepted): nothing was put in place."""
+        from kagent.pki.child import discard
+
+        staged = staged if staged is not None else self._pki_pending
+        if staged is self._pki_pending:
+            self._pki_pending = None
+        if staged is None or not staged.temps:
+            return
+        discard(staged)
+        self.log.info("pki_discarded", files=[str(p) for p in staged.files],
+                      reason=f"{why}: the PKI files are as they were")
 
     def reload_specs(self) -> Loaded:
         """The supervisor's loader (start and every reload): the specs and the files this load's
@@ -237,7 +263,9 @@ class Agent:
 
         self._pki_written = ()
         specs = self.load_specs()
-        return Loaded(specs=specs, rewritten=self._pki_written)
+        staged = self._pki_pending
+        commit = None if staged is None else (lambda: self._commit_pki(staged))
+        return Loaded(specs=specs, rewritten=self._pki_written, commit=commit)
 
     def load_specs(self) -> Sequence[ComponentSpec]:
         """Config -> PKI -> specs (in start order). Also the SIGHUP path of the supervisor."""
@@ -252,10 +280,22 @@ class Agent:
             specs = tuple(drop_left(self.paths, specs))
         self._check_binaries(specs)
         # only then the PKI step: a reload rejected for a missing binary has written no key or cert
+        staged: Staged | None = None
         if self.req.role == Role.CONTROLLER and self._loaded is not None:
-            self._loaded.pki_plan = self._apply_pki(self._loaded.config, self.app.facts())
-        # component users and their files (--init-only starts nothing: creates no user, demands nothing)
-        ownership = users.prepare(specs, self.paths, self.log, will_run=not self.req.init_only)
+            self._loaded.pki_plan, staged = self._stage_pki(self._loaded.config, self.app.facts())
+        try:
+            # component users and their files (--init-only starts nothing: creates no user, demands
+            # nothing); the staged PKI files get their owners before they are put in place
+            ownership = users.prepare(specs, self.paths, self.log, will_run=not self.req.init_only,
+                                      staged=dict(staged.temps) if staged is not None else None)
+            if staged is not None and not self._reloading:
+                self._commit_pki(staged)  # the start (nothing runs yet): in place at once
+        except BaseException:
+            if staged is not None:
+                self._discard_pki(staged, why="the load failed after its PKI step")
+            raise
+        if staged is not None and self._reloading:
+            self._pki_pending = staged  # in place once the supervisor accepts the reload (Loaded.commit)
         if self._loaded is not None:
             self._loaded.ownership = ownership
         self._commit_unless_reloading()
@@ -301,16 +341,24 @@ class Agent:
 
     def renew(self) -> Sequence[Path]:
         from kagent.node import users
-        from kagent.pki.child import apply_in_child
+        from kagent.pki.child import stage_in_child
 
         if self._pki_plan is None:
             return ()
         # the same rule as the start's apply (only what is missing, changed or expiring within
-        # renewBefore is rewritten), in the PKI child
-        rewritten = tuple(apply_in_child(self._pki_plan, now=utcnow(), lock_fd=self._lock.fd if self._lock is not None else None))
-        if rewritten and self._ownership is not None:
-            users.apply_ownership(self._ownership, self.paths)  # a renewed key is written root-owned
-        return rewritten
+        # renewBefore is rewritten), in the PKI child, staged like a reload's: a failure halfway
+        # (ENOSPC, an ownership error) leaves the files the running components read as they were
+        staged = stage_in_child(self._pki_plan, now=utcnow(), lock_fd=self._lock.fd if self._lock is not None else None)
+        if not staged.temps:
+            return ()
+        try:
+            if self._ownership is not None:  # a renewed key is written root-owned: its reader gets it first
+                users.apply_ownership(self._ownership, self.paths, staged=dict(staged.temps))
+            self._commit_pki(staged)
+        except BaseException:
+            self._discard_pki(staged, why="the renewal failed")
+            raise
+        return staged.files
 
     # ---- controller etcd membership -------------------------------------------------
     def uses_etcd(self) -> bool:

@@ -2,6 +2,13 @@
 
 write_atomic: temp file in the same folder, fsync, chmod (and chown) before rename,
 os.replace, fsync the folder; skipped entirely when the bytes and mode are already right.
+
+Staged writes (the PKI of a reload or renewal, which must change nothing when the reload is
+rejected): ``stage`` writes the temp file (same folder, same ``.name.*.tmp`` naming, fsynced,
+its final mode) and stops before the rename; ``commit_staged`` renames a whole set (and puts
+the old files back should one rename fail), ``discard_staged`` removes it. A crash between
+stage and commit leaves the old files and stray temp files that ``remove_stale_temps`` (or the
+PKI's own cleanup) removes on the next run.
 """
 
 from __future__ import annotations
@@ -9,6 +16,7 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
+from typing import Iterable, Sequence
 
 # Named modes, re-exported for the writers (defined in the pure kagent.modes)
 from kagent.modes import (
@@ -20,6 +28,7 @@ from kagent.modes import (
     MODE_CONFIG as MODE_CONFIG,
     MODE_PIDFILE as MODE_PIDFILE,
     MODE_PRIVATE_DIR as MODE_PRIVATE_DIR,
+    MODE_TRAVERSABLE_DIR as MODE_TRAVERSABLE_DIR,
     MODE_DATA_DIR as MODE_DATA_DIR,
     MODE_BIN_DIR as MODE_BIN_DIR,
     MODE_BINARY as MODE_BINARY,
@@ -146,6 +155,84 @@ def write_atomic(
     if durable:
         _fsync_dir(path.parent)
     return True
+
+
+def _unchanged(path: Path, payload: bytes, mode: int) -> bool:
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return False
+    return (st.st_mode & 0o7777) == mode and st.st_size == len(payload) and path.read_bytes() == payload
+
+
+def stage(path: Path, data: bytes, *, mode: int) -> Path | None:
+    """Write ``data`` to a temp file next to ``path`` (``.<name>.<random>.tmp``, fsynced, mode
+    ``mode`` already) and return it, without renaming it onto ``path``: ``commit_staged`` does
+    that. None (nothing written) when ``path`` already holds exactly these bytes with this mode.
+    The folder is made when missing (0755, as ``write_atomic``); a failure leaves no temp file."""
+    if _unchanged(path, data, mode):
+        return None
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)  # 0600 from the start
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            os.fchmod(fh.fileno(), mode)
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+    except BaseException:
+        _drop_temp(tmp)
+        raise
+    return Path(tmp)
+
+
+def _temp_beside(path: Path) -> Path:
+    """A free ``.<name>.<random>.tmp`` name in ``path``'s folder (for a hard link to the old file)."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    os.unlink(tmp)
+    return Path(tmp)
+
+
+def commit_staged(pairs: Sequence[tuple[Path, Path]]) -> None:
+    """Rename each staged temp file onto its target, in order, then fsync their folders. Should
+    a rename fail (EIO, a directory in the way), the targets renamed so far get their old files
+    back (kept as hard links until the end), the remaining temp files are removed, and the
+    OSError is raised: the disk is as it was before. A crash in the middle leaves some new files
+    in place and hard links named like temp files, which the next PKI run removes."""
+    done: list[tuple[Path, Path | None]] = []  # (target, the hard link to its old file)
+    try:
+        for target, tmp in pairs:
+            old: Path | None = None
+            if os.path.lexists(target):
+                old = _temp_beside(target)
+                os.link(target, old, follow_symlinks=False)
+            try:
+                os.replace(tmp, target)
+            except BaseException:
+                if old is not None:
+                    _drop_temp(old)
+                raise
+            done.append((target, old))
+    except BaseException:
+        for target, old in reversed(done):
+            if old is not None:
+                os.replace(old, target)
+            else:
+                _drop_temp(target)
+        discard_staged(pairs)
+        raise
+    for _target, old in done:
+        if old is not None:
+            _drop_temp(old)
+    for folder in sorted({t.parent for t, _ in pairs}):
+        _fsync_dir(folder)
+
+
+def discard_staged(pairs: Iterable[tuple[Path, Path]]) -> None:
+    """Remove the staged temp files (those already gone are fine); never a target."""
+    for _target, tmp in pairs:
+        _drop_temp(tmp)
 
 
 def remove_stale_temps(folder: Path) -> list[Path]:

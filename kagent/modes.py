@@ -10,6 +10,7 @@ MODE_PUBLIC = 0o644
 MODE_CONFIG = 0o644
 MODE_PIDFILE = 0o644
 MODE_PRIVATE_DIR = 0o700
+MODE_TRAVERSABLE_DIR = 0o711  # a PKI dir component users must get through: no one but root lists it
 MODE_DATA_DIR = 0o755
 MODE_BIN_DIR = 0o755
 MODE_BINARY = 0o750

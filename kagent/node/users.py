@@ -12,7 +12,7 @@ import stat
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 from kagent.components.ownership import OwnershipPlan, plan_ownership
 from kagent.components.spec import ComponentSpec
@@ -93,11 +93,25 @@ def _chown_tree(top: Path, uid: int, gid: int) -> None:
             _chown(Path(root) / name, uid, gid)
 
 
-def apply_ownership(plan: OwnershipPlan, paths: Paths, *, accounts: dict[str, Account] | None = None) -> None:
+def apply_ownership(plan: OwnershipPlan, paths: Paths, *, accounts: dict[str, Account] | None = None,
+                    staged: Mapping[Path, Path] | None = None) -> None:
     """Dirs (made when missing) owned recursively by their component's user; private files
     (not world-readable) owned by their reader, 0600, or 0640 with the second reader's group;
     a binary in ``<data>/bin`` that others cannot execute gets its user's group (g+x);
-    kagent's private PKI dirs become traversable (0711: no one but root can list them)."""
+    kagent's private PKI dirs become traversable (0711: no one but root can list them).
+    ``staged``: file -> the staged temp file that will replace it (the PKI of a reload not yet
+    accepted): the temp file gets the owner and mode, the file in place is left as it is.
+    An OSError (EPERM on an immutable file, EROFS, ENOSPC) is a PreconditionError naming the path."""
+    try:
+        _apply_ownership(plan, paths, accounts, staged or {})
+    except OSError as e:
+        where = str(e.filename) if e.filename else "ownership"
+        raise PreconditionError(where, f"cannot give it to its component user: {e.strerror or e}",
+                                hint="check the file and its file system (lsattr: immutable? read-only? full?), then retry") from None
+
+
+def _apply_ownership(plan: OwnershipPlan, paths: Paths, accounts: dict[str, Account] | None,
+                     redirect: Mapping[Path, Path]) -> None:
     from kagent import fsutil
 
     acct = accounts if accounts is not None else {u: a for u in plan.users if (a := lookup(u)) is not None}
@@ -106,16 +120,17 @@ def apply_ownership(plan: OwnershipPlan, paths: Paths, *, accounts: dict[str, Ac
         fsutil.ensure_dir(d.path, d.mode)
         _chown_tree(d.path, a.uid, a.gid)
     for f in plan.files:
+        path = redirect.get(f.path, f.path)
         try:
-            st = os.lstat(f.path)
+            st = os.lstat(path)
         except FileNotFoundError:
             continue
         if not stat.S_ISREG(st.st_mode) or st.st_mode & stat.S_IROTH:
             continue  # a link, or public (a certificate): nothing to hide
         owner = acct[f.user]
         gid = acct[f.group_of].gid if f.group_of else owner.gid
-        _chown(f.path, owner.uid, gid)
-        os.chmod(f.path, f.mode)
+        _chown(path, owner.uid, gid)
+        os.chmod(path, f.mode)
     for binary, user in plan.binaries:
         if binary.parent != paths.bin_dir or user not in acct:
             continue  # only kagent's own staged binaries (bins fetch: 0750 root)
@@ -129,7 +144,7 @@ def apply_ownership(plan: OwnershipPlan, paths: Paths, *, accounts: dict[str, Ac
     if plan.users:
         for private in (paths.pki_dir, paths.etcd_pki_dir):
             if private.is_dir() and not private.is_symlink():
-                os.chmod(private, 0o711)
+                os.chmod(private, fsutil.MODE_TRAVERSABLE_DIR)
 
 
 def _can(st: os.stat_result, acct: Account | None, bits: tuple[int, int, int]) -> bool:
@@ -153,13 +168,16 @@ def _describe(path: Path, st: os.stat_result) -> str:
 
 
 def check_reach(plan: OwnershipPlan, *, accounts: dict[str, Account | None] | None = None,
-                skip: Sequence[Path] = (), files: bool = True, own_bin_dir: Path | None = None) -> None:
+                skip: Sequence[Path] = (), files: bool = True, own_bin_dir: Path | None = None,
+                staged: Mapping[Path, Path] | None = None) -> None:
     """PreconditionError (exit 4) naming the first dir a component's user cannot traverse, or
     the binary it cannot execute, or (``files``) the file it cannot read. Paths that do not
     exist yet are judged by their existing ancestors; ``skip``: dirs kagent itself will make
     traversable; a binary in ``own_bin_dir`` is not judged (kagent gives it the user's group).
-    A user that does not exist yet counts as "other"."""
+    A user that does not exist yet counts as "other". ``staged``: a file's staged replacement
+    is judged in its place."""
     acct = accounts if accounts is not None else {u: lookup(u) for u in plan.users}
+    redirect = staged or {}
     for user, component, path, kind in plan.reach:
         a = acct.get(user)
         for parent in reversed(path.parents):
@@ -177,7 +195,7 @@ def check_reach(plan: OwnershipPlan, *, accounts: dict[str, Account | None] | No
         if (kind == "read" and not files) or (kind == "exec" and path.parent == own_bin_dir):
             continue
         try:
-            st = os.stat(path)
+            st = os.stat(redirect.get(path, path))
         except OSError:
             continue
         need, what, bit = (_X, "execute", "x") if kind == "exec" else (_R, "read", "r")
@@ -186,11 +204,13 @@ def check_reach(plan: OwnershipPlan, *, accounts: dict[str, Account | None] | No
                                     hint=f"chmod o+{bit} {path}, or run the component as another user (spec.install.users)")
 
 
-def prepare(specs: Sequence[ComponentSpec], paths: Paths, log: Any, *, will_run: bool = True) -> OwnershipPlan:
+def prepare(specs: Sequence[ComponentSpec], paths: Paths, log: Any, *, will_run: bool = True,
+            staged: Mapping[Path, Path] | None = None) -> OwnershipPlan:
     """Before the specs start: create the missing users, apply the ownership, check reach.
     ``will_run`` False (``--init-only``: nothing starts): no user is created and nothing is
     demanded; the files of users that exist already are owned by them, the rest stay root's
-    until the first start."""
+    until the first start. ``staged``: the PKI files staged to replace files in place (see
+    ``apply_ownership``)."""
     plan = plan_ownership(specs)
     if not plan.users:
         return plan
@@ -199,11 +219,11 @@ def prepare(specs: Sequence[ComponentSpec], paths: Paths, log: Any, *, will_run:
         for u in plan.users:
             if u not in existing:
                 log.warning("system_user_missing", user=u, reason="--init-only creates no user; the first start does")
-        apply_ownership(_only(plan, set(existing)), paths, accounts=existing)
+        apply_ownership(_only(plan, set(existing)), paths, accounts=existing, staged=staged)
         return plan
     accounts = {a.name: a for a in ensure_users(plan.users, log)}
-    apply_ownership(plan, paths, accounts=accounts)
-    check_reach(plan, accounts={**accounts})
+    apply_ownership(plan, paths, accounts=accounts, staged=staged)
+    check_reach(plan, accounts={**accounts}, staged=staged)
     return plan
 
 

@@ -1,19 +1,28 @@
 """Edge. The PKI runs in a short-lived child process, so the long-lived agent never loads
 ``cryptography`` (about 11 MiB of the agent's RSS) and a crash in the PKI code cannot take the
-agent down. The agent builds the plan (pure, no cryptography) and calls ``apply_in_child``,
+agent down. The agent builds the plan (pure, no cryptography) and calls ``stage_in_child``,
 which runs this very kagent (``bins.self_argv()``: ``python -P -m kagent`` or the single file, as
 the control-api child) as the hidden ``kagent pki-apply`` with the plan as JSON on stdin
-(kagent.pki.wire); the child applies it with ``store.apply_pki``, logs its ``pki_file_written``
-events to the agent's stderr (same log format) and answers one JSON document on stdout:
-the written files with their reasons, or one error.
+(kagent.pki.wire); the child runs ``store.stage_pki`` (every new file a fsynced temp file next
+to its target), logs its ``pki_file_written`` events to the agent's stderr (same log format)
+and answers one JSON document on stdout: the staged files with their reasons, or one error.
+The agent commits them (renames, ``fsutil.commit_staged``) once the reload is accepted, or
+discards them; ``apply_in_child`` stages and commits at once.
 
-The agent validates the answer (every path a file of the plan) and turns every failure into
-one ``KagentError`` naming ``pki``: the child's own KagentError as it was raised there, an
-OSError as a PreconditionError naming the file (exit 4), anything else as an internal error,
-a child that dies or answers garbage (also more than ``MAX_ANSWER`` bytes), or does not
-finish within ``TIMEOUT``, as what it did. A request the child cannot decode is refused before
-anything is written. When the agent stops meanwhile (``kagent.cancel``), the runner SIGKILLs its
-child by pid, reaps it and raises ``Cancelled``: what the child wrote is complete (atomic writes).
+The agent validates the answer (every path a file of the plan, every temp file beside it) and
+turns every failure into one ``KagentError`` naming ``pki``: the child's own KagentError as it
+was raised there, an OSError as a PreconditionError naming the file (exit 4), anything else as
+an internal error, a child that dies or answers garbage (also more than ``MAX_ANSWER`` bytes),
+or does not finish within ``TIMEOUT``, as what it did. A request the child cannot decode is
+refused before anything is written. When the agent stops meanwhile (``kagent.cancel``), the
+runner SIGKILLs its child by pid, reaps it and raises ``Cancelled``: nothing was committed, and
+the temp files a killed child leaves are removed by the next PKI run.
+
+The child dies with the agent: its first act is ``prctl(PR_SET_PDEATHSIG, SIGKILL)``, then it
+checks that its parent is still the agent that started it (``--parent-pid``), so an agent
+killed before that call is seen too. Otherwise a slow or stopped child would hold the instance
+lock it inherited and keep a restarted agent out. (The signal follows the *thread* that started
+the child; that thread waits in ``_exchange`` until the child is gone.)
 """
 
 from __future__ import annotations
@@ -38,6 +47,7 @@ TIMEOUT = 300.0  # s: a full RSA issue takes a few seconds; a child stuck this l
 MAX_ANSWER = 1 << 20  # bytes: the answer names a few dozen files; more is garbage
 POLL = 0.1  # s: how often the runner looks whether the agent is stopping
 COMMAND = "pki-apply"
+PARENT_OPTION = "--parent-pid"  # the agent's pid: the child exits at once when its parent is another
 _WHERE = "pki"
 _BUG_HINT = "this is a bug in kagent; rerun with --debug for a traceback and report it"
 _ERROR_TYPES: dict[str, type[KagentError]] = {
@@ -51,14 +61,42 @@ _ERROR_TYPES: dict[str, type[KagentError]] = {
 
 def apply_in_child(plan: PkiPlan, *, now: datetime, argv: Sequence[str] | None = None,
                    timeout: float = TIMEOUT, lock_fd: int | None = None) -> dict[Path, str]:
-    """``store.apply_pki(plan, now=now)`` in a child process: the files it wrote (in write
-    order) with their reasons. ``argv`` is the command prefix that runs kagent (default: this
-    kagent, ``bins.self_argv()``). ``lock_fd``: the agent's instance lock, inherited by the
-    child (a flock belongs to the open file, not the process), so should the agent die while
-    the child writes, no new agent starts and writes the same files until the child is done."""
+    """``stage_in_child`` and commit at once: the files it wrote (in write order) with their
+    reasons. A commit that fails is a PreconditionError naming the file (the disk is as before)."""
+    staged = stage_in_child(plan, now=now, argv=argv, timeout=timeout, lock_fd=lock_fd)
+    commit(staged)
+    return dict(staged.written)
+
+
+def commit(staged: wire.Staged) -> None:
+    """Rename what a child staged onto its targets (all, or none: ``fsutil.commit_staged``)."""
+    from kagent import fsutil
+
+    try:
+        fsutil.commit_staged(staged.temps)
+    except OSError as e:
+        raise PreconditionError(_WHERE, f"{e.filename or 'a PKI file'}: cannot put the new file in place: {e.strerror or e}; "
+                                "the old files were kept", hint="fix the data dir (space, permissions), then reload") from None
+
+
+def discard(staged: wire.Staged) -> None:
+    """Remove what a child staged: the PKI files stay as they were."""
+    from kagent import fsutil
+
+    fsutil.discard_staged(staged.temps)
+
+
+def stage_in_child(plan: PkiPlan, *, now: datetime, argv: Sequence[str] | None = None,
+                   timeout: float = TIMEOUT, lock_fd: int | None = None) -> wire.Staged:
+    """``store.stage_pki(plan, now=now)`` in a child process: what it staged (nothing is in
+    place yet: ``commit`` or ``discard`` it). ``argv`` is the command prefix that runs kagent
+    (default: this kagent, ``bins.self_argv()``). ``lock_fd``: the agent's instance lock,
+    inherited by the child (a flock belongs to the open file, not the process), so should the
+    agent die while the child writes, no new agent starts and writes the same files until the
+    child is gone (it dies with the agent: PR_SET_PDEATHSIG)."""
     from kagent.bins import self_argv
 
-    cmd = [*(argv if argv is not None else self_argv()), *log.child_args(), COMMAND]
+    cmd = [*(argv if argv is not None else self_argv()), *log.child_args(), COMMAND, PARENT_OPTION, str(os.getpid())]
     data = json.dumps(wire.request(plan, now)).encode()
     if cancel.cancelled():  # the agent is stopping: start nothing
         raise cancel.Cancelled(_WHERE, "the PKI step was not started: the agent is stopping")
@@ -81,7 +119,7 @@ def apply_in_child(plan: PkiPlan, *, now: datetime, argv: Sequence[str] | None =
                 f.close()
     if how == "cancelled":
         raise cancel.Cancelled(_WHERE, f"the PKI child (pid {proc.pid}) was killed: the agent is stopping",
-                               hint="files it wrote are complete (atomic writes); the next start repairs the rest")
+                               hint="nothing it staged was put in place; the next PKI run removes its temp files")
     if how == "too_large":
         raise KagentError(_WHERE, f"the PKI child (pid {proc.pid}) answered more than {MAX_ANSWER} bytes and was killed",
                           hint=_BUG_HINT)
@@ -140,7 +178,7 @@ def _exchange(proc: subprocess.Popen[bytes], data: bytes, timeout: float) -> tup
             pass
 
 
-def _outcome(out: bytes, returncode: int, plan: PkiPlan) -> dict[Path, str]:
+def _outcome(out: bytes, returncode: int, plan: PkiPlan) -> wire.Staged:
     try:
         doc = json.loads(out) if out.strip() else None
     except ValueError:
@@ -151,8 +189,8 @@ def _outcome(out: bytes, returncode: int, plan: PkiPlan) -> dict[Path, str]:
         how = f"was killed by signal {-returncode}" if returncode < 0 else f"exited {returncode}"
         raise KagentError(_WHERE, f"the PKI child {how} without an answer"
                           + ("" if doc is None else " (and answered with exit code != 0)"),
-                          hint="its log lines above say how far it got; files it wrote are complete (atomic writes), "
-                               "the next start or reload repairs the rest")
+                          hint="its log lines above say how far it got; nothing it staged was put in place, "
+                               "the next start or reload removes its temp files")
     try:
         return wire.parse_reply(doc, plan)
     except ValueError as e:
@@ -196,9 +234,34 @@ def _answer(stdout: IO[bytes], doc: dict[str, Any]) -> None:
     stdout.flush()
 
 
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+
+
+def die_with_parent(parent: int) -> bool:
+    """The child's first act: be SIGKILLed when the thread that started it exits (the agent
+    dies), then check that ``parent`` (the agent's pid, passed on the command line) is still the
+    parent: False when it died before the prctl (this child was reparented). Linux only; where
+    libc has no ``prctl`` only the parent check is done."""
+    import ctypes
+    import signal
+
+    if sys.platform.startswith("linux"):
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            prctl = libc.prctl
+        except (OSError, AttributeError):
+            prctl = None
+        if prctl is not None:
+            prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
+            if prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0) != 0:
+                err = ctypes.get_errno()
+                raise OSError(err, f"prctl(PR_SET_PDEATHSIG): {os.strerror(err)}")
+    return os.getppid() == parent
+
+
 def serve(stdin: IO[bytes], stdout: IO[bytes], *, debug: bool = False) -> int:
     """The child: one request from ``stdin``, one answer on ``stdout``; the exit code."""
-    from kagent.pki.store import apply_pki
+    from kagent.pki.store import stage_pki
 
     try:
         plan, now = wire.parse_request(json.loads(stdin.read()))
@@ -207,12 +270,18 @@ def serve(stdin: IO[bytes], stdout: IO[bytes], *, debug: bool = False) -> int:
                                    "what": f"the PKI child got an invalid request: {e}", "hint": _BUG_HINT}})
         return int(ExitCode.BUG)
     try:
-        result = apply_pki(plan, now=now)
+        result = stage_pki(plan, now=now)
     except Exception as e:  # every failure is one answer: the agent reports it (and survives it on reload)
         if debug and not isinstance(e, KagentError):
             traceback.print_exc(file=sys.stderr)
         doc = _error_doc(e)
         _answer(stdout, {"error": doc})
         return int(_ERROR_TYPES[doc["type"]].exit_code)
-    _answer(stdout, wire.reply(result.reasons))
+    try:
+        _answer(stdout, wire.reply(result.reasons, result.staged))
+    except BaseException:  # the agent is gone (a broken pipe): what was staged is nobody's
+        from kagent import fsutil
+
+        fsutil.discard_staged(result.staged.items())
+        raise
     return 0

@@ -6,6 +6,12 @@ Interruption: every file is one atomic write, and a key is written before its ce
 so a run killed between the two leaves a certificate that does not match its key; the next
 run sees ``certificate does not match key`` (or ``certificate missing``) and repairs it.
 Leftover ``.name.*.tmp`` files from a killed write are removed at the start of a run.
+
+``stage_pki`` (what the agent's PKI child runs for every start, reload and renewal) decides
+and writes the same files, but each new file stays a fsynced temp file next to its target
+(``fsutil.stage``, final mode already): the agent renames them all once its reload is accepted
+(``fsutil.commit_staged``), or removes them (``fsutil.discard_staged``), so a rejected reload
+leaves the PKI files as they were. A run that fails removes what it staged itself.
 """
 
 from __future__ import annotations
@@ -43,21 +49,33 @@ _NEW_KEY_REASONS = frozenset({Reason.MISSING, Reason.KEY_MISSING, Reason.KEY_UNR
 class ApplyResult:
     written: tuple[Path, ...]
     reasons: Mapping[Path, str]
+    # stage_pki: target -> its staged temp file, in write order (apply_pki: empty, written in place)
+    staged: Mapping[Path, Path] = field(default_factory=lambda: MappingProxyType({}))
 
 
 @dataclass
 class _Run:
     now: datetime
     logger: Any
+    staged: dict[Path, Path] | None = None  # None: write in place
     written: dict[Path, str] = field(default_factory=dict)
 
     def write(self, path: Path, data: bytes, mode: int, reason: str) -> None:
-        if fsutil.write_atomic(path, data, mode=mode):
-            self.written[path] = reason
-            extra: dict[str, str] = {}
-            if path.suffix == ".crt" and (cert := issue.load_cert(data)) is not None:
-                extra["sha256"] = issue.fingerprint(cert)  # as `openssl x509 -fingerprint -sha256`, never key bytes
-            self.logger.info("pki_file_written", path=str(path), reason=reason, **extra)
+        if self.staged is None:
+            if not fsutil.write_atomic(path, data, mode=mode):
+                return
+        else:
+            tmp = fsutil.stage(path, data, mode=mode)
+            if tmp is None:
+                return
+            self.staged[path] = tmp
+        self.written[path] = reason
+        extra: dict[str, Any] = {}
+        if path.suffix == ".crt" and (cert := issue.load_cert(data)) is not None:
+            extra["sha256"] = issue.fingerprint(cert)  # as `openssl x509 -fingerprint -sha256`, never key bytes
+        if self.staged is not None:
+            extra["staged"] = True  # in place once the agent commits it
+        self.logger.info("pki_file_written", path=str(path), reason=reason, **extra)
 
 
 def _read(path: Path) -> bytes | None:
@@ -133,14 +151,23 @@ def _apply_kubeconfig(spec: KubeconfigSpec, ca_pem: bytes, client: tuple[bytes, 
     run.write(spec.path, text.encode(), fsutil.MODE_KUBECONFIG, str(reason))
 
 
+SHARED_PRIVATE = 0o640  # a key or kubeconfig the ownership step shares with a second component user's group
+
+
 def _fix_modes(plan: PkiPlan, run: _Run) -> None:
-    """Files kept as they are still get the modes of DESIGN §2 (e.g. 0640 keys from a k0s
-    data dir become 0600). Not a write: nothing needs a restart for it."""
+    """Files kept as they are still get the modes of DESIGN §2 (e.g. 0640 root-group keys from
+    a k0s data dir become 0600). Not a write: nothing needs a restart for it. A private file
+    that is 0640 with a group other than root's is what the ownership step makes of a file two
+    component users read (``server.key``: konnectivity-server and kube-apiserver): kept, or every
+    renewal check that rewrote nothing would take it away from the second reader."""
     for path in plan.files():
         want = fsutil.MODE_PRIVATE_KEY if path.suffix in (".key", ".conf") else fsutil.MODE_CERT
         try:
-            have = path.stat().st_mode & 0o7777
+            st = path.stat()
         except FileNotFoundError:
+            continue
+        have = st.st_mode & 0o7777
+        if want == fsutil.MODE_PRIVATE_KEY and have == SHARED_PRIVATE and st.st_gid != 0:
             continue
         if have != want:
             os.chmod(path, want)
@@ -148,26 +175,39 @@ def _fix_modes(plan: PkiPlan, run: _Run) -> None:
 
 
 def _remove_stale_temps(files: Iterable[Path]) -> None:
-    """Delete ``.<name>.*.tmp`` left by a killed ``write_atomic`` of one of ``files`` (and
-    nothing else: other writers' temp files in the data dir are not ours to touch)."""
+    """Delete ``.<name>.*.tmp`` left by a killed ``write_atomic`` of one of ``files``, or staged
+    by a run (or an agent) killed before its commit (and nothing else: other writers' temp
+    files in the data dir are not ours to touch). A folder that is a symlink is not followed
+    (it may lead out of the data dir), and a link named like a temp file is not a temp file."""
     by_folder: dict[Path, set[str]] = {}
     for f in files:
         by_folder.setdefault(f.parent, set()).add(f.name)
     for folder, names in by_folder.items():
-        if not folder.is_dir():
+        if folder.is_symlink() or not folder.is_dir():
             continue
         for entry in folder.iterdir():
             n = entry.name
-            if n.startswith(".") and n.endswith(".tmp") and n[1:].rsplit(".", 2)[0] in names and entry.is_file():
+            if (n.startswith(".") and n.endswith(".tmp") and n[1:].rsplit(".", 2)[0] in names
+                    and not entry.is_symlink() and entry.is_file()):
                 entry.unlink(missing_ok=True)
 
 
-def apply_pki(plan: PkiPlan, *, now: datetime) -> ApplyResult:
-    """Bring the disk in line with ``plan``: create what is missing, reissue what
-    ``needs_issue`` flags, touch nothing else. A second run writes nothing."""
-    run = _Run(now=now, logger=log.get())
+def _ensure_pki_dir(path: Path) -> None:
+    """A PKI dir is made 0700; an existing one is made 0700 unless it is 0711, which the
+    ownership step (``users.apply_ownership``) gives it so that the component users get through
+    it to their files: a PKI run must not take that away from running components (it did:
+    every reload and renewal check made ``pki/`` 0700 until the ownership step ran again, and
+    etcd running as its own user refused every TLS client meanwhile, for good after a reload
+    rejected in between, or a renewal check that rewrote nothing)."""
+    keep = (fsutil.MODE_PRIVATE_DIR, fsutil.MODE_TRAVERSABLE_DIR)
+    if path.is_dir() and not path.is_symlink() and (path.stat().st_mode & 0o7777) in keep:
+        return
+    fsutil.ensure_dir(path, fsutil.MODE_PRIVATE_DIR)
+
+
+def _run(plan: PkiPlan, run: _Run) -> ApplyResult:
     for d in plan.dirs:
-        fsutil.ensure_dir(d, fsutil.MODE_PRIVATE_DIR)
+        _ensure_pki_dir(d)
     _remove_stale_temps(plan.files())
     signers = {ca.name: _apply_ca(ca, run) for ca in plan.cas}
     for kp in plan.keypairs:
@@ -176,8 +216,26 @@ def apply_pki(plan: PkiPlan, *, now: datetime) -> ApplyResult:
     for kc in plan.kubeconfigs:
         _apply_kubeconfig(kc, signers[kc.ca].cert_pem, leaves[kc.client], run)
     _fix_modes(plan, run)
-    written = tuple(run.written)
-    return ApplyResult(written=written, reasons=MappingProxyType(dict(run.written)))
+    return ApplyResult(written=tuple(run.written), reasons=MappingProxyType(dict(run.written)),
+                       staged=MappingProxyType(dict(run.staged or {})))
+
+
+def apply_pki(plan: PkiPlan, *, now: datetime) -> ApplyResult:
+    """Bring the disk in line with ``plan``: create what is missing, reissue what
+    ``needs_issue`` flags, touch nothing else. A second run writes nothing."""
+    return _run(plan, _Run(now=now, logger=log.get()))
+
+
+def stage_pki(plan: PkiPlan, *, now: datetime) -> ApplyResult:
+    """``apply_pki``'s decisions, with every new file staged next to its target
+    (``ApplyResult.staged``) instead of renamed onto it: nothing a running component reads
+    changes until ``fsutil.commit_staged``. Should the run fail, what it staged is removed."""
+    run = _Run(now=now, logger=log.get(), staged={})
+    try:
+        return _run(plan, run)
+    except BaseException:
+        fsutil.discard_staged((run.staged or {}).items())
+        raise
 
 
 def renew_pki(plan: PkiPlan, *, now: datetime) -> tuple[Path, ...]:

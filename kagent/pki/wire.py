@@ -1,5 +1,7 @@
 """Pure. The PKI child's protocol (kagent.pki.child): a ``PkiPlan`` and ``now`` as JSON in, the
-written files (or one error) as JSON out. Both directions are decoded strictly: every field
+staged files (or one error) as JSON out: each file the child decided to (re)write with its
+reason and the temp file next to it that holds the new bytes (``Staged``; the agent commits or
+discards them). Both directions are decoded strictly: every field
 of every spec present with its type (paths absolute, enums by value, durations as
 ``[days, seconds, microseconds]``), nothing else; anything off is a ``ValueError`` naming the
 field, so a child never acts on a garbled plan and the agent never trusts a garbled answer.
@@ -10,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import types
 import typing
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import Enum
 from pathlib import Path
@@ -17,7 +20,20 @@ from typing import Any, Mapping
 
 from kagent.pki.plan import PkiPlan
 
-PROTOCOL = 1
+PROTOCOL = 2  # 2: the child stages, the agent commits
+
+
+@dataclass(frozen=True, slots=True)
+class Staged:
+    """What a PKI child staged: target -> reason, and (target, temp file) in write order (keys
+    before their certificates, the order the commit renames them in)."""
+
+    written: Mapping[Path, str]
+    temps: tuple[tuple[Path, Path], ...]
+
+    @property
+    def files(self) -> tuple[Path, ...]:
+        return tuple(self.written)
 
 
 def encode(value: Any) -> Any:
@@ -116,21 +132,42 @@ def parse_request(doc: Any) -> tuple[PkiPlan, datetime]:
     return plan, _aware(doc["now"], "now")
 
 
-def reply(written: Mapping[Path, str]) -> dict[str, Any]:
-    return {"written": [[str(p), r] for p, r in written.items()]}
+def reply(written: Mapping[Path, str], staged: Mapping[Path, Path]) -> dict[str, Any]:
+    return {"written": [[str(p), r] for p, r in written.items()],
+            "staged": [[str(p), str(t)] for p, t in staged.items()]}
 
 
-def parse_reply(doc: Any, plan: PkiPlan) -> dict[Path, str]:
-    """The files the child wrote, each with its reason; each must be a file of ``plan``."""
-    if not isinstance(doc, dict) or set(doc) != {"written"} or not isinstance(doc["written"], list):
-        raise ValueError("expected an object with a written list")
+def _is_temp_of(tmp: Path, target: Path) -> bool:
+    """``tmp`` is a ``.<name>.<random>.tmp`` beside ``target`` (what fsutil.stage makes)."""
+    middle = tmp.name[len(target.name) + 2:-len(".tmp")]
+    return (tmp.parent == target.parent and tmp.name.startswith(f".{target.name}.") and tmp.name.endswith(".tmp")
+            and bool(middle) and "." not in middle)
+
+
+def parse_reply(doc: Any, plan: PkiPlan) -> Staged:
+    """The files the child staged, each with its reason and temp file; each must be a file of
+    ``plan``, each temp file a ``.<name>.*.tmp`` beside it, and every written file staged."""
+    if not isinstance(doc, dict) or set(doc) != {"written", "staged"}:
+        raise ValueError("expected an object with written and staged lists")
     allowed = set(plan.files())
-    out: dict[Path, str] = {}
-    for i, item in enumerate(doc["written"]):
-        if not (isinstance(item, list) and len(item) == 2 and all(isinstance(v, str) for v in item)):
-            raise ValueError(f"written[{i}]: expected [path, reason]")
-        path = decode(Path, item[0], f"written[{i}]")
-        if path not in allowed:
-            raise ValueError(f"written[{i}]: {path} is not a file of the plan")
-        out[path] = item[1]
-    return out
+    written: dict[Path, str] = {}
+    temps: dict[Path, Path] = {}
+    for key in ("written", "staged"):
+        if not isinstance(doc[key], list):
+            raise ValueError(f"{key}: expected a list")
+        for i, item in enumerate(doc[key]):
+            if not (isinstance(item, list) and len(item) == 2 and all(isinstance(v, str) for v in item)):
+                raise ValueError(f"{key}[{i}]: expected a pair of strings")
+            path = decode(Path, item[0], f"{key}[{i}]")
+            if path not in allowed:
+                raise ValueError(f"{key}[{i}]: {path} is not a file of the plan")
+            if key == "written":
+                written[path] = item[1]
+                continue
+            tmp = decode(Path, item[1], f"{key}[{i}]")
+            if not _is_temp_of(tmp, path):
+                raise ValueError(f"{key}[{i}]: {tmp} is not a temp file beside {path}")
+            temps[path] = tmp
+    if set(temps) != set(written):
+        raise ValueError("staged: the staged files are not the written files")
+    return Staged(written=written, temps=tuple((p, temps[p]) for p in written))

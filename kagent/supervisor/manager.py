@@ -792,6 +792,8 @@ class Manager:
             # before anything was stopped
             for name in plan.signal:
                 self._prepare(by_name[name])
+            if isinstance(loaded, Loaded) and loaded.commit is not None:
+                await self.in_thread(loaded.commit)  # the staged PKI files go in place: the reload is accepted
         except Exception as err:  # noqa: BLE001 - a bad config, ENOSPC, a probe that hung, a bug: all survived
             reason = err.render() if isinstance(err, KagentError) else f"internal error: {err!r}"
             if isinstance(err, cancel.Cancelled):  # a stop came: nothing was stopped or started

@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Callable, Iterable, Sequence
 
 from kagent.components.spec import ComponentSpec, OnChange, spec_hash
 from kagent.errors import ConfigError
@@ -80,10 +80,14 @@ def needing(specs: Sequence[ComponentSpec], names: Iterable[str]) -> tuple[str, 
 @dataclass(frozen=True, slots=True)
 class Loaded:
     """What a spec loader may return instead of bare specs: the specs and the files the load
-    itself rewrote (the PKI step of a reload: a SAN added, ``keyAlgorithm`` changed)."""
+    itself rewrote (the PKI step of a reload: a SAN added, ``keyAlgorithm`` changed).
+    ``commit``: puts the rewritten files in place (they are staged until then); the supervisor
+    calls it once the reload is accepted, before any component is stopped or started. A
+    rejected reload never calls it (the loader's ``on_reload_done`` hook drops what it staged)."""
 
     specs: Sequence[ComponentSpec]
     rewritten: Sequence[Path] = ()
+    commit: Callable[[], None] | None = None
 
 
 def readers(specs: Sequence[ComponentSpec], paths: Iterable[Path]) -> tuple[str, ...]:

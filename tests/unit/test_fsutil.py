@@ -121,3 +121,26 @@ def test_write_runtime_failure_leaves_the_old_file_and_no_temp(tmp_path: Path) -
     assert leftovers(tmp_path) == []
     with pytest.raises(FileNotFoundError):  # the parent must exist: nothing is created on the way
         fsutil.write_runtime(tmp_path / "missing" / "c.pid", b"1\n")
+
+
+def test_a_staged_set_is_committed_whole_or_not_at_all(tmp_path: Path) -> None:
+    a, b, c = tmp_path / "a.key", tmp_path / "b.crt", tmp_path / "c.crt"
+    a.write_bytes(b"old a")
+    c.write_bytes(b"old c")
+    staged = [(p, fsutil.stage(p, f"new {p.stem}".encode(), mode=MODE_PRIVATE_KEY)) for p in (a, b, c)]
+    pairs = [(p, t) for p, t in staged if t is not None]
+    assert len(pairs) == 3 and a.read_bytes() == b"old a" and not b.exists()
+    assert all(t.stat().st_mode & 0o7777 == MODE_PRIVATE_KEY for _, t in pairs)
+    assert fsutil.stage(a, b"old a", mode=a.stat().st_mode & 0o7777) is None  # unchanged: nothing staged
+    c.unlink()
+    c.mkdir()  # the third rename fails (a directory in the way)
+    with pytest.raises(OSError):
+        fsutil.commit_staged(pairs)
+    # the first two were put back: a holds its old bytes, b (new) is gone again, no temp is left
+    assert a.read_bytes() == b"old a" and not b.exists() and c.is_dir()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.key", "c.crt"]
+    c.rmdir()
+    pairs = [(p, t) for p in (a, b, c) if (t := fsutil.stage(p, f"new {p.stem}".encode(), mode=MODE_CERT)) is not None]
+    fsutil.commit_staged(pairs)
+    assert [p.read_bytes() for p in (a, b, c)] == [b"new a", b"new b", b"new c"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.key", "b.crt", "c.crt"]

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -95,7 +96,8 @@ def test_a_child_that_cannot_write_names_the_file_and_the_agent_side_raises_once
 def test_a_garbled_request_to_the_real_child_writes_nothing(tmp_path: Path) -> None:
     doc = wire.request(_plan(tmp_path), utcnow())
     doc["plan"]["leaves"][0]["cert"] = "../../etc/evil.crt"
-    r = subprocess.run(kagent_cmd("pki-apply"), input=json.dumps(doc), capture_output=True, text=True, timeout=60)
+    r = subprocess.run(kagent_cmd("pki-apply", "--parent-pid", str(os.getpid())), input=json.dumps(doc), capture_output=True,
+                       text=True, timeout=60)
     assert r.returncode == 1
     answer = json.loads(r.stdout)["error"]
     assert answer["where"] == "pki" and "invalid request" in answer["what"] and "expected an absolute path" in answer["what"]
@@ -113,9 +115,16 @@ def test_a_child_that_dies_or_answers_garbage_is_one_clear_error(tmp_path: Path)
         apply_in_child(plan, now=utcnow(), argv=_fake_child("import sys; sys.exit(3)"))
     with pytest.raises(KagentError, match=r"was killed by signal 9"):
         apply_in_child(plan, now=utcnow(), argv=_fake_child("import os, signal; os.kill(os.getpid(), signal.SIGKILL)"))
-    outside = "import json; print(json.dumps({'written': [['/etc/passwd', 'missing']]}))"
+    outside = "import json; print(json.dumps({'written': [['/etc/passwd', 'missing']], 'staged': []}))"
     with pytest.raises(KagentError, match="answer is invalid: written.0.: /etc/passwd is not a file of the plan"):
         apply_in_child(plan, now=utcnow(), argv=_fake_child(outside))
+    # a staged "temp file" that is not a temp file beside its target is never renamed onto it
+    ca = plan.ca("ca").cert
+    for tmp in ("/etc/passwd", f"{ca.parent}/../.ca.crt.x.tmp", f"{ca.parent}/.ca.crt..tmp", f"{ca.parent}/ca.crt"):
+        doc = {"written": [[str(ca), "missing"]], "staged": [[str(ca), tmp]]}
+        with pytest.raises(KagentError, match="answer is invalid: staged.0.: .* is not a temp file beside"):
+            apply_in_child(plan, now=utcnow(), argv=_fake_child(f"print({json.dumps(json.dumps(doc))})"))
+    assert not ca.exists()
     with pytest.raises(PreconditionError, match="did not finish within 0.5 s and was killed"):
         apply_in_child(plan, now=utcnow(), argv=_fake_child("import time; time.sleep(60)"), timeout=0.5)
 
@@ -231,3 +240,24 @@ def test_a_cancelled_runner_kills_its_hung_child_by_pid_and_reaps_it(tmp_path: P
     with pytest.raises(cancel.Cancelled, match="was not started"):
         cancel.run(event, lambda: apply_in_child(_plan(tmp_path), now=utcnow(), argv=_fake_child(hang)))
     assert not pid_file.exists()
+
+
+def test_a_pki_child_whose_agent_is_already_gone_writes_nothing(tmp_path: Path) -> None:
+    """The agent died before the child's prctl(PR_SET_PDEATHSIG): the child sees another parent
+    than the pid it was given and exits 4 at once, before it reads its plan."""
+    doc = wire.request(_plan(tmp_path), utcnow())
+    not_the_parent = os.getpid() + 1  # this test process is the child's parent
+    r = subprocess.run(kagent_cmd("pki-apply", "--parent-pid", str(not_the_parent)), input=json.dumps(doc),
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 4, r.stderr
+    assert r.stderr.startswith(f"error: pki: the agent (pid {not_the_parent}) that started this PKI child is gone")
+    assert r.stdout == "" and _files(tmp_path) == []
+
+
+def test_the_pki_child_asks_to_be_killed_with_its_parent() -> None:
+    """PR_SET_PDEATHSIG is set in the child process itself (read back with PR_GET_PDEATHSIG)."""
+    code = ("import ctypes, os, signal, sys; from kagent.pki.child import die_with_parent;"
+            "ok = die_with_parent(os.getppid()); sig = ctypes.c_int(0);"
+            "ctypes.CDLL(None).prctl(2, ctypes.byref(sig), 0, 0, 0); print(ok, sig.value)")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert r.stdout.split() == ["True", str(int(signal.SIGKILL))], r.stderr

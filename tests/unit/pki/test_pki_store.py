@@ -339,3 +339,127 @@ def test_wrong_modes_on_kept_files_are_fixed_without_a_rewrite(env: PkiEnv):
     assert key.stat().st_mode & 0o777 == 0o600 and env.paths.pki("ca.crt").stat().st_mode & 0o777 == 0o644
     assert key.read_bytes() == data
     assert {Path(e["path"]).name for e in logs if e["event"] == "pki_mode_fixed"} == {"admin.key", "ca.crt"}
+
+
+def test_a_key_the_ownership_step_shares_with_a_second_reader_keeps_its_0640(env: PkiEnv):
+    """server.key is read by konnectivity-server and kube-apiserver (two users): the ownership
+    step makes it 0640 with the second one's group. A PKI run (every renewal check) used to make
+    it 0600 again, and kube-apiserver could no longer read it until the next reload."""
+    key = env.paths.pki("server.key")
+    os.chown(key, 0, 65534)  # a component user's group (nogroup here)
+    os.chmod(key, 0o640)
+    assert apply_pki(env.plan, now=utcnow()).written == ()
+    assert key.stat().st_mode & 0o777 == 0o640
+
+
+# ---- staged runs (a reload's or a renewal's PKI step: nothing in place until the commit) ----
+
+
+def _hashes(folder: Path) -> dict[Path, bytes]:
+    """Every entry under ``folder`` (temp files too) with its bytes: what a rejected reload keeps."""
+    import hashlib
+
+    return {p: hashlib.sha256(p.read_bytes()).digest() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_a_staged_run_changes_no_file_in_place_until_it_is_committed(env: PkiEnv):
+    from kagent import fsutil
+    from kagent.pki.store import stage_pki
+
+    before = _hashes(env.paths.pki_dir)
+    plan = replan_plan(env, EC + "  api:\n    sans: [203.0.113.7]\n")
+    staged = stage_pki(plan, now=utcnow())
+    server, api = env.paths.pki("server.crt"), env.paths.pki("control-api.crt")
+    assert set(staged.written) == set(staged.staged) == {server, api}
+    for target, tmp in staged.staged.items():
+        assert tmp.parent == target.parent and tmp.name.startswith(f".{target.name}.") and tmp.name.endswith(".tmp")
+        assert tmp.stat().st_mode & 0o7777 == 0o644
+    assert {p: h for p, h in _hashes(env.paths.pki_dir).items() if p not in staged.staged.values()} == before
+    # discarded: byte-identical, no temp file left
+    fsutil.discard_staged(staged.staged.items())
+    assert _hashes(env.paths.pki_dir) == before
+    # staged again and committed: the same files as an in-place run, and a second run writes nothing
+    staged = stage_pki(plan, now=utcnow())
+    fsutil.commit_staged(tuple(staged.staged.items()))
+    assert "203.0.113.7" in issue.cert_sans(_cert(server))[1]
+    assert not [p for p in env.paths.pki_dir.rglob(".*.tmp")]
+    assert apply_pki(plan, now=utcnow()).written == ()
+
+
+def test_staged_keys_are_private_from_the_start(tmp_path: Path):
+    from kagent.pki.store import stage_pki
+
+    plan = plan_for(tmp_path, EC)
+    staged = stage_pki(plan, now=utcnow())
+    assert set(staged.staged) == set(plan.files()) and not any(p.exists() for p in plan.files())
+    for target, tmp in staged.staged.items():
+        want = 0o600 if target.suffix in (".key", ".conf") else 0o644
+        assert tmp.stat().st_mode & 0o7777 == want, target
+    for d in plan.dirs:
+        assert d.stat().st_mode & 0o7777 == 0o700
+
+
+def test_a_staged_run_that_fails_halfway_removes_what_it_staged(env: PkiEnv):
+    """A file of the plan that cannot be read (here a directory where etcd's member cert goes):
+    the run fails after it staged the CA-signed leaves before it; none of them stays."""
+    from kagent.pki.store import stage_pki
+
+    member = env.paths.etcd_pki("member.crt")
+    plan = replan_plan(env, EC + "  api:\n    sans: [203.0.113.7]\n", etcd_member="node-a-1")
+    member.mkdir()
+    before = _hashes(env.paths.pki_dir)
+    with pytest.raises(IsADirectoryError):
+        stage_pki(plan, now=utcnow())
+    assert _hashes(env.paths.pki_dir) == before
+    assert not [p for p in env.paths.data_dir.rglob(".*.tmp")]
+
+
+def test_temp_files_a_killed_stage_left_are_removed_but_not_through_a_symlinked_folder(tmp_path: Path):
+    from kagent.pki.store import stage_pki
+
+    env = build(tmp_path, EC)
+    left = env.paths.pki(".server.crt.k1ll3d.tmp")
+    left.write_bytes(b"staged, never committed")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    victim = outside / ".ca.crt.abc.tmp"
+    victim.write_bytes(b"not ours")
+    etcd = env.paths.etcd_pki_dir
+    moved = tmp_path / "etcd-real"
+    etcd.rename(moved)
+    etcd.symlink_to(outside)  # a hostile link where a PKI folder was
+    plan = replan_plan(env, EC)
+    try:
+        stage_pki(plan, now=utcnow())
+    except OSError:
+        pass  # what the run does with the linked folder is not the point; its cleaning is
+    assert not left.exists()
+    assert victim.read_bytes() == b"not ours"
+
+
+def test_an_existing_pki_dir_keeps_the_0711_the_ownership_step_gave_it(env: PkiEnv):
+    """Component users (etcd) get through pki/ and pki/etcd/ only while they are 0711: a PKI run
+    (every reload and renewal check) must not make them 0700 behind the running components."""
+    for d in env.plan.dirs:
+        os.chmod(d, 0o711)
+    apply_pki(env.plan, now=utcnow())
+    assert all(d.stat().st_mode & 0o7777 == 0o711 for d in env.plan.dirs)
+    for d in env.plan.dirs:
+        os.chmod(d, 0o755)  # anything else is made private again
+    apply_pki(env.plan, now=utcnow())
+    assert all(d.stat().st_mode & 0o7777 == 0o700 for d in env.plan.dirs)
+
+
+def plan_for(base: Path, text: str, **kw: object):
+    from tests.fixtures.pki_env import make_config
+    from kagent.paths import Paths
+    from kagent.pki.plan import plan_pki
+
+    return plan_pki(make_config(text), Paths.build(base / "data", base / "run"), FACTS, **kw)  # type: ignore[arg-type]
+
+
+def replan_plan(env: PkiEnv, text: str, **kw: object):
+    from tests.fixtures.pki_env import make_config
+    from kagent.pki.plan import plan_pki
+
+    return plan_pki(make_config(text), env.paths, FACTS, **kw)  # type: ignore[arg-type]
