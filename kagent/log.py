@@ -8,7 +8,7 @@ Logs go to stderr so that command output on stdout stays machine-readable.
 from __future__ import annotations
 
 import sys
-from typing import Any
+from typing import Any, TextIO, cast
 
 _configured = False
 # what the command line asked for (root options, possibly given after the subcommand); the
@@ -41,6 +41,50 @@ def _drop_traceback(_logger: Any, _name: str, event: dict[str, Any]) -> dict[str
     return event
 
 
+class _Stderr:
+    """Where log lines go: the process's stderr as it is at each write (``sys.stderr``
+    replaced, e.g. by a test's capture, is followed), and a write that fails (a full disk
+    behind a redirect, a closed pipe or file) drops the line instead of raising into the
+    code that logged: logging never takes the agent or a child's supervision down. The
+    lines dropped are counted, and said with the next line that gets through."""
+
+    def __init__(self) -> None:
+        self.dropped = 0
+        self._failed = False  # the current line (print writes it, then "\n", then flushes)
+
+    def write(self, text: str) -> int:
+        if self._failed:
+            return len(text)  # the rest of a line that failed
+        try:
+            if self.dropped and text != "\n":
+                sys.stderr.write(self._dropped_line())
+                self.dropped = 0
+            return sys.stderr.write(text)
+        except (OSError, ValueError):
+            self._failed = True
+            self.dropped += 1
+            return len(text)
+
+    def _dropped_line(self) -> str:
+        if _effective.get("fmt") == "json":
+            import json
+
+            return json.dumps({"event": "log_lines_dropped", "count": self.dropped, "level": "warning"}) + "\n"
+        return f"[warning  ] log_lines_dropped count={self.dropped}\n"
+
+    def flush(self) -> None:
+        failed, self._failed = self._failed, False
+        if failed:
+            return
+        try:
+            sys.stderr.flush()
+        except (OSError, ValueError):
+            self.dropped += 1
+
+
+_STDERR = _Stderr()
+
+
 def configure(*, fmt: str | None = None, verbose: bool | None = None, debug: bool | None = None) -> None:
     """Set up structlog. ``fmt`` is ``console`` or ``json``; None picks by whether stderr is a
     TTY. ``verbose`` shows debug-level events; ``debug`` does too and adds tracebacks to logged
@@ -71,7 +115,7 @@ def configure(*, fmt: str | None = None, verbose: bool | None = None, debug: boo
     structlog.configure(
         processors=processors,
         wrapper_class=structlog.make_filtering_bound_logger(level),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        logger_factory=structlog.PrintLoggerFactory(file=cast(TextIO, _STDERR)),
         cache_logger_on_first_use=False,
     )
     _configured = True
