@@ -59,6 +59,7 @@ DRAIN_TIMEOUT = 0.5
 CANCEL_GRACE = 10.0  # s: a cancelled loader's thread to give up (the PKI runner does within 0.1 s)
 LOG_LINES_PER_S = 1000  # child output lines per second per component that reach the structured log
 LOG_LINES_BURST = 5000
+LOG_FILE_RETRY = 30.0  # seconds before a component log file that failed is opened again
 NO_CHECK_SETTLE = 1.0  # reload/renewal reply: how long a restarted component without a health check must stay up
 TASK_RESTART_DELAY = 1.0  # a crashed long-running task starts again after this long
 
@@ -584,12 +585,25 @@ class Manager:
         agent's CPU or the journal) and, unthrottled, to the component's log file."""
         logger = self.log
         budget = {"tokens": float(LOG_LINES_BURST), "at": time.monotonic(), "dropped": 0}
-        log_file = self._log_file(name)
+        # the component's log file; one that fails (a full disk, closed meanwhile) is reported
+        # once and tried again LOG_FILE_RETRY seconds later, the lines still going to the log
+        state: dict[str, Any] = {"fh": self._log_file(name), "failed_at": None}
 
         def sink(stream: str, line: str) -> None:
-            if log_file is not None:
-                log_file.write(f"{stream}: {line}\n")
             now = time.monotonic()
+            fh = state["fh"]
+            if fh is None and state["failed_at"] is not None and now - state["failed_at"] >= LOG_FILE_RETRY:
+                state["failed_at"] = None
+                fh = state["fh"] = self._log_file(name)
+            if fh is not None:
+                try:
+                    fh.write(f"{stream}: {line}\n")
+                except (OSError, ValueError) as err:
+                    state["fh"], state["failed_at"] = None, now
+                    self._drop_log_file(name, fh)
+                    logger.warning("component_log_file_failed", component=name,
+                                   path=str(self.log_dir / f"{name}.log") if self.log_dir else "",
+                                   reason=getattr(err, "strerror", None) or str(err))
             budget["tokens"] = min(LOG_LINES_BURST, budget["tokens"] + (now - budget["at"]) * LOG_LINES_PER_S)
             budget["at"] = now
             if budget["tokens"] < 1:
@@ -617,11 +631,19 @@ class Manager:
             self._log_files[name] = fh
         return fh
 
+    def _drop_log_file(self, name: str, fh: IO[str]) -> None:
+        if self._log_files.get(name) is fh:
+            del self._log_files[name]
+        try:
+            fh.close()
+        except (OSError, ValueError):
+            pass  # its buffered bytes cannot be written either
+
     def _close_log_files(self, names: Iterable[str] | None = None) -> None:
         for n in list(self._log_files if names is None else names):
-            fh = self._log_files.pop(n, None)
+            fh = self._log_files.get(n)
             if fh is not None:
-                fh.close()
+                self._drop_log_file(n, fh)
 
     def submit(self, job: Callable[[Manager], Awaitable[tuple[int, Any]]]) -> asyncio.Future[tuple[int, Any]]:
         """Run ``job(self)`` as a queued command (one at a time with reloads, renewals and the

@@ -31,7 +31,8 @@ async def _until(cond: Any, what: str, timeout: float = 10.0) -> Any:
     raise AssertionError(f"timed out waiting for {what}")
 
 
-def _agent(tmp_path: Path, policy: RestartPolicy, body: Any, specs: list[ComponentSpec] = SPECS) -> tuple[int, dict[str, Any]]:
+def _agent(tmp_path: Path, policy: RestartPolicy, body: Any, specs: list[ComponentSpec] = SPECS,
+           log_dir: Path | None = None) -> tuple[int, dict[str, Any]]:
     paths = Paths.build(tmp_path / "data", tmp_path / "run")
     fds_before = sorted(os.listdir("/proc/self/fd"))
     seen: dict[str, Any] = {"paths": paths}
@@ -46,7 +47,7 @@ def _agent(tmp_path: Path, policy: RestartPolicy, body: Any, specs: list[Compone
     async def main() -> int:
         ready = asyncio.Event()
         task = asyncio.ensure_future(run_agent(paths=paths, role="worker", load_specs=lambda: specs,
-                                               on_ready=ready.set, policy=policy, hooks=hooks))
+                                               on_ready=ready.set, policy=policy, hooks=hooks, log_dir=log_dir))
         try:
             await asyncio.wait_for(ready.wait(), 30)
             await _until(lambda: "mgr" in seen, "the manager")
@@ -208,3 +209,20 @@ def test_a_component_retired_while_it_backs_off_gives_its_pipes_back(tmp_path):
 
     rc, _ = _agent(tmp_path, RestartPolicy(min_uptime=60.0, backoff_initial=30.0), body, specs)
     assert rc == 0
+
+
+def test_a_component_log_file_that_fails_is_reported_once_and_its_lines_still_logged(tmp_path, capfd):
+    # the handle fails under the component's output (a full disk; here: closed under it)
+    script = 'sleep 0.3; echo one; echo two; exec sleep 3600'
+    specs = [ComponentSpec(name="a", binary=Path("/bin/sh"), args=("-c", script), stop_timeout=2.0)]
+
+    async def body(mgr: Manager, paths: Paths, seen: dict[str, Any]) -> None:
+        mgr._log_files["a"].close()
+        await _until(lambda: len(mgr._last_child["a"].tail) >= 2, "its two lines")
+        seen["pid"] = mgr.m.unit("a").pid
+
+    rc, seen = _agent(tmp_path, RestartPolicy(min_uptime=0.0), body, specs, log_dir=tmp_path / "logs")
+    assert rc == 0
+    err = capfd.readouterr().err
+    assert err.count('"component_log_file_failed"') == 1
+    assert '"line": "one"' in err and '"line": "two"' in err
