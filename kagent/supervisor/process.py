@@ -20,6 +20,7 @@ import signal
 import subprocess
 import sys
 import termios
+import threading
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
@@ -137,15 +138,12 @@ class _LineReader:
             need = self.cuts[-1] - self.taken
             if need <= 0 or not self._read_once(min(READ_CHUNK, need)):
                 break
+        out: list[tuple[bytes, int]] = []
         while self.cuts and self.cuts[0] <= self.taken:  # a cut with nothing left to read before it
             self.cuts.popleft()
-            self._end_line()
-
-    def _end_line(self) -> None:
-        if self.buf or self.skipping:
-            self._emit(self.buf, self.skipping)
-            self.buf.clear()
-            self.skipping = 0
+            self._line_end(out)
+        for raw, dropped in out:
+            self._emit(raw, dropped)
 
     def _read_once(self, limit: int = READ_CHUNK) -> bool:
         """One read; True when it got data."""
@@ -164,28 +162,41 @@ class _LineReader:
                 self.at_eof = True
                 self.loop.call_soon(self._finish)
             return False
+        # the reader's state first, the sink after: a sink that raises cannot leave a line
+        # half taken or a cut lost
+        out: list[tuple[bytes, int]] = []
         while self.cuts and self.taken + len(data) >= self.cuts[0]:
             k = self.cuts.popleft() - self.taken
-            self._lines(data[:k])
+            self._lines(data[:k], out)
             self.taken += k
             data = data[k:]
-            self._end_line()
-        self._lines(data)
+            self._line_end(out)
+        self._lines(data, out)
         self.taken += len(data)
+        for raw, dropped in out:
+            self._emit(raw, dropped)
         return True
 
-    def _lines(self, data: bytes) -> None:
+    def _line_end(self, out: list[tuple[bytes, int]]) -> None:
+        if self.buf or self.skipping:
+            out.append((bytes(self.buf), self.skipping))
+            self.buf.clear()
+            self.skipping = 0
+
+    def _lines(self, data: bytes, out: list[tuple[bytes, int]]) -> None:
+        """Split ``data`` into the lines it ends (to ``out``: bytes, bytes cut off) and what
+        stays open in ``buf``."""
         start = 0
         while True:
             nl = data.find(b"\n", start)
             if nl < 0:
                 break
             if self.skipping:
-                self._emit(self.buf, self.skipping + nl - start)
+                out.append((bytes(self.buf), self.skipping + nl - start))
                 self.skipping = 0
             else:
                 self.buf += data[start:nl]
-                self._emit(self.buf)
+                out.append((bytes(self.buf), 0))
             self.buf.clear()
             start = nl + 1
         rest = data[start:]
@@ -201,8 +212,11 @@ class _LineReader:
         if self.closed:
             return
         if self.buf:
-            self._emit(self.buf, self.skipping)
+            raw, dropped = bytes(self.buf), self.skipping
             self.buf.clear()
+            self.close()
+            self._emit(raw, dropped)
+            return
         self.close()
 
     def close(self) -> None:
@@ -245,6 +259,7 @@ class Output:
         self._actions: dict[tuple[int, bytes | None], launch.FileActions] = {}
         self.inflight = 0  # spawns on these pipes in the launcher's pool (see Launcher.release)
         self.release_wanted = False
+        self.current: int | None = None  # the pid of the latest child writing to them
 
     def actions(self, lib: launch.Libc, stdin: int, cwd: bytes | None) -> launch.FileActions | None:
         """The file actions of a child on these pipes (built at the first use of this stdin
@@ -337,7 +352,12 @@ class Child:
         self._reap = reap or (lambda: _waitpid(pid))
         self._owns_output = owns_output
         self._pidfd = os.pidfd_open(self.pid)
-        loop.add_reader(self._pidfd, self._on_exit)
+        try:
+            loop.add_reader(self._pidfd, self._on_exit)
+        except BaseException:
+            os.close(self._pidfd)
+            raise
+        output.current = pid  # its latest writer
 
     @property
     def tail(self) -> collections.deque[str]:
@@ -348,14 +368,18 @@ class Child:
         if self._exiting:
             return  # reported again before the clean-up below ran
         self._exiting = True
-        if self.output.writers is not None:
-            self.output.mark_exit()  # shared pipes: where its output ends, before a successor writes
+        if self.output.writers is not None and self.output.current == self.pid:
+            # shared pipes, and it was their latest writer: where its output ends, before a
+            # successor writes (an older child's late exit must not cut the successor's line)
+            self.output.mark_exit()
         if self.before_reap is not None:
             # (a manager's child) the replacement may be on its way now; the reap and the
             # exit's handling come after the other pidfd callbacks of this turn, in their
             # order (in a mass kill every replacement starts first)
-            self.before_reap()
-            self._loop.call_soon(self._exit_handled)
+            try:
+                self.before_reap()
+            finally:
+                self._loop.call_soon(self._exit_handled)
             return
         self._exit_handled()
 
@@ -476,7 +500,7 @@ def _supervised(spec: ComponentSpec, started: Started, output: Output, now: floa
     try:
         return Child(spec, pid, output, now, loop, reap=reap, owns_output=owns_output)
     except BaseException as err:
-        _kill_started(started)
+        _kill_started(started, wait=False)
         if isinstance(err, OSError):
             raise ComponentError(f"component {spec.name}", f"cannot watch its process {pid}, killed it: "
                                  f"{err.strerror or err}",
@@ -546,7 +570,7 @@ class Launcher:
         def finished(result: Any) -> None:
             self._settle(output)
             if self._closed and not isinstance(result, BaseException):
-                _kill_started(result)  # the agent is done: nobody would supervise it
+                _kill_started(result, wait=False)  # the agent is done: nobody would supervise it
                 return
             if not isinstance(result, BaseException):
                 try:
@@ -631,14 +655,29 @@ class Launcher:
             self._devnull = None
 
 
-def _kill_started(result: Started) -> None:
-    """A child started for a loop that is gone: nobody would supervise it."""
-    pid, _ = result
+def _kill_started(result: Started, *, wait: bool = True) -> None:
+    """A child started that nobody would supervise (its loop is gone, or it cannot be
+    watched): SIGKILL to its group and to its pid (it is unreaped, so the pid is still
+    ours; it may have left its group), then reaped. ``wait=False`` (from the event loop):
+    reaped at once if it is gone already, else by a daemon thread, so a child slow to die
+    (uninterruptible sleep) does not block the loop."""
+    pid, reap = result
+    for kill in (os.killpg, os.kill):
+        try:
+            kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    collect = reap or (lambda: _waitpid(pid))  # (Popen's own wait for a Popen child)
+    if wait:
+        collect()
+        return
     try:
-        os.killpg(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    _waitpid(pid)
+        if os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None:
+            collect()
+            return
+    except ChildProcessError:
+        return
+    threading.Thread(target=collect, name=f"kagent-reap-{pid}", daemon=True).start()
 
 
 def _spawn_error(spec: ComponentSpec, err: OSError) -> ComponentError:

@@ -276,3 +276,55 @@ def test_a_mark_with_nothing_pending_ends_the_line_already_read():
 
     first, lines = run(main())
     assert first == ["half"] and lines == ["half", "next"]
+
+
+def test_a_sink_that_raises_leaves_the_reader_consistent():
+    # the reader's state is updated before lines go to the sink: a failing sink loses the
+    # lines of that read, never a cut or a half-taken line
+    async def main():
+        lines: list[str] = []
+
+        def sink(stream: str, line: str) -> None:
+            if line == "boom":
+                raise OSError(28, "No space left on device")
+            lines.append(line)
+
+        out = process.Output(asyncio.get_running_loop(), sink)
+        try:
+            os.write(out.writers[0], b"a\nboom\nc\nold partial")
+            out.mark_exit()
+            os.write(out.writers[0], b"next\n")
+            with pytest.raises(OSError):
+                out.catch_up()
+            after_failure = list(lines)
+            for _ in range(100):
+                await asyncio.sleep(0.01)
+                if "next" in lines:
+                    break
+            return after_failure, lines
+        finally:
+            out.close()
+
+    after_failure, lines = run(main())
+    assert after_failure == ["a"]
+    assert lines == ["a", "next"], "the successor's line is its own, not joined to a lost one"
+
+
+def test_killing_a_started_child_that_left_its_group_does_not_block():
+    # _supervised's clean-up (from the event loop): the child left its process group, so
+    # killpg alone misses it; it is killed by pid and reaped without blocking the caller
+    p = subprocess.Popen([sys.executable, "-c", "import os, time; os.setpgid(0, os.getpgid(os.getppid())); "
+                          "print('moved', flush=True); time.sleep(60)"], stdout=subprocess.PIPE,
+                         process_group=0)
+    try:
+        assert p.stdout.readline() == b"moved\n"
+        t0 = time.monotonic()
+        process._kill_started((p.pid, p.wait), wait=False)
+        returned = time.monotonic() - t0
+        p.wait(timeout=10)
+        assert p.returncode == -signal.SIGKILL
+        assert returned < 5, "it did not wait for the child's 60 s sleep"
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
