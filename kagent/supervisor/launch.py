@@ -121,7 +121,7 @@ class FileActions:
     ``close`` frees it."""
 
     def __init__(self, lib: Libc, stdin: int, stdout: int, stderr: int, cwd: bytes | None) -> None:
-        self._lib = lib
+        self.lib = lib  # the C library that built it (and spawns with it)
         self.cwd = cwd
         self.buf: Any = lib._ct.create_string_buffer(_OPAQUE)
         lib._check(lib._fa_init(self.buf))
@@ -139,7 +139,7 @@ class FileActions:
         """Free it (``free=False``: only forget it, for a pool thread that may still read it)."""
         if self.buf is not None:
             if free:
-                self._lib._fa_destroy(self.buf)
+                self.lib._fa_destroy(self.buf)
             self.buf = None
 
 

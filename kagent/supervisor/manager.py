@@ -387,11 +387,15 @@ class Manager:
         launcher's pool) in a later turn of the loop."""
         try:
             self._prepare(spec)
-            sink, now, loop = self._sink(spec.name), self.clock.monotonic(), asyncio.get_running_loop()
+            now, loop = self.clock.monotonic(), asyncio.get_running_loop()
             if self.spawner is not None:
-                child: process.Child | None = self.spawner(spec, instance=self.instance, sink=sink, now=now, loop=loop)
-            else:
-                child = self.launcher.spawn(spec, instance=self.instance, sink=sink, now=now, loop=loop, done=done)
+                child: process.Child | None = self.spawner(spec, instance=self.instance, sink=self._sink(spec.name),
+                                                           now=now, loop=loop)
+            else:  # the launcher's shortest path first: one posix_spawn over what it kept
+                child = self.launcher.respawn(spec, instance=self.instance, now=now, loop=loop)
+                if child is None:
+                    child = self.launcher.spawn(spec, instance=self.instance, sink=self._sink(spec.name), now=now,
+                                                loop=loop, done=done)
         except Exception as err:  # noqa: BLE001 - KagentError, OSError (ENOSPC, EACCES) or a bug: all survived
             done(err)
             return
@@ -421,16 +425,6 @@ class Manager:
             return
         early = _Early(spec)
         self._early[name] = early
-        if self.spawner is None:
-            try:  # the launcher's shortest path: one posix_spawn over what it kept
-                self._prepare(spec)
-                again = self.launcher.respawn(spec, instance=self.instance, now=now, loop=asyncio.get_running_loop())
-            except Exception as err:  # noqa: BLE001 - as in _start_process: reported by the claiming Spawn
-                early.result = err
-                return
-            if again is not None:
-                early.result = again
-                return
         self._start_process(spec, lambda result: self._early_done(early, result))
 
     def _early_done(self, early: _Early, result: process.Child | Exception) -> None:
@@ -464,7 +458,7 @@ class Manager:
         if isinstance(result, Exception):
             what = result.what if isinstance(result, KagentError) else (str(result) or repr(result))
             self.dispatch(sm.SpawnFailed(a.name, a.gen, what))
-            self._release_if_settled(a.name)
+            self._release_settled((a.name,))
             return
         child = result
         self._unfinished[child] = a
@@ -523,22 +517,19 @@ class Manager:
         if task is not None:
             task.cancel()
         self.dispatch(sm.Exited(name, gen, child.pid, child.exited.result(), self.clock.wall()))
-        self._release_if_settled(name)
+        self._release_settled((name,))
         # (a respawn's pidfile, written before or after this, names another pid: kept)
         self._later.append(lambda: self._remove_pidfile(name, child.pid))
         self._schedule_flush()
 
-    def _release_if_settled(self, name: str) -> None:
-        """A component stopped or failed for good gives its pipes back (``Launcher.release``)."""
-        u = self.m.units.get(name)
-        if u is None or u.settled:
-            self.launcher.release(name)
-
-    def _release(self, names: Iterable[str]) -> None:
-        """After a ``Forget``: the pipes of those forgotten (e.g. one stopped while it backed
-        off, which had no exit to release them at)."""
+    def _release_settled(self, names: Iterable[str]) -> None:
+        """Components stopped or failed for good, or forgotten (also one stopped while it
+        backed off, which had no exit to release them at), give their pipes back
+        (``Launcher.release``)."""
         for n in names:
-            self._release_if_settled(n)
+            u = self.m.units.get(n)
+            if u is None or u.settled:
+                self.launcher.release(n)
 
     def _remove_pidfile(self, name: str, pid: int) -> None:
         path = self.paths.pidfile(name)
@@ -778,7 +769,7 @@ class Manager:
         for n in names:
             self.retired[n] = {**self._row(self.m.units[n], now), "state": states[n]}
         self.dispatch(sm.Forget(names))
-        self._release(names)
+        self._release_settled(names)
         self._close_log_files(names)
 
     async def _start_and_settle(self, specs: Sequence[ComponentSpec]) -> list[str]:
@@ -831,7 +822,7 @@ class Manager:
         for name in plan.added:
             self.retired.pop(name, None)
         self.dispatch(sm.Forget(plan.removed))
-        self._release(plan.removed)
+        self._release_settled(plan.removed)
         self._close_log_files(plan.removed)
         for name in (*plan.signal, *plan.update):
             self.dispatch(sm.Update(by_name[name], signal=name in plan.signal))

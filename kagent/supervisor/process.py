@@ -261,21 +261,21 @@ class Output:
         self.release_wanted = False
         self.current: int | None = None  # the pid of the latest child writing to them
 
-    def actions(self, lib: launch.Libc, stdin: int, cwd: bytes | None) -> launch.FileActions | None:
-        """The file actions of a child on these pipes (built at the first use of this stdin
-        and cwd; call in the loop, not in a pool thread). None when an fd is one of 0-2 (the
-        agent started with a standard fd closed): Popen sorts that case out."""
-        key = (stdin, cwd)
+    def actions(self, prep: launch.Prepared | None, stdin: int) -> launch.FileActions | None:
+        """The file actions of ``prep``'s child on these pipes (built at the first use of this
+        stdin and cwd; call in the loop, not in a pool thread). None when the child goes
+        through Popen: no C form, or an fd is one of 0-2 (the agent started with a standard
+        fd closed), which Popen sorts out."""
+        if prep is None:
+            return None
+        key = (stdin, prep.cwd)
         fa = self._actions.get(key)
         if fa is None:
-            if self.writers is None or min(stdin, *self.writers) <= 2:
+            lib = launch.libc()
+            if lib is None or self.writers is None or min(stdin, *self.writers) <= 2:
                 return None
-            fa = self._actions[key] = lib.file_actions(stdin, self.writers[0], self.writers[1], cwd)
+            fa = self._actions[key] = lib.file_actions(stdin, self.writers[0], self.writers[1], prep.cwd)
         return fa
-
-    def built_actions(self, stdin: int, cwd: bytes | None) -> launch.FileActions | None:
-        """The file actions ``actions`` built before for this stdin and cwd, if any."""
-        return self._actions.get((stdin, cwd))
 
     def mark_exit(self) -> None:
         """A child exited (call before anything else may write to these pipes, e.g. its
@@ -454,9 +454,7 @@ def spawn(spec: ComponentSpec, *, instance: str, sink: LineSink, now: float,
         devnull = os.open(os.devnull, os.O_RDONLY)
         try:
             prep = _c_form(spec, env)
-            lib = launch.libc() if prep is not None else None
-            fa = output.actions(lib, devnull, prep.cwd) if lib is not None and prep is not None else None
-            started = _start(spec, env, prep, devnull, output, fa)
+            started = _start(spec, env, prep, devnull, output, output.actions(prep, devnull))
         finally:
             os.close(devnull)
         output.close_writers()  # the child holds them now: its pipes end with it
@@ -480,9 +478,8 @@ def _start(spec: ComponentSpec, env: dict[str, str], prep: launch.Prepared | Non
     if writers is None:
         raise RuntimeError(f"component {spec.name}: its output is closed")
     try:
-        lib = launch.libc() if fa is not None and prep is not None else None
-        if lib is not None and prep is not None and fa is not None:
-            return lib.spawn_with(prep, fa), None
+        if prep is not None and fa is not None:  # (file actions exist only where the C API does)
+            return fa.lib.spawn_with(prep, fa), None
         user, group, extra_groups = _credentials(spec.run_as)
         popen = subprocess.Popen(  # noqa: S603 - argv list, no shell
             spec.argv, env=env, cwd=spec.cwd, stdin=devnull, stdout=writers[0], stderr=writers[1],
@@ -556,8 +553,7 @@ class Launcher:
         output = self._outputs.get(spec.name)
         if output is None or output.writers is None:
             output = self._outputs[spec.name] = Output(loop, sink)
-        lib = launch.libc() if prep is not None else None
-        fa = output.actions(lib, devnull, prep.cwd) if lib is not None and prep is not None else None
+        fa = output.actions(prep, devnull)
         if prep is None or not self._turn:
             if not self._turn:
                 self._turn = True
@@ -605,14 +601,13 @@ class Launcher:
         output = self._outputs.get(spec.name)
         if hit is None or hit[0] is not spec or hit[1] != instance or output is None or self._devnull is None:
             return None
-        fa = output.built_actions(self._devnull, hit[2].cwd)
-        lib = launch.libc()
-        if fa is None or lib is None:
+        fa = output.actions(hit[2], self._devnull)
+        if fa is None:
             return None
         self._turn = True
         loop.call_soon(self._next_turn)
         try:
-            pid = lib.spawn_with(hit[2], fa)
+            pid = fa.lib.spawn_with(hit[2], fa)
         except OSError as err:
             raise _spawn_error(spec, err) from err
         return _supervised(spec, (pid, None), output, now, loop)
