@@ -130,22 +130,10 @@ def write_atomic(
     fsyncs (still atomic by rename): for runtime state in the run dir (pidfiles), which is a
     tmpfs on a real host and means nothing after a reboot."""
     payload = data.encode() if isinstance(data, str) else data
+    if _unchanged(path, payload, mode, owner):
+        return False
+    tmp = _write_temp(path, payload, mode, durable=durable)
     try:
-        st = path.stat()
-        if (st.st_mode & 0o7777) == mode and st.st_size == len(payload):
-            if path.read_bytes() == payload and (owner is None or (st.st_uid, st.st_gid) == owner):
-                return False
-    except FileNotFoundError:
-        pass
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(payload)
-            fh.flush()
-            if durable:
-                os.fsync(fh.fileno())
-        os.chmod(tmp, mode)
         if owner is not None:
             os.chown(tmp, *owner)
         os.replace(tmp, path)
@@ -157,12 +145,33 @@ def write_atomic(
     return True
 
 
-def _unchanged(path: Path, payload: bytes, mode: int) -> bool:
+def _unchanged(path: Path, payload: bytes, mode: int, owner: tuple[int, int] | None = None) -> bool:
+    """``path`` holds exactly these bytes with this mode (and this owner, when given)."""
     try:
         st = path.stat()
     except FileNotFoundError:
         return False
-    return (st.st_mode & 0o7777) == mode and st.st_size == len(payload) and path.read_bytes() == payload
+    return ((st.st_mode & 0o7777) == mode and st.st_size == len(payload)
+            and (owner is None or (st.st_uid, st.st_gid) == owner) and path.read_bytes() == payload)
+
+
+def _write_temp(path: Path, payload: bytes, mode: int, *, durable: bool = True) -> Path:
+    """``payload`` in a new ``.<name>.<random>.tmp`` beside ``path`` (its folder made when
+    missing, 0755), mode ``mode`` before the first byte (mkstemp's 0600 until then), fsynced
+    unless ``durable=False``. A failure leaves no temp file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            os.fchmod(fh.fileno(), mode)
+            fh.write(payload)
+            fh.flush()
+            if durable:
+                os.fsync(fh.fileno())
+    except BaseException:
+        _drop_temp(tmp)
+        raise
+    return Path(tmp)
 
 
 def stage(path: Path, data: bytes, *, mode: int) -> Path | None:
@@ -172,18 +181,7 @@ def stage(path: Path, data: bytes, *, mode: int) -> Path | None:
     The folder is made when missing (0755, as ``write_atomic``); a failure leaves no temp file."""
     if _unchanged(path, data, mode):
         return None
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)  # 0600 from the start
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            os.fchmod(fh.fileno(), mode)
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-    except BaseException:
-        _drop_temp(tmp)
-        raise
-    return Path(tmp)
+    return _write_temp(path, data, mode)
 
 
 def _temp_beside(path: Path) -> Path:
