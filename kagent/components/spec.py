@@ -6,7 +6,6 @@ A component module never starts anything; the supervisor never knows what etcd i
 
 from __future__ import annotations
 
-import hashlib
 import json
 import signal
 from dataclasses import dataclass, field
@@ -109,6 +108,8 @@ def spec_hash(spec: ComponentSpec) -> str:
     """A stable hash over everything that affects the running process (argv, env, files'
     bytes and modes, user, cwd, stop behaviour). Health checks, timeouts and notes are
     excluded: changing them does not need a restart."""
+    import hashlib  # here: not on the agent's way to its first spawn (it loads OpenSSL)
+
     doc = {
         "name": spec.name,
         "binary": str(spec.binary),

@@ -84,7 +84,7 @@ def leave_job(paths: Paths, *, client_port: int, own_api: str) -> Callable[[Mana
 
 async def _retire_etcd(mgr: Manager, member: str, through: str) -> tuple[str, ...]:
     """Stop etcd and what needs it for good (status ``left`` / ``stopped``), with one event."""
-    from kagent.supervisor.reload import needing
+    from kagent.supervisor.order import needing
 
     names = needing([u.spec for u in mgr.m.units.values()], [ETCD])
     if not names:
@@ -141,7 +141,7 @@ def removed_watch(paths: Paths) -> Callable[[Manager], Awaitable[None]]:
 
 def drop_left(paths: Paths, specs: Sequence[ComponentSpec]) -> Sequence[ComponentSpec]:
     """The specs a controller whose member left still runs: without etcd and what needs it."""
-    from kagent.supervisor.reload import needing
+    from kagent.supervisor.order import needing
 
     st = cj.load_state(paths)
     if st is None or st.state != "left":

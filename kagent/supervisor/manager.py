@@ -27,15 +27,14 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import datetime
 import os
 import signal
 import sys
 import threading
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, Awaitable, Callable, Collection, Coroutine, Iterable, Mapping, Protocol, Sequence, TypeVar
+from typing import (IO, TYPE_CHECKING, Any, Awaitable, Callable, Collection, Coroutine, Iterable, Mapping, NamedTuple,
+                    Protocol, Sequence, TypeVar)
 
 import kagent
 from kagent import cancel, fsutil, log
@@ -45,12 +44,14 @@ from kagent.node import files
 from kagent.node.lock import InstanceLock
 from kagent.paths import Paths
 from kagent.service.notify import Readiness
-from kagent.supervisor import health as health_mod
 from kagent.supervisor import machine as sm
 from kagent.supervisor import process, status
-from kagent.supervisor.health import ProbeResult
 from kagent.supervisor.policy import RestartPolicy
-from kagent.supervisor.reload import Loaded, ReloadPlan, diff, readers, start_order
+from kagent.supervisor.order import start_order
+
+if TYPE_CHECKING:
+    from kagent.supervisor.health import ProbeResult
+    from kagent.supervisor.reload import Loaded, ReloadPlan
 
 HEALTH_FIRST_PROBE = 0.02  # start-up gate: first probe after 20 ms, doubling to HEALTH_GATE_MAX
 HEALTH_GATE_MAX = 1.0
@@ -75,6 +76,14 @@ class Prober(Protocol):
     def __call__(self, check: Any) -> Awaitable[ProbeResult]: ...
 
 
+def probe(check: Any) -> Awaitable[ProbeResult]:
+    """The real Prober: ``health.probe``, imported at the first probe (not on the agent's way to
+    its first spawn)."""
+    from kagent.supervisor import health
+
+    return health.probe(check)
+
+
 class Clock(Protocol):
     def monotonic(self) -> float: ...
 
@@ -86,32 +95,50 @@ class SystemClock:
         return time.monotonic()
 
     def wall(self) -> str:
+        import datetime  # here: not on the agent's way to its first spawn
+
         return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
 
 
-@dataclass
 class Hooks:
     """Where the rest of the agent plugs in. Each callback runs in the event loop; an exception
-    in one is logged (``hook_failed``) and changes nothing else."""
+    in one is logged (``hook_failed``) and changes nothing else. Each argument is a list (a
+    dict for ``routes``) that callers append to; left out, an empty one.
 
-    on_ready: list[Callable[[], None]] = field(default_factory=list)
-    on_reload_started: list[Callable[[], None]] = field(default_factory=list)
-    on_reload_done: list[Callable[[dict[str, Any]], None]] = field(default_factory=list)
-    on_stopping: list[Callable[[], None]] = field(default_factory=list)
-    # (name, coroutine function taking the Manager): long-running, restarted after a crash
-    tasks: list[tuple[str, Callable[[Manager], Awaitable[None]]]] = field(default_factory=list)
-    # extra top-level fields of GET /status (e.g. {"backup": {...}})
-    status: list[Callable[[], dict[str, Any]]] = field(default_factory=list)
-    # run after an accepted reload (the new config is in effect): apply what is not a
-    # component (e.g. the backup timer) and return extra fields of the reply ({"backup": ...})
-    on_reload_applied: list[Callable[[], dict[str, Any]]] = field(default_factory=list)
-    # more routes of the status socket, (method, path) -> job: each request runs as a queued
-    # command (one at a time with reloads and renewals), only while the agent is running
-    routes: dict[tuple[str, str], Callable[[Manager], Awaitable[tuple[int, Any]]]] = field(default_factory=dict)
+    (A plain class, not a dataclass: nothing compares or prints it, and a dataclass with eight
+    fields costs 2.5 ms of class creation on the agent's way to its first spawn.)"""
+
+    __slots__ = ("on_ready", "on_reload_started", "on_reload_done", "on_stopping", "tasks", "status",
+                 "on_reload_applied", "routes")
+
+    def __init__(
+        self, *,
+        on_ready: list[Callable[[], None]] | None = None,
+        on_reload_started: list[Callable[[], None]] | None = None,
+        on_reload_done: list[Callable[[dict[str, Any]], None]] | None = None,
+        on_stopping: list[Callable[[], None]] | None = None,
+        tasks: list[tuple[str, Callable[[Manager], Awaitable[None]]]] | None = None,
+        status: list[Callable[[], dict[str, Any]]] | None = None,
+        on_reload_applied: list[Callable[[], dict[str, Any]]] | None = None,
+        routes: dict[tuple[str, str], Callable[[Manager], Awaitable[tuple[int, Any]]]] | None = None,
+    ) -> None:
+        self.on_ready = on_ready if on_ready is not None else []
+        self.on_reload_started = on_reload_started if on_reload_started is not None else []
+        self.on_reload_done = on_reload_done if on_reload_done is not None else []
+        self.on_stopping = on_stopping if on_stopping is not None else []
+        # (name, coroutine function taking the Manager): long-running, restarted after a crash
+        self.tasks = tasks if tasks is not None else []
+        # extra top-level fields of GET /status (e.g. {"backup": {...}})
+        self.status = status if status is not None else []
+        # run after an accepted reload (the new config is in effect): apply what is not a
+        # component (e.g. the backup timer) and return extra fields of the reply ({"backup": ...})
+        self.on_reload_applied = on_reload_applied if on_reload_applied is not None else []
+        # more routes of the status socket, (method, path) -> job: each request runs as a queued
+        # command (one at a time with reloads and renewals), only while the agent is running
+        self.routes = routes if routes is not None else {}
 
 
-@dataclass(frozen=True, slots=True)
-class _Cmd:
+class _Cmd(NamedTuple):
     kind: str  # "stop" | "reload" | "renew" | "job" (a Hooks.routes request)
     reply: asyncio.Future[Any] | None = None
     job: Callable[[Manager], Awaitable[tuple[int, Any]]] | None = None
@@ -167,7 +194,7 @@ class _Early:
 class Manager:
     def __init__(self, *, paths: Paths, role: str, version: str, log_dir: Path | None, policy: RestartPolicy,
                  load_specs: Callable[[], Sequence[ComponentSpec] | Loaded], hooks: Hooks | None = None,
-                 spawner: Spawner | None = None, prober: Prober = health_mod.probe,
+                 spawner: Spawner | None = None, prober: Prober = probe,
                  clock: Clock | None = None) -> None:
         self.paths = paths
         self.role = role
@@ -793,6 +820,8 @@ class Manager:
                                                            or self.m.units[n].gen != gens.get(n))]
 
     async def reload(self) -> dict[str, Any]:
+        from kagent.supervisor.reload import Loaded, diff  # here: not on the agent's way to its first spawn
+
         self.log.info("reload_requested")
         self._hook("on_reload_started", self.hooks.on_reload_started)
         try:
@@ -855,6 +884,8 @@ class Manager:
             reason = err.render() if isinstance(err, KagentError) else f"internal error: {err!r}"
             (self.log.error if isinstance(err, KagentError) else self.log.exception)("renew_failed", reason=reason)
             return
+        from kagent.supervisor.reload import readers
+
         specs = [u.spec for u in self.m.units.values()]
         names = readers(specs, rewritten)
         if not names:
@@ -961,7 +992,7 @@ async def run_agent(
     background: Sequence[Callable[[], Coroutine[Any, Any, None]]] = (),
     status_extra: Mapping[str, Callable[[], Any]] | None = None,
     spawner: Spawner | None = None,
-    prober: Prober = health_mod.probe,
+    prober: Prober = probe,
     clock: Clock | None = None,
 ) -> int:
     """Run the agent until SIGTERM/SIGINT: lock, pidfile, status socket, stale children,
@@ -1031,7 +1062,7 @@ async def _run(mgr: Manager, paths: Paths, tasks: Tasks, renew: Callable[[], Col
     mgr.log.info("agent_starting", pid=os.getpid(), role=mgr.role, version=mgr.version, run_dir=str(paths.run_dir))
     try:
         loaded = await mgr.in_thread(mgr.load_specs)
-        specs = start_order(loaded.specs if isinstance(loaded, Loaded) else loaded)
+        specs = start_order(loaded if isinstance(loaded, Sequence) else loaded.specs)  # a Loaded: reload.py not imported
     except cancel.Cancelled:  # SIGTERM during the first PKI step: nothing runs yet
         mgr.log.info("agent_stopped", reason="stopped while loading")
         return int(ExitCode.OK)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from http import HTTPStatus
 import json
 import os
 import socket
@@ -48,6 +47,8 @@ async def _handle(r: asyncio.StreamReader, w: asyncio.StreamWriter, handler: Han
             await r.readexactly(min(length, MAX_HEADER))
         status, body = await handler(method.upper(), target.split("?")[0])
         payload = (json.dumps(body, indent=None) + "\n").encode()
+        from http import HTTPStatus  # here: not on the agent's way to its first spawn
+
         reason = HTTPStatus(status).phrase if status in HTTPStatus._value2member_map_ else ""
         w.write(f"HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\n"
                 f"Content-Length: {len(payload)}\r\nConnection: close\r\n\r\n".encode() + payload)

@@ -53,6 +53,7 @@ LAYERS: dict[str, str] = {
     "kagent.supervisor": PURE,
     "kagent.supervisor.policy": PURE,
     "kagent.supervisor.reload": PURE,
+    "kagent.supervisor.order": PURE,
     "kagent.supervisor.machine": PURE,
     "kagent.join": PURE,  # the package __init__
     "kagent.join.token": PURE,  # token encode/parse

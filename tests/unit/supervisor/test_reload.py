@@ -4,7 +4,8 @@ import pytest
 
 from kagent.components.spec import ComponentSpec, FileSpec, OnChange, TcpCheck
 from kagent.errors import ConfigError
-from kagent.supervisor.reload import dependents, diff, start_order
+from kagent.supervisor.order import dependents, start_order
+from kagent.supervisor.reload import diff
 
 
 def spec(name: str, *args: str, **kw) -> ComponentSpec:
@@ -61,7 +62,7 @@ def test_a_file_change_restarts_a_restart_component():
 
 
 def test_needing_is_the_names_and_everything_that_needs_them_in_start_order():
-    from kagent.supervisor.reload import needing
+    from kagent.supervisor.order import needing
 
     specs = start_order([spec("etcd"), spec("control-api", after=("etcd",)), spec("containerd"),
                          spec("kube-apiserver", after=("etcd",)), spec("kube-scheduler", after=("kube-apiserver",)),
