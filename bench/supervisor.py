@@ -108,7 +108,7 @@ def agent_main(n: int, argv: list[str], run_dir: Path) -> None:
     from kagent.supervisor.manager import run_agent_sync
     from kagent.supervisor.policy import RestartPolicy
 
-    log.configure(fmt="json")
+    log.configure(fmt="json", hold=True)  # as kagent controller/worker (kagent/cli/run.py)
     binary = Path(shutil.which(argv[0]) or argv[0])
     specs = [ComponentSpec(name=f"c{i:03d}", binary=binary, args=tuple(argv[1:]), health=None, stop_timeout=5.0)
              for i in range(n)]

@@ -3,11 +3,20 @@
 Event names are stable snake_case verbs (``component_started``); context goes in fields
 (``component``, ``pid``, ``exit_code``, ``signal``, ``attempt``, ``path``, ``reason``).
 Logs go to stderr so that command output on stdout stays machine-readable.
+
+The agent commands configure with ``hold=True``: lines below warning are held, and structlog
+is not even imported, until the supervisor has its first children on their way (``release``).
+structlog's import is most of the way from exec to the first spawn that is not the spawn's
+own. Held lines keep their time and their order, and come out at the latest HOLD_MAX seconds
+after ``configure``, before a warning or an error, before a kagent child that shares stderr
+starts (``child_args``), and at exit.
 """
 
 from __future__ import annotations
 
 import sys
+import threading
+import time
 from typing import Any, TextIO, cast
 
 _configured = False
@@ -21,7 +30,9 @@ _effective: dict[str, Any] = {}  # what configure() set up last
 
 def child_args() -> list[str]:
     """The root options that give a kagent child process (one that shares this stderr, e.g. the
-    PKI child) this process's log set-up."""
+    PKI child) this process's log set-up. Held lines come out first: the child's lines follow
+    them."""
+    release()
     eff = _effective or {**_preset, "fmt": _preset["fmt"] or ("console" if sys.stderr.isatty() else "json")}
     return ["--log-format", str(eff["fmt"]), *(["-v"] if eff["verbose"] else []), *(["--debug"] if eff["debug"] else [])]
 
@@ -85,25 +96,162 @@ class _Stderr:
 _STDERR = _Stderr()
 
 
-def configure(*, fmt: str | None = None, verbose: bool | None = None, debug: bool | None = None) -> None:
+HOLD_MAX = 0.5  # s: held lines come out at the latest this long after configure(hold=True)
+HOLD_LINES = 10_000  # ... or once this many are held
+_LEVELS = {"debug": 10, "info": 20, "warning": 30, "error": 40, "exception": 40, "critical": 50}
+_WARNING = 30
+# (bound fields, method, event, fields, time.time()) logged while held; None: not holding
+_held: list[tuple[dict[str, Any], str, str, dict[str, Any], float]] | None = None
+_held_lock = threading.Lock()
+_hold_timer: threading.Timer | None = None
+
+
+def configure(*, fmt: str | None = None, verbose: bool | None = None, debug: bool | None = None,
+              hold: bool = False) -> None:
     """Set up structlog. ``fmt`` is ``console`` or ``json``; None picks by whether stderr is a
     TTY. ``verbose`` shows debug-level events; ``debug`` does too and adds tracebacks to logged
-    exceptions. Arguments left out take the CLI's preset."""
-    global _configured
-    import logging
-
-    import structlog
-
+    exceptions. Arguments left out take the CLI's preset. ``hold``: see the module's doc."""
+    global _configured, _held, _hold_timer
     fmt = fmt if fmt is not None else _preset["fmt"]
     verbose = _preset["verbose"] if verbose is None else verbose
     debug = _preset["debug"] if debug is None else debug
     if fmt is None:
         fmt = "console" if sys.stderr.isatty() else "json"
+    release()  # lines held by an earlier set-up come out in that set-up
+    _effective.update(fmt=fmt, verbose=verbose, debug=debug)
+    _configured = True
+    if not hold:
+        _setup()
+        return
+    import atexit
+
+    with _held_lock:
+        _held = []
+    _hold_timer = threading.Timer(HOLD_MAX, release)
+    _hold_timer.daemon = True
+    _hold_timer.start()
+    atexit.register(release)
+
+
+def holding() -> bool:
+    return _held is not None
+
+
+def release() -> None:
+    """Held lines come out now, in order, with their own times; later lines are not held.
+    Idempotent, from any thread."""
+    global _held, _hold_timer
+    if _held is None:
+        return
+    timer, _hold_timer = _hold_timer, None
+    if timer is not None and timer is not threading.current_thread():
+        timer.cancel()
+    with _held_lock:
+        if _held is None:
+            return
+        try:
+            import structlog
+
+            _setup()
+            for bound, method, event, fields, at in _held:
+                getattr(structlog.get_logger().bind(**bound), method)(event, _at=at, **fields)
+        finally:
+            _held = None  # only now: a line logged meanwhile by another thread waited for the lock
+
+
+def _hold(bound: dict[str, Any], method: str, event: str, fields: dict[str, Any]) -> bool:
+    """Keep one line while holding; False when it is to be logged at once."""
+    if _held is None:
+        return False
+    level = _LEVELS.get(method, _WARNING)
+    if level >= _WARNING or "exc_info" in fields:
+        release()  # a warning or an error is never late, and comes after what was held
+        return False
+    with _held_lock:
+        if _held is None:
+            return False
+        if level >= (10 if _effective.get("verbose") or _effective.get("debug") else 20):
+            _held.append((bound, method, event, fields, time.time()))
+        full = len(_held) >= HOLD_LINES
+    if full:
+        release()
+    return True
+
+
+class _Held:
+    """What ``get`` gives while lines are held: structlog's bound-logger methods the code
+    uses, each line held (``_hold``) or, once released, logged through structlog."""
+
+    __slots__ = ("_bound", "_real")
+
+    def __init__(self, bound: dict[str, Any]) -> None:
+        self._bound = bound
+        self._real: Any = None
+
+    def bind(self, **fields: Any) -> _Held:
+        return _Held({**self._bound, **fields})
+
+    def _logger(self) -> Any:
+        if self._real is None:
+            import structlog
+
+            real = structlog.get_logger()
+            self._real = real.bind(**self._bound) if self._bound else real
+        return self._real
+
+    def _log(self, method: str, event: str, fields: dict[str, Any]) -> Any:
+        if _hold(self._bound, method, event, fields):
+            return None
+        return getattr(self._logger(), method)(event, **fields)
+
+    def __getattr__(self, name: str) -> Any:
+        """Any other method of structlog's bound logger: what was held comes out first."""
+        if name.startswith("__"):
+            raise AttributeError(name)
+        release()
+        return getattr(self._logger(), name)
+
+    def debug(self, event: str, **fields: Any) -> Any:
+        return self._log("debug", event, fields)
+
+    def info(self, event: str, **fields: Any) -> Any:
+        return self._log("info", event, fields)
+
+    def warning(self, event: str, **fields: Any) -> Any:
+        return self._log("warning", event, fields)
+
+    def error(self, event: str, **fields: Any) -> Any:
+        return self._log("error", event, fields)
+
+    def exception(self, event: str, **fields: Any) -> Any:
+        return self._log("exception", event, fields)
+
+    def critical(self, event: str, **fields: Any) -> Any:
+        return self._log("critical", event, fields)
+
+
+def _timestamp(_logger: Any, _name: str, event: dict[str, Any]) -> dict[str, Any]:
+    """ISO 8601 in UTC, as structlog's TimeStamper(fmt="iso", utc=True) writes it, of the
+    time the line was logged (``_at``, for a held line) or of now."""
+    import datetime
+
+    at = event.pop("_at", None)
+    when = datetime.datetime.fromtimestamp(at if at is not None else time.time(), tz=datetime.timezone.utc)
+    event["timestamp"] = when.isoformat().replace("+00:00", "Z")
+    return event
+
+
+def _setup() -> None:
+    import logging
+
+    import structlog
+
+    fmt, verbose, debug = _effective["fmt"], _effective["verbose"], _effective["debug"]
     level = logging.DEBUG if (debug or verbose) else logging.INFO
     processors: list[Any] = [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
-        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        _timestamp,
     ]
     if not debug:
         processors.append(_drop_traceback)
@@ -111,21 +259,22 @@ def configure(*, fmt: str | None = None, verbose: bool | None = None, debug: boo
         processors += [structlog.processors.format_exc_info, structlog.processors.JSONRenderer()]
     else:
         processors += [structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())]
-    _effective.update(fmt=fmt, verbose=verbose, debug=debug)
     structlog.configure(
         processors=processors,
         wrapper_class=structlog.make_filtering_bound_logger(level),
         logger_factory=structlog.PrintLoggerFactory(file=cast(TextIO, _STDERR)),
         cache_logger_on_first_use=False,
     )
-    _configured = True
 
 
 def get(name: str | None = None, **bound: Any) -> Any:
-    """A bound structlog logger; configures a default (quiet-free JSON/console) setup if none yet."""
-    import structlog
-
+    """A bound structlog logger; configures a default (quiet-free JSON/console) setup if none
+    yet. While lines are held, a logger that holds them (and logs through structlog after)."""
     if not _configured:
         configure()
+    if _held is not None and name is None:
+        return _Held(bound)
+    import structlog
+
     logger = structlog.get_logger(name) if name else structlog.get_logger()
     return logger.bind(**bound) if bound else logger

@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 
-from kagent import __version__
+from kagent import __version__, log
 from kagent.errors import ExitCode, KagentError
 from kagent.paths import DEFAULT_DATA_DIR, DEFAULT_RUN_DIR
 
@@ -247,7 +247,10 @@ def main(argv: list[str] | None = None) -> None:
     if os.environ.get("KAGENT_DEBUG") == "1":
         _enable_debug()
     try:
-        rv: Any = root.main(args=args, prog_name="kagent", standalone_mode=False)
+        try:
+            rv: Any = root.main(args=args, prog_name="kagent", standalone_mode=False)
+        finally:
+            log.release()  # lines an agent command held come out before its error
     except KagentError as err:
         if _debug:
             _print_traceback()

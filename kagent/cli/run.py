@@ -49,7 +49,7 @@ def controller(app: AppContext, init: bool, enable_worker: bool, single: bool, d
     from kagent.components import parse_disabled
     from kagent.components.context import Role, parse_kubelet_extra_args, parse_labels, parse_taints
 
-    log.configure(fmt=app.log_format, verbose=app.verbose, debug=app.debug)
+    log.configure(fmt=app.log_format, verbose=app.verbose, debug=app.debug, hold=True)
     req = RunRequest(
         role=Role.CONTROLLER, init=init, enable_worker=enable_worker or single, single=single,
         disabled=parse_disabled(disable_components, Role.CONTROLLER, enable_worker=enable_worker or single),
@@ -76,7 +76,7 @@ def worker(app: AppContext, disable_components: str, labels: str, taints: str, p
     from kagent.components import parse_disabled
     from kagent.components.context import Role, parse_kubelet_extra_args, parse_labels, parse_taints
 
-    log.configure(fmt=app.log_format, verbose=app.verbose, debug=app.debug)
+    log.configure(fmt=app.log_format, verbose=app.verbose, debug=app.debug, hold=True)
     req = RunRequest(
         role=Role.WORKER, disabled=parse_disabled(disable_components, Role.WORKER),
         labels=parse_labels(labels), taints=parse_taints(taints), profile=profile,

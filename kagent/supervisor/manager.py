@@ -324,6 +324,8 @@ class Manager:
                     self.log.exception("action_failed", action=type(item).__name__, reason=repr(err))
         finally:
             self._flushing = False
+        if log.holding() and not self.launcher.inflight:
+            log.release()  # the first children are on their way: held lines come out (kagent.log)
 
     def changed(self) -> None:
         """After each event: when a component's state or health changed, the one-line STATUS=
@@ -776,6 +778,7 @@ class Manager:
             # a Failed action is being reported (its output drained): wait for it
             await self.wait_until(lambda m: self.failure is not None, DRAIN_TIMEOUT * 4)
         self.dispatch(sm.Settle())
+        log.release()
         return self.failure
 
     async def stop(self, names: Collection[str]) -> None:
@@ -923,6 +926,7 @@ def plan_doc(*, restarted: list[str] | None = None, started: list[str] | None = 
 
 
 def _print_error(err: KagentError) -> None:
+    log.release()
     print(err.render(), file=sys.stderr, flush=True)
 
 

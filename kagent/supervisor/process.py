@@ -537,6 +537,7 @@ class Launcher:
         self._devnull: int | None = None
         self._turn = False  # a spawn ran inline in this turn of the loop
         self._closed = False
+        self.inflight = 0  # spawns in the pool, not back in the loop yet
         self._prepared: dict[str, tuple[ComponentSpec, str, launch.Prepared]] = {}
         self._outputs: dict[str, Output] = {}  # per component, from its first spawn to ``release``
 
@@ -564,6 +565,7 @@ class Launcher:
             return _start(spec, env, prep, devnull, output, fa)
 
         def finished(result: Any) -> None:
+            self.inflight -= 1
             self._settle(output)
             if self._closed and not isinstance(result, BaseException):
                 _kill_started(result, wait=False)  # the agent is done: nobody would supervise it
@@ -579,6 +581,7 @@ class Launcher:
             done(result)
 
         output.inflight += 1
+        self.inflight += 1
         self._pool.submit(work, finished, _kill_started, loop)
         return None
 

@@ -52,3 +52,110 @@ def test_a_full_disk_or_a_closed_stderr_drops_lines_and_says_so_when_writing_wor
     lines = [json.loads(ln) for ln in back.getvalue().splitlines()]
     assert lines[0] == {"event": "log_lines_dropped", "count": 2, "level": "warning"}
     assert lines[1]["event"] == "after" and len(lines) == 2
+
+
+def _run(code: str, timeout: float = 30) -> tuple[list[dict], str]:
+    """``code`` in a fresh interpreter (log's set-up is process-wide); its JSON log lines and
+    the rest of its stderr."""
+    import subprocess
+
+    proc = subprocess.run([sys.executable, "-c", "import sys\nfrom kagent import log\n" + code],
+                          capture_output=True, text=True, timeout=timeout)
+    assert proc.returncode == 0, proc.stderr
+    lines, rest = [], []
+    for ln in proc.stderr.splitlines():
+        (lines if ln.startswith("{") else rest).append(ln)
+    return [json.loads(ln) for ln in lines], "\n".join(rest) + proc.stdout
+
+
+def test_held_lines_wait_for_release_without_structlog_and_keep_their_time_and_order():
+    lines, out = _run(
+        "import time\n"
+        "log.configure(fmt='json', hold=True)\n"
+        "log.get(role='x').info('first', n=1)\n"
+        "log.get().bind(component='etcd').info('second')\n"
+        "log.get().debug('not_verbose')\n"
+        "print('structlog imported:', 'structlog' in sys.modules, flush=True)\n"
+        "sys.stderr.write('before release\\n'); sys.stderr.flush()\n"
+        "time.sleep(0.2)\n"
+        "at = time.time()\n"
+        "log.release()\n"
+        "log.get().info('third')\n"
+        "print('release at', at)\n"
+    )
+    assert "structlog imported: False" in out
+    assert [ln["event"] for ln in lines] == ["first", "second", "third"]
+    assert lines[0]["role"] == "x" and lines[0]["n"] == 1 and lines[1]["component"] == "etcd"
+    import datetime
+
+    at = float(out.split("release at ")[1].split()[0])
+    stamps = [datetime.datetime.fromisoformat(ln["timestamp"].replace("Z", "+00:00")).timestamp() for ln in lines]
+    assert stamps[0] <= stamps[1] < at - 0.15 < at <= stamps[2]  # the held ones: the time of the call
+
+
+def test_a_warning_releases_what_was_held_before_it_and_comes_at_once():
+    lines, out = _run(
+        "log.configure(fmt='json', hold=True)\n"
+        "log.get().info('one')\n"
+        "log.get().warning('two')\n"
+        "print('holding after warning:', log.holding())\n"
+        "log.get().info('three')\n"
+    )
+    assert [ln["event"] for ln in lines] == ["one", "two", "three"]
+    assert "holding after warning: False" in out
+
+
+def test_an_exception_logged_while_holding_keeps_its_error():
+    lines, _ = _run(
+        "log.configure(fmt='json', hold=True)\n"
+        "try:\n"
+        "    raise ValueError('boom')\n"
+        "except ValueError:\n"
+        "    log.get().info('caught', exc_info=True)\n"
+    )
+    assert lines[0]["event"] == "caught" and lines[0]["error"] == "ValueError: boom"
+
+
+def test_held_lines_come_out_by_themselves_after_hold_max_and_at_exit():
+    lines, out = _run(
+        "import time\n"
+        "log.configure(fmt='json', hold=True)\n"
+        "log.get().info('by_timer')\n"
+        "deadline = time.monotonic() + 10\n"
+        "while log.holding() and time.monotonic() < deadline:\n"
+        "    time.sleep(0.01)\n"
+        "print('held after the timer:', log.holding())\n"
+        "log.configure(fmt='json', hold=True)\n"
+        "log.get().info('at_exit')\n"
+    )
+    assert "held after the timer: False" in out
+    assert [ln["event"] for ln in lines] == ["by_timer", "at_exit"]
+
+
+def test_a_kagent_child_sharing_stderr_starts_after_the_held_lines():
+    lines, out = _run(
+        "log.configure(fmt='json', hold=True)\n"
+        "log.get().info('parent_line')\n"
+        "args = log.child_args()\n"
+        "print('holding:', log.holding(), args)\n"
+    )
+    assert [ln["event"] for ln in lines] == ["parent_line"]
+    assert "holding: False ['--log-format', 'json']" in out
+
+
+def test_verbose_holds_debug_lines_too():
+    lines, _ = _run(
+        "log.configure(fmt='json', verbose=True, hold=True)\n"
+        "log.get().debug('detail')\n"
+        "log.release()\n"
+    )
+    assert [ln["event"] for ln in lines] == ["detail"]
+
+
+def test_another_structlog_method_while_holding_releases_first_and_works():
+    lines, _ = _run(
+        "log.configure(fmt='json', hold=True)\n"
+        "log.get().info('held')\n"
+        "log.get().msg('through_msg')\n"
+    )
+    assert [ln["event"] for ln in lines] == ["held", "through_msg"]
