@@ -28,12 +28,21 @@ _preset: dict[str, Any] = {"fmt": None, "verbose": False, "debug": False}
 _effective: dict[str, Any] = {}  # what configure() set up last
 
 
+def _isatty() -> bool:
+    """Whether stderr is a terminal; False when there is none (fd 2 closed at exec:
+    ``sys.stderr`` is None) or it is closed."""
+    try:
+        return bool(sys.stderr.isatty())
+    except (AttributeError, OSError, ValueError):
+        return False
+
+
 def child_args() -> list[str]:
     """The root options that give a kagent child process (one that shares this stderr, e.g. the
     PKI child) this process's log set-up. Held lines come out first: the child's lines follow
     them."""
     release()
-    eff = _effective or {**_preset, "fmt": _preset["fmt"] or ("console" if sys.stderr.isatty() else "json")}
+    eff = _effective or {**_preset, "fmt": _preset["fmt"] or ("console" if _isatty() else "json")}
     return ["--log-format", str(eff["fmt"]), *(["-v"] if eff["verbose"] else []), *(["--debug"] if eff["debug"] else [])]
 
 
@@ -71,7 +80,7 @@ class _Stderr:
                 sys.stderr.write(self._dropped_line())
                 self.dropped = 0
             return sys.stderr.write(text)
-        except (OSError, ValueError):
+        except (OSError, ValueError, AttributeError):  # AttributeError: no stderr at all (None)
             self._failed = True
             self.dropped += 1
             return len(text)
@@ -89,7 +98,7 @@ class _Stderr:
             return
         try:
             sys.stderr.flush()
-        except (OSError, ValueError):
+        except (OSError, ValueError, AttributeError):
             self.dropped += 1
 
 
@@ -104,6 +113,11 @@ _WARNING = 30
 _held: list[tuple[dict[str, Any], str, str, dict[str, Any], float]] | None = None
 _held_lock = threading.Lock()
 _hold_timer: threading.Timer | None = None
+# the thread writing the held lines out (``release``), holding _held_lock: a line it logs
+# meanwhile (a signal handler's, a field's repr) joins the end of the held ones instead of
+# waiting for the lock it holds itself
+_releasing: int | None = None
+_FREEZE_DEPTH = 16
 
 
 def configure(*, fmt: str | None = None, verbose: bool | None = None, debug: bool | None = None,
@@ -116,7 +130,7 @@ def configure(*, fmt: str | None = None, verbose: bool | None = None, debug: boo
     verbose = _preset["verbose"] if verbose is None else verbose
     debug = _preset["debug"] if debug is None else debug
     if fmt is None:
-        fmt = "console" if sys.stderr.isatty() else "json"
+        fmt = "console" if _isatty() else "json"
     release()  # lines held by an earlier set-up come out in that set-up
     _effective.update(fmt=fmt, verbose=verbose, debug=debug)
     _configured = True
@@ -130,6 +144,7 @@ def configure(*, fmt: str | None = None, verbose: bool | None = None, debug: boo
     _hold_timer = threading.Timer(HOLD_MAX, release)
     _hold_timer.daemon = True
     _hold_timer.start()
+    atexit.unregister(release)  # once, however often a process holds (tests do, many times)
     atexit.register(release)
 
 
@@ -139,24 +154,96 @@ def holding() -> bool:
 
 def release() -> None:
     """Held lines come out now, in order, with their own times; later lines are not held.
-    Idempotent, from any thread."""
-    global _held, _hold_timer
-    if _held is None:
-        return
+    Idempotent, from any thread; never raises: a held line that cannot be written is dropped,
+    and the lines dropped are said once (``log_lines_failed``), after the others."""
+    global _held, _hold_timer, _releasing
+    if _held is None or _releasing == threading.get_ident():
+        return  # (the second: called while this thread writes the held lines out)
     timer, _hold_timer = _hold_timer, None
     if timer is not None and timer is not threading.current_thread():
         timer.cancel()
+    failed: list[str] = []
+    reason = ""
     with _held_lock:
         if _held is None:
             return
+        _releasing = threading.get_ident()
         try:
             import structlog
 
             _setup()
-            for bound, method, event, fields, at in _held:
-                getattr(structlog.get_logger().bind(**bound), method)(event, _at=at, **fields)
+            held, i = _held, 0
+            while i < len(held):  # (lines this thread logs meanwhile are appended: they come last)
+                bound, method, event, fields, at = held[i]
+                i += 1
+                try:
+                    getattr(structlog.get_logger().bind(**bound), method)(event, _at=at, **fields)
+                except Exception as err:  # noqa: BLE001 - one bad line must not take the others (or the caller) down
+                    failed.append(event)
+                    reason = reason or f"{type(err).__name__}: {err}"
+        except Exception as err:  # noqa: BLE001 - structlog's import or set-up: no held line can be written
+            _STDERR.write(_failed_line(len(_held), f"{type(err).__name__}: {err}"))
+            _STDERR.flush()
+            return
         finally:
             _held = None  # only now: a line logged meanwhile by another thread waited for the lock
+            _releasing = None
+    if failed:
+        try:
+            import structlog
+
+            structlog.get_logger().warning("log_lines_failed", count=len(failed), events=failed[:20], reason=reason)
+        except Exception:  # noqa: BLE001 - as above
+            pass
+
+
+def _failed_line(count: int, reason: str) -> str:
+    """``log_lines_failed`` without structlog (it could not be set up)."""
+    import json
+
+    if _effective.get("fmt") == "json":
+        return json.dumps({"event": "log_lines_failed", "count": count, "reason": reason, "level": "warning"}) + "\n"
+    return f"[warning  ] log_lines_failed count={count} reason={reason!r}\n"
+
+
+def _frozen(value: Any, depth: int = 0) -> Any:
+    """``value`` as it is now, for a line written later: builtin containers copied (all the way
+    down), other objects that are not plain values as their repr (what the JSON and console
+    renderers would write of them), so that a change after the call does not show in the line."""
+    if value is None or isinstance(value, (str, int, float, bytes)):
+        return value  # (bool is an int; str/int subclasses such as StrEnum are immutable too)
+    if depth < _FREEZE_DEPTH:
+        kind = type(value)
+        if kind is list:
+            return [_frozen(v, depth + 1) for v in value]
+        if kind is dict:
+            return {k: _frozen(v, depth + 1) for k, v in value.items()}
+        if kind is tuple:
+            return tuple(_frozen(v, depth + 1) for v in value)
+        if kind is set or kind is frozenset:
+            return kind(value)
+    if hasattr(value, "__structlog__"):
+        return value
+    return _Repr(repr(value))
+
+
+class _Repr:
+    """An object's repr taken when its line was logged; written as that repr."""
+
+    __slots__ = ("text",)
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def __repr__(self) -> str:
+        return self.text
+
+
+def _freeze(fields: dict[str, Any]) -> dict[str, Any]:
+    for k, v in fields.items():
+        if not (v is None or isinstance(v, (str, int, float, bytes))):
+            return {k: _frozen(v) for k, v in fields.items()}
+    return fields  # the common case: plain values only, nothing to copy
 
 
 def _hold(bound: dict[str, Any], method: str, event: str, fields: dict[str, Any]) -> bool:
@@ -164,14 +251,24 @@ def _hold(bound: dict[str, Any], method: str, event: str, fields: dict[str, Any]
     if _held is None:
         return False
     level = _LEVELS.get(method, _WARNING)
+    if _releasing is not None and _releasing == threading.get_ident():
+        # logged by the thread writing the held lines out, which holds _held_lock: the line
+        # joins the end of those (a warning too: it cannot come out before them)
+        if level >= (10 if _effective.get("verbose") or _effective.get("debug") else 20) and len(_held) < 2 * HOLD_LINES:
+            if fields.get("exc_info") is True or (method == "exception" and "exc_info" not in fields):
+                fields = {**fields, "exc_info": sys.exc_info()}  # the exception being handled now
+            _held.append((_freeze(bound), method, event, _freeze(fields), time.time()))
+        return True
     if level >= _WARNING or "exc_info" in fields:
         release()  # a warning or an error is never late, and comes after what was held
         return False
+    if level < (10 if _effective.get("verbose") or _effective.get("debug") else 20):
+        return True  # below the level: dropped, as structlog's filtering logger would
+    bound, fields = _freeze(bound), _freeze(fields)  # (before the lock: a repr may log)
     with _held_lock:
         if _held is None:
             return False
-        if level >= (10 if _effective.get("verbose") or _effective.get("debug") else 20):
-            _held.append((bound, method, event, fields, time.time()))
+        _held.append((bound, method, event, fields, time.time()))
         full = len(_held) >= HOLD_LINES
     if full:
         release()
@@ -258,7 +355,7 @@ def _setup() -> None:
     if fmt == "json":
         processors += [structlog.processors.format_exc_info, structlog.processors.JSONRenderer()]
     else:
-        processors += [structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())]
+        processors += [structlog.dev.ConsoleRenderer(colors=_isatty())]
     structlog.configure(
         processors=processors,
         wrapper_class=structlog.make_filtering_bound_logger(level),
@@ -272,8 +369,8 @@ def get(name: str | None = None, **bound: Any) -> Any:
     yet. While lines are held, a logger that holds them (and logs through structlog after)."""
     if not _configured:
         configure()
-    if _held is not None and name is None:
-        return _Held(bound)
+    if _held is not None:
+        return _Held(bound)  # (a name changes nothing: the PrintLoggerFactory ignores it)
     import structlog
 
     logger = structlog.get_logger(name) if name else structlog.get_logger()

@@ -159,3 +159,134 @@ def test_another_structlog_method_while_holding_releases_first_and_works():
         "log.get().msg('through_msg')\n"
     )
     assert [ln["event"] for ln in lines] == ["held", "through_msg"]
+
+
+def _run_without_stderr(code: str, timeout: float = 20) -> tuple[int, str]:
+    """``code`` in a fresh interpreter whose fd 2 is closed before it starts (as ``kagent
+    controller 2>&-`` would have it): its exit code and stdout."""
+    import os
+    import subprocess
+
+    proc = subprocess.run([sys.executable, "-c", "import sys\nfrom kagent import log\n" + code],
+                          stdout=subprocess.PIPE, text=True, timeout=timeout, preexec_fn=lambda: os.close(2))
+    return proc.returncode, proc.stdout
+
+
+def test_a_held_line_that_cannot_be_rendered_is_reported_and_the_others_still_come_out():
+    # JSON cannot take a tuple key: rendering the first line fails at the release. The release
+    # (in the supervisor's flush, child_args, the CLI's finally) must not raise, the lines after
+    # the bad one must not be lost, and the loss is said once, naming the event
+    lines, out = _run(
+        "log.configure(fmt='json', hold=True)\n"
+        "log.get().info('bad', ports={(1, 2): 'x'})\n"
+        "log.get().info('good_1')\n"
+        "log.get(component='etcd').info('good_2')\n"
+        "try:\n"
+        "    log.get().warning('a_warning')\n"
+        "    print('warning raised: no')\n"
+        "except Exception as err:\n"
+        "    print('warning raised:', repr(err))\n"
+    )
+    assert "warning raised: no" in out
+    assert [ln["event"] for ln in lines] == ["good_1", "good_2", "log_lines_failed", "a_warning"]
+    failed = lines[2]
+    assert failed["level"] == "warning" and failed["count"] == 1 and failed["events"] == ["bad"]
+    assert "TypeError" in failed["reason"]
+
+
+def test_a_line_logged_by_the_releasing_thread_itself_comes_after_the_held_ones_without_a_deadlock():
+    # a Python signal handler that logs, run in the main thread while it writes the held lines
+    # (here: at its first write to stderr); the held lock is not re-entrant
+    lines, out = _run(
+        "import io, os, signal\n"
+        "signal.signal(signal.SIGUSR1, lambda *_: log.get().info('from_handler'))\n"
+        "signal.signal(signal.SIGALRM, signal.SIG_DFL); signal.alarm(10)  # a deadlock: killed, not hung\n"
+        "real = sys.stderr\n"
+        "class Kicks:\n"
+        "    sent = False\n"
+        "    def write(self, s):\n"
+        "        if not Kicks.sent:\n"
+        "            Kicks.sent = True\n"
+        "            os.kill(os.getpid(), signal.SIGUSR1)\n"
+        "        return real.write(s)\n"
+        "    def flush(self):\n"
+        "        real.flush()\n"
+        "log.configure(fmt='json', hold=True)\n"
+        "log.get().info('one')\n"
+        "log.get().info('two')\n"
+        "sys.stderr = Kicks()\n"
+        "log.release()\n"
+        "sys.stderr = real\n"
+        "log.get().info('three')\n"
+        "print('done')\n"
+    )
+    assert "done" in out
+    assert [ln["event"] for ln in lines] == ["one", "two", "from_handler", "three"]
+
+
+def test_a_held_line_shows_its_fields_as_they_were_when_it_was_logged():
+    lines, _ = _run(
+        "log.configure(fmt='json', hold=True)\n"
+        "names, state = ['etcd'], {'etcd': {'phase': 'starting'}}\n"
+        "class Unit:\n"
+        "    def __init__(self): self.phase = 'starting'\n"
+        "    def __repr__(self): return f'Unit({self.phase})'\n"
+        "u = Unit()\n"
+        "bound = ['b']\n"
+        "log.get(tags=bound).info('plan', components=names, state=state, unit=u, n=3, path=None)\n"
+        "names.append('kube-apiserver'); state['etcd']['phase'] = 'running'; u.phase = 'running'; bound.append('c')\n"
+        "log.release()\n"
+    )
+    assert lines[0]["components"] == ["etcd"] and lines[0]["state"] == {"etcd": {"phase": "starting"}}
+    assert lines[0]["unit"] == "Unit(starting)" and lines[0]["tags"] == ["b"]
+    assert lines[0]["n"] == 3 and lines[0]["path"] is None
+
+
+def test_a_named_logger_while_holding_is_held_too_and_never_writes_to_stdout():
+    lines, out = _run(
+        "log.configure(fmt='json', hold=True)\n"
+        "log.get('kagent.x', component='etcd').info('named')\n"
+        "print('holding:', log.holding())\n"
+        "log.release()\n"
+    )
+    assert out.strip() == "holding: True"
+    assert [(ln["event"], ln["component"]) for ln in lines] == [("named", "etcd")]
+
+
+def test_with_no_stderr_at_all_log_lines_are_dropped_and_nothing_raises():
+    # fd 2 closed at exec: sys.stderr is None; neither configure (which asks for a TTY), nor a
+    # release, nor a line logged at once may raise into the agent
+    rc, out = _run_without_stderr(
+        "log.configure(hold=True)\n"
+        "log.get().info('held')\n"
+        "log.release()\n"
+        "log.get().warning('direct')\n"
+        "print('child_args', log.child_args())\n"
+        "print('ok')\n"
+    )
+    assert rc == 0 and "ok" in out and "child_args ['--log-format', 'json']" in out
+
+
+@pytest.mark.parametrize("fmt", ["json", "console"])
+def test_a_held_line_is_written_as_the_same_line_logged_at_once_would_be(fmt):
+    code = (
+        "import enum, pathlib\n"
+        "class K(enum.Enum):\n"
+        "    A = 1\n"
+        "log.configure(fmt=%r, hold=%s)\n"
+        "log.get(component='etcd', pid=12).info('evt', path=pathlib.Path('/x'), err=ValueError('boom'), kind=K.A,\n"
+        "    items=[1, 'a', (2, 3)], d={'k': [1]}, b=b'x', f=1.5, t=True, n=None, st={1})\n"
+        "log.release()\n"
+    )
+    import re
+    import subprocess
+
+    def line(hold: bool) -> str:
+        proc = subprocess.run([sys.executable, "-c", "import sys\nfrom kagent import log\n" + code % (fmt, hold)],
+                              capture_output=True, text=True, timeout=30)
+        assert proc.returncode == 0, proc.stderr
+        return re.sub(r"\d{4}-\d\d-\d\d[T ][\d:.]+Z?", "<time>", proc.stderr)
+
+    at_once, held = line(False), line(True)
+    assert "PosixPath('/x')" in at_once and "ValueError('boom')" in at_once
+    assert held == at_once
