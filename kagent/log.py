@@ -9,7 +9,10 @@ is not even imported, until the supervisor has its first children on their way (
 structlog's import is most of the way from exec to the first spawn that is not the spawn's
 own. Held lines keep their time and their order, and come out at the latest HOLD_MAX seconds
 after ``configure``, before a warning or an error, before a kagent child that shares stderr
-starts (``child_args``), and at exit.
+starts (``child_args``), and at exit. A held line's fields are taken as they are at the call
+(containers copied, other objects as their repr); a line that cannot be written at the release
+is dropped and said (``log_lines_failed``), and a release never raises. What a SIGKILL or a
+crash of the interpreter cuts off in that window (at most HOLD_MAX) is lost: no exit runs.
 """
 
 from __future__ import annotations
