@@ -135,3 +135,17 @@ def procs():
         yield reg
     finally:
         reg.stop_all()
+
+
+@pytest.fixture(autouse=True)
+def _no_log_hold_outlives_its_test():
+    """A test that holds log lines (``log.configure(hold=True)``, as the agent commands do) has
+    them released when it ends: else the hold's timer thread (``log.HOLD_MAX`` later) would
+    write them and set structlog up again in the middle of another test, wiping that test's
+    ``structlog.testing.capture_logs``. (While holding, capture_logs sees nothing: the lines
+    wait for the release; a test that captures logs configures without ``hold``.)"""
+    yield
+    from kagent import log
+
+    if log.holding():
+        log.release()

@@ -290,3 +290,27 @@ def test_a_held_line_is_written_as_the_same_line_logged_at_once_would_be(fmt):
     at_once, held = line(False), line(True)
     assert "PosixPath('/x')" in at_once and "ValueError('boom')" in at_once
     assert held == at_once
+
+
+_BEFORE_THE_HOLD: list[dict] = []  # structlog's set-up before the next test held (the one after restores it)
+
+
+def test_a_test_that_holds_and_does_not_release(monkeypatch):
+    # (with the next test: tests/conftest.py releases a hold when its test ends)
+    _BEFORE_THE_HOLD.append(structlog.get_config())
+    monkeypatch.setattr(log, "HOLD_MAX", 0.05)
+    log.configure(fmt="json", hold=True)
+    log.get().info("held_by_the_previous_test")
+
+
+def test_the_next_test_keeps_its_capture_when_the_previous_ones_hold_timer_was_due():
+    import time
+
+    try:
+        with structlog.testing.capture_logs() as logs:
+            time.sleep(0.2)  # the previous test's timer (0.05 s) is due meanwhile
+            structlog.get_logger().info("mine")
+        assert [e["event"] for e in logs] == ["mine"]
+    finally:
+        if _BEFORE_THE_HOLD:
+            structlog.configure(**_BEFORE_THE_HOLD.pop())
