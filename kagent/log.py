@@ -74,14 +74,15 @@ class _Stderr:
     def __init__(self) -> None:
         self.dropped = 0
         self._failed = False  # the current line (print writes it, then "\n", then flushes)
+        self._said = 0  # the count the current line's log_lines_dropped says (gone once it is out)
 
     def write(self, text: str) -> int:
         if self._failed:
             return len(text)  # the rest of a line that failed
         try:
-            if self.dropped and text != "\n":
+            if self.dropped and text != "\n" and not self._said:
                 sys.stderr.write(self._dropped_line())
-                self.dropped = 0
+                self._said = self.dropped  # ... and off the count once the flush got it out
             return sys.stderr.write(text)
         except (OSError, ValueError, AttributeError):  # AttributeError: no stderr at all (None)
             self._failed = True
@@ -97,12 +98,14 @@ class _Stderr:
 
     def flush(self) -> None:
         failed, self._failed = self._failed, False
+        said, self._said = self._said, 0
         if failed:
             return
         try:
             sys.stderr.flush()
+            self.dropped -= said
         except (OSError, ValueError, AttributeError):
-            self.dropped += 1
+            self.dropped += 1  # (a buffered stream fails here: a full disk behind a redirect)
 
 
 _STDERR = _Stderr()

@@ -314,3 +314,21 @@ def test_the_next_test_keeps_its_capture_when_the_previous_ones_hold_timer_was_d
     finally:
         if _BEFORE_THE_HOLD:
             structlog.configure(**_BEFORE_THE_HOLD.pop())
+
+
+def test_held_lines_released_onto_a_full_disk_are_all_counted_as_dropped():
+    lines, out = _run(
+        "log.configure(fmt='json', hold=True)\n"
+        "for i in range(3):\n"
+        "    log.get().info('held', i=i)\n"
+        "real = sys.stderr\n"
+        "sys.stderr = open('/dev/full', 'w')  # ENOSPC at each flush, as a full disk behind 2>file\n"
+        "log.release()\n"
+        "log.get().info('still_full')\n"
+        "sys.stderr = real\n"
+        "log.get().info('after')\n"
+        "print('ok')\n"
+    )
+    assert "ok" in out
+    assert lines[0] == {"event": "log_lines_dropped", "count": 4, "level": "warning"}
+    assert [ln["event"] for ln in lines[1:]] == ["after"]
