@@ -47,6 +47,10 @@ def test_an_agent_killed_while_its_pki_child_runs_leaves_no_child_holding_the_lo
             assert time.monotonic() < deadline and alive(child), n.log_text()[-2000:]
             time.sleep(0.002)
         os.kill(child, signal.SIGSTOP)
+        # (a child in an fsync is in disk sleep: the stop takes effect when the write is done)
+        deadline = time.monotonic() + 10
+        while psutil.Process(child).status() != psutil.STATUS_STOPPED and time.monotonic() < deadline:
+            time.sleep(0.005)
         assert psutil.Process(child).status() == psutil.STATUS_STOPPED
         assert '"pki_applied"' not in n.log_text(), "the PKI child finished before it could be stopped"
         os.kill(agent.pid, signal.SIGKILL)
