@@ -102,7 +102,7 @@ def floor_main(n: int, argv: list[str]) -> None:
 # ---- kagent's engine in agent mode ------------------------------------------------------------
 
 
-def agent_main(n: int, argv: list[str], run_dir: Path) -> None:
+def agent_main(n: int, argv: list[str], run_dir: Path, extra_fds: int = 0) -> None:
     sys.path.insert(0, str(REPO))
     from kagent import log
     from kagent.components.spec import ComponentSpec
@@ -114,6 +114,7 @@ def agent_main(n: int, argv: list[str], run_dir: Path) -> None:
     binary = Path(shutil.which(argv[0]) or argv[0])
     specs = [ComponentSpec(name=f"c{i:03d}", binary=binary, args=tuple(argv[1:]), health=None, stop_timeout=5.0)
              for i in range(n)]
+    held = [fd for _ in range(extra_fds // 2) for fd in os.pipe()]  # restart_phases.py --extra-fds
     sys.exit(run_agent_sync(paths=Paths.build(run_dir / "data", run_dir), role="bench", load_specs=lambda: specs,
                             policy=RestartPolicy(min_uptime=1.0)))
 
@@ -257,11 +258,12 @@ class Sup:
         return self.proc.pid
 
 
-def make_sup(kind: str, n: int, child: list[str], base: Path) -> Sup:
+def make_sup(kind: str, n: int, child: list[str], base: Path, extra_fds: int = 0) -> Sup:
     wd = Path(tempfile.mkdtemp(prefix=f"{kind}-", dir=base))
     if kind == "kagent":
         run = Path(tempfile.mkdtemp(prefix="kagent-run-", dir=TMPFS or base))
-        argv = [sys.executable, __file__, "_agent", "--n", str(n), "--run-dir", str(run), "--", *child]
+        argv = [sys.executable, __file__, "_agent", "--n", str(n), "--run-dir", str(run),
+                *(["--extra-fds", str(extra_fds)] if extra_fds else []), "--", *child]
         return Sup(kind, argv, wd, scratch=run)
     elif kind == "floor":
         argv = [sys.executable, __file__, "_floor", "--n", str(n), "--", *child]
@@ -410,6 +412,14 @@ def agent_rss_with_etcd(base: Path, timeout: float = 60) -> float:
         shutil.rmtree(run, ignore_errors=True)
 
 
+def compile_kagent() -> None:
+    """An installed kagent (a wheel, the single file) has its bytecode; with
+    PYTHONDONTWRITEBYTECODE=1 in the environment every agent start would otherwise compile
+    kagent's modules from source, while the floor's stdlib imports use their shipped .pyc."""
+    subprocess.run([sys.executable, "-m", "compileall", "-q", str(REPO / "kagent")], check=True,
+                   stdout=subprocess.DEVNULL)
+
+
 def pct(values: list[float], q: float) -> float:
     s = sorted(values)
     return s[min(len(s) - 1, int(round(q * (len(s) - 1))))]
@@ -531,11 +541,12 @@ def main() -> None:
         ap.add_argument("mode")
         ap.add_argument("--n", type=int, required=True)
         ap.add_argument("--run-dir", type=Path)
+        ap.add_argument("--extra-fds", type=int, default=0)
         cut = sys.argv.index("--")
         a = ap.parse_args(sys.argv[1:cut])
         child = sys.argv[cut + 1:]
         if a.mode == "_agent":
-            agent_main(a.n, child, a.run_dir)
+            agent_main(a.n, child, a.run_dir, a.extra_fds)
         else:
             floor_main(a.n, child)
         return
@@ -561,11 +572,7 @@ def main() -> None:
     a.idle_n = a.idle_n or ([10, 50] if a.quick else [10, 50, 200])
     a.idle_seconds = a.idle_seconds or (5.0 if a.quick else 30.0)
     a.kills = a.kills or (10 if a.quick else 20)
-    # an installed kagent (a wheel, the single file) has its bytecode; with
-    # PYTHONDONTWRITEBYTECODE=1 in the environment every agent start would otherwise compile
-    # kagent's modules from source, while the floor's stdlib imports use their shipped .pyc
-    subprocess.run([sys.executable, "-m", "compileall", "-q", str(REPO / "kagent")], check=True,
-                   stdout=subprocess.DEVNULL)
+    compile_kagent()
     res = run(a)
     if a.json:
         a.json.write_text(json.dumps(res, indent=2))
