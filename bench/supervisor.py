@@ -29,8 +29,10 @@ of the supervisor, to the microsecond, with no polling by this script. CPU and w
 Metrics (each supervisor in the same run): restart latency after SIGKILL of a long-running
 child (median, p95 over K kills), idle CPU and wake-ups over T s at N = 10/50/200, RSS, start-up
 time for N = 50 (launch until all N children exec'd), mass restart of N = 200 (all killed at
-once until all 200 exec'd again); start-up and mass restart are each the median of
-``--repeat`` (3) runs, the supervisors taking turns. Ratios are kagent / floor, kagent / runit and
+once until all 200 exec'd again); start-up is the median of ``--startup-repeat`` (7)
+launches and mass restart of ``--repeat`` (3) runs, the supervisors taking turns (one start-up
+on this 2-core VM varies by up to 2x, the floor's included: with 3 launches the start-up
+verdict flipped from run to run). Ratios are kagent / floor, kagent / runit and
 kagent / supervisord. ``--etcd`` adds the agent's own RSS while it runs a real etcd (the
 ``kagent controller`` path, etcd-only, in temp dirs on free loopback ports).
 """
@@ -100,7 +102,7 @@ def floor_main(n: int, argv: list[str]) -> None:
 # ---- kagent's engine in agent mode ------------------------------------------------------------
 
 
-def agent_main(n: int, argv: list[str], run_dir: Path) -> None:
+def agent_main(n: int, argv: list[str], run_dir: Path, extra_fds: int = 0) -> None:
     sys.path.insert(0, str(REPO))
     from kagent import log
     from kagent.components.spec import ComponentSpec
@@ -112,6 +114,7 @@ def agent_main(n: int, argv: list[str], run_dir: Path) -> None:
     binary = Path(shutil.which(argv[0]) or argv[0])
     specs = [ComponentSpec(name=f"c{i:03d}", binary=binary, args=tuple(argv[1:]), health=None, stop_timeout=5.0)
              for i in range(n)]
+    held = [fd for _ in range(extra_fds // 2) for fd in os.pipe()]  # restart_phases.py --extra-fds
     sys.exit(run_agent_sync(paths=Paths.build(run_dir / "data", run_dir), role="bench", load_specs=lambda: specs,
                             policy=RestartPolicy(min_uptime=1.0)))
 
@@ -255,11 +258,12 @@ class Sup:
         return self.proc.pid
 
 
-def make_sup(kind: str, n: int, child: list[str], base: Path) -> Sup:
+def make_sup(kind: str, n: int, child: list[str], base: Path, extra_fds: int = 0) -> Sup:
     wd = Path(tempfile.mkdtemp(prefix=f"{kind}-", dir=base))
     if kind == "kagent":
         run = Path(tempfile.mkdtemp(prefix="kagent-run-", dir=TMPFS or base))
-        argv = [sys.executable, __file__, "_agent", "--n", str(n), "--run-dir", str(run), "--", *child]
+        argv = [sys.executable, __file__, "_agent", "--n", str(n), "--run-dir", str(run),
+                *(["--extra-fds", str(extra_fds)] if extra_fds else []), "--", *child]
         return Sup(kind, argv, wd, scratch=run)
     elif kind == "floor":
         argv = [sys.executable, __file__, "_floor", "--n", str(n), "--", *child]
@@ -408,6 +412,14 @@ def agent_rss_with_etcd(base: Path, timeout: float = 60) -> float:
         shutil.rmtree(run, ignore_errors=True)
 
 
+def compile_kagent() -> None:
+    """An installed kagent (a wheel, the single file) has its bytecode; with
+    PYTHONDONTWRITEBYTECODE=1 in the environment every agent start would otherwise compile
+    kagent's modules from source, while the floor's stdlib imports use their shipped .pyc."""
+    subprocess.run([sys.executable, "-m", "compileall", "-q", str(REPO / "kagent")], check=True,
+                   stdout=subprocess.DEVNULL)
+
+
 def pct(values: list[float], q: float) -> float:
     s = sorted(values)
     return s[min(len(s) - 1, int(round(q * (len(s) - 1))))]
@@ -436,10 +448,10 @@ def run(args: argparse.Namespace) -> dict[str, object]:
     sups: list[Sup] = []
     try:
         # 1. start-up time for N = startup_n, one supervisor at a time
-        # (each the median of --repeat launches, the supervisors taking turns: one launch on a
-        # shared 2-core machine varies by 2x)
+        # (each the median of --startup-repeat launches, the supervisors taking turns: one
+        # launch on a shared 2-core machine varies by 2x)
         starts: dict[str, list[float]] = {k: [] for k in KINDS}
-        for _ in range(args.repeat):
+        for _ in range(args.startup_repeat):
             for kind in KINDS:
                 s = make_sup(kind, args.startup_n, child, base)
                 sups.append(s)
@@ -529,11 +541,12 @@ def main() -> None:
         ap.add_argument("mode")
         ap.add_argument("--n", type=int, required=True)
         ap.add_argument("--run-dir", type=Path)
+        ap.add_argument("--extra-fds", type=int, default=0)
         cut = sys.argv.index("--")
         a = ap.parse_args(sys.argv[1:cut])
         child = sys.argv[cut + 1:]
         if a.mode == "_agent":
-            agent_main(a.n, child, a.run_dir)
+            agent_main(a.n, child, a.run_dir, a.extra_fds)
         else:
             floor_main(a.n, child)
         return
@@ -546,7 +559,9 @@ def main() -> None:
     ap.add_argument("--kills", type=int, default=None, help="SIGKILLs for the latency numbers (default 20)")
     ap.add_argument("--startup-n", type=int, default=50)
     ap.add_argument("--repeat", type=int, default=3,
-                    help="start-ups and mass restarts per supervisor; the median is reported (default 3)")
+                    help="mass restarts per supervisor; the median is reported (default 3)")
+    ap.add_argument("--startup-repeat", type=int, default=7,
+                    help="start-ups per supervisor; the median is reported (default 7)")
     ap.add_argument("--settle", type=float, default=2.0, help="seconds after start-up before measuring idle")
     ap.add_argument("--json", type=Path, help="also write the numbers to this file")
     ap.add_argument("--etcd", action=argparse.BooleanOptionalAction, default=True,
@@ -557,11 +572,7 @@ def main() -> None:
     a.idle_n = a.idle_n or ([10, 50] if a.quick else [10, 50, 200])
     a.idle_seconds = a.idle_seconds or (5.0 if a.quick else 30.0)
     a.kills = a.kills or (10 if a.quick else 20)
-    # an installed kagent (a wheel, the single file) has its bytecode; with
-    # PYTHONDONTWRITEBYTECODE=1 in the environment every agent start would otherwise compile
-    # kagent's modules from source, while the floor's stdlib imports use their shipped .pyc
-    subprocess.run([sys.executable, "-m", "compileall", "-q", str(REPO / "kagent")], check=True,
-                   stdout=subprocess.DEVNULL)
+    compile_kagent()
     res = run(a)
     if a.json:
         a.json.write_text(json.dumps(res, indent=2))
