@@ -17,82 +17,22 @@ from __future__ import annotations
 
 import argparse
 import os
-import queue
 import shlex
 import shutil
 import signal
-import socket
 import statistics
-import struct
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import supervisor as bench  # noqa: E402 - this directory's bench/supervisor.py
 
-PROC_EVENT_FORK, PROC_EVENT_EXEC, PROC_EVENT_EXIT = 0x1, 0x2, 0x80000000
 UP_S = 1.5  # a victim has run this long: a long run, restarted at once by every supervisor
 
 
-class Phases:
-    """A second connector socket: forks (parent, child), execs and exits, with timestamps."""
-
-    def __init__(self) -> None:
-        self.sock = socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, 11)  # NETLINK_CONNECTOR
-        try:
-            self.sock.setsockopt(socket.SOL_SOCKET, 33, 64 << 20)  # SO_RCVBUFFORCE
-        except OSError:
-            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 << 20)
-        self.sock.bind((0, 1))  # the kernel picks the port id (bench.ProcEvents has our pid)
-        op = struct.pack("I", 1)  # PROC_CN_MCAST_LISTEN
-        cn = struct.pack("IIIIHH", 1, 1, 0, 0, len(op), 0) + op
-        self.sock.send(struct.pack("IHHII", 16 + len(cn), 3, 0, 0, 0) + cn)
-        self.events: queue.Queue[tuple[str, int, int]] = queue.Queue()  # (kind, pid, ts_ns)
-        threading.Thread(target=self._loop, daemon=True).start()
-
-    def _loop(self) -> None:
-        while True:
-            try:
-                data = self.sock.recv(65536)
-            except OSError:
-                continue
-            off = 0
-            while off + 16 <= len(data):
-                length = struct.unpack_from("I", data, off)[0]
-                what, _cpu, ts = struct.unpack_from("IIQ", data, off + 36)
-                if what == PROC_EVENT_FORK:
-                    _ppid, _ptgid, cpid, ctgid = struct.unpack_from("IIII", data, off + 52)
-                    if cpid == ctgid:
-                        self.events.put(("fork", cpid, ts))
-                elif what == PROC_EVENT_EXIT:
-                    pid, tgid = struct.unpack_from("II", data, off + 52)
-                    if pid == tgid:
-                        self.events.put(("exit", pid, ts))
-                off += max(length, 16)
-
-    def drain(self) -> None:
-        while True:
-            try:
-                self.events.get_nowait()
-            except queue.Empty:
-                return
-
-    def find(self, kind: str, pid: int, timeout: float = 2.0) -> int | None:
-        deadline = time.monotonic() + timeout
-        while (left := deadline - time.monotonic()) > 0:
-            try:
-                k, p, ts = self.events.get(timeout=left)
-            except queue.Empty:
-                return None
-            if k == kind and p == pid:
-                return ts
-        return None
-
-
-def measure(kind: str, n: int, kills: int, child: list[str], events: bench.ProcEvents, phases: Phases,
+def measure(kind: str, n: int, kills: int, child: list[str], events: bench.ProcEvents,
             base: Path, extra_fds: int = 0) -> list[tuple[float, float, float, float]]:
     sup = bench.make_sup(kind, n, child, base, extra_fds=extra_fds if kind == "kagent" else 0)
     rows = []
@@ -105,14 +45,13 @@ def measure(kind: str, n: int, kills: int, child: list[str], events: bench.ProcE
             # after a backoff (kagent's min_uptime, supervisord's startsecs, runsv's 1 s)
             time.sleep(max(0.05, up_since[i % n] + UP_S - time.monotonic()))
             events.drain()
-            phases.drain()
             t0 = time.monotonic_ns()
             os.kill(victim, signal.SIGKILL)
             (pid, exec_ts), = events.wait_execs(sup.pid, 1, 30, sup.depth)
             sup.children[i % n] = pid
             up_since[i % n] = time.monotonic()
-            exit_ts = phases.find("exit", victim)
-            fork_ts = phases.find("fork", pid) if exit_ts is not None else None
+            exit_ts = events.find("exit", victim)
+            fork_ts = events.find("fork", pid) if exit_ts is not None else None
             if exit_ts is not None and fork_ts is not None:
                 rows.append(((exit_ts - t0) / 1e3, (fork_ts - exit_ts) / 1e3, (exec_ts - fork_ts) / 1e3,
                              (exec_ts - t0) / 1e3))
@@ -133,12 +72,12 @@ def main() -> None:
     if os.geteuid() != 0:
         sys.exit("error: bench: the process-events connector needs root\nhint: run as root (CI and dev machines are)")
     bench.compile_kagent()
-    events, phases = bench.ProcEvents(), Phases()
+    events = bench.ProcEvents(phases=True)
     base = Path(tempfile.mkdtemp(prefix="kagent-phases-"))
     try:
         print(f"N={a.n}, {a.kills} kills each; medians in µs (slowest tenth: kill->exit/exit->fork/fork->exec)")
         for kind in a.kinds:
-            rows = measure(kind, a.n, a.kills, shlex.split(a.child_cmd), events, phases, base, a.extra_fds)
+            rows = measure(kind, a.n, a.kills, shlex.split(a.child_cmd), events, base, a.extra_fds)
             if not rows:
                 print(f"{kind:8} no complete kill (events lost?)")
                 continue

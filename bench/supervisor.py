@@ -121,13 +121,15 @@ def agent_main(n: int, argv: list[str], run_dir: Path, extra_fds: int = 0) -> No
 
 # ---- process events (netlink connector) -------------------------------------------------------
 
-PROC_EVENT_FORK, PROC_EVENT_EXEC = 0x1, 0x2
+PROC_EVENT_FORK, PROC_EVENT_EXEC, PROC_EVENT_EXIT = 0x1, 0x2, 0x80000000
 
 
 class ProcEvents:
-    """Every fork and exec on the host, with kernel CLOCK_MONOTONIC timestamps (ns)."""
+    """Every fork and exec on the host, with kernel CLOCK_MONOTONIC timestamps (ns).
+    ``phases``: also every process's fork and exit, as ("fork" | "exit", pid, ts_ns) in
+    ``self.phases`` (bench/restart_phases.py)."""
 
-    def __init__(self) -> None:
+    def __init__(self, phases: bool = False) -> None:
         self.sock = socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, 11)  # NETLINK_CONNECTOR
         try:
             self.sock.setsockopt(socket.SOL_SOCKET, 33, 64 << 20)  # SO_RCVBUFFORCE
@@ -139,6 +141,7 @@ class ProcEvents:
         self.sock.send(struct.pack("IHHII", 16 + len(cn), 3, 0, 0, os.getpid()) + cn)
         self.parent: dict[int, int] = {}  # child pid -> parent tgid
         self.execs: queue.Queue[tuple[int, int]] = queue.Queue()  # (pid, ts_ns)
+        self.phases: queue.Queue[tuple[str, int, int]] | None = queue.Queue() if phases else None
         self.lost = False
         threading.Thread(target=self._loop, daemon=True).start()
 
@@ -157,17 +160,37 @@ class ProcEvents:
                     _ppid, ptgid, cpid, ctgid = struct.unpack_from("IIII", data, off + 52)
                     if cpid == ctgid:
                         self.parent[cpid] = ptgid
+                        if self.phases is not None:
+                            self.phases.put(("fork", cpid, ts))
                 elif what == PROC_EVENT_EXEC:
                     pid, _tgid = struct.unpack_from("II", data, off + 52)
                     self.execs.put((pid, ts))
+                elif what == PROC_EVENT_EXIT and self.phases is not None:
+                    pid, tgid = struct.unpack_from("II", data, off + 52)
+                    if pid == tgid:
+                        self.phases.put(("exit", pid, ts))
                 off += max(length, 16)
 
     def drain(self) -> None:
-        while True:
+        for q in (self.execs, self.phases):
+            while q is not None:
+                try:
+                    q.get_nowait()
+                except queue.Empty:
+                    break
+
+    def find(self, kind: str, pid: int, timeout: float = 2.0) -> int | None:
+        """The timestamp of the next ``kind`` ("fork" | "exit") event of ``pid`` (``phases``)."""
+        assert self.phases is not None
+        deadline = time.monotonic() + timeout
+        while (left := deadline - time.monotonic()) > 0:
             try:
-                self.execs.get_nowait()
+                k, p, ts = self.phases.get(timeout=left)
             except queue.Empty:
-                return
+                return None
+            if k == kind and p == pid:
+                return ts
+        return None
 
     def wait_execs(self, parent: int, count: int, timeout: float, depth: int = 1) -> list[tuple[int, int]]:
         """The next ``count`` execs of new pids that are children (``depth`` 1) or grandchildren
