@@ -45,6 +45,28 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def open_fds() -> dict[int, str]:
+    """This process's open fds and what each is (``readlink``), after a garbage collection (an
+    object an earlier test left behind would otherwise close its fd in the middle of a
+    comparison), without the fd that reads the listing."""
+    import gc
+
+    gc.collect()
+    own = os.open("/proc/self/fd", os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        out = {}
+        for name in os.listdir(own):
+            fd = int(name)
+            if fd != own:
+                try:
+                    out[fd] = os.readlink(f"/proc/self/fd/{fd}")
+                except OSError:
+                    pass  # closed meanwhile
+        return out
+    finally:
+        os.close(own)
+
+
 def mapped_cryptography(pid: int) -> list[str]:
     """The files of the ``cryptography`` package mapped into process ``pid`` (its native
     ``_rust`` module once anything imported it): read from /proc, not from the process itself."""

@@ -17,6 +17,7 @@ from kagent.paths import Paths
 from kagent.supervisor import machine as sm
 from kagent.supervisor.manager import Hooks, Manager, run_agent
 from kagent.supervisor.policy import RestartPolicy
+from tests.conftest import open_fds
 from tests.integration.supervisor.test_agent_scale import _children_of_us
 
 SPECS = [ComponentSpec(name=n, binary=Path("/bin/sleep"), args=("3600",), stop_timeout=2.0) for n in ("a", "b")]
@@ -34,7 +35,7 @@ async def _until(cond: Any, what: str, timeout: float = 10.0) -> Any:
 def _agent(tmp_path: Path, policy: RestartPolicy, body: Any, specs: list[ComponentSpec] = SPECS,
            log_dir: Path | None = None) -> tuple[int, dict[str, Any]]:
     paths = Paths.build(tmp_path / "data", tmp_path / "run")
-    fds_before = sorted(os.listdir("/proc/self/fd"))
+    fds_before = open_fds()
     seen: dict[str, Any] = {"paths": paths}
     hooks = Hooks()
 
@@ -59,7 +60,7 @@ def _agent(tmp_path: Path, policy: RestartPolicy, body: Any, specs: list[Compone
 
     rc = asyncio.run(main())
     assert _children_of_us() == [], "every child reaped: no zombie, none left running"
-    assert sorted(os.listdir("/proc/self/fd")) == fds_before, "no fd left open"
+    assert open_fds() == fds_before, "no fd left open"
     return rc, seen
 
 

@@ -12,6 +12,7 @@ from kagent.components.spec import ComponentSpec
 from kagent.paths import Paths
 from kagent.supervisor.manager import run_agent
 from kagent.supervisor.policy import RestartPolicy
+from tests.conftest import open_fds
 
 
 def _children_of_us() -> list[tuple[int, str]]:
@@ -32,7 +33,7 @@ def test_100_children_started_killed_and_stopped_leave_no_zombie_and_no_fd(tmp_p
     paths = Paths.build(tmp_path / "data", tmp_path / "run")
     specs = [ComponentSpec(name=f"s{i:03d}", binary=Path("/bin/sleep"), args=("3600",), stop_timeout=2.0)
              for i in range(100)]
-    fds_before = sorted(os.listdir("/proc/self/fd"))
+    fds_before = open_fds()
     threads_before = set(threading.enumerate())  # other tests' threads may end meanwhile
     seen: dict[str, object] = {}
 
@@ -59,7 +60,7 @@ def test_100_children_started_killed_and_stopped_leave_no_zombie_and_no_fd(tmp_p
     assert seen["running"] == 100
     assert len(set(seen["second"].values()) - set(seen["first"].values())) == 50
     assert _children_of_us() == []  # every child reaped: no zombie, none left running
-    assert sorted(os.listdir("/proc/self/fd")) == fds_before
+    assert open_fds() == fds_before, "no fd left open"
     assert set(threading.enumerate()) - threads_before == set(), "the agent left a thread running"
     assert sorted(p.name for p in paths.run_dir.iterdir()) == ["kagent.lock"]
 

@@ -34,7 +34,7 @@ def _reset(conn: socket.socket) -> None:
 
 def _silent(conn: socket.socket) -> None:
     conn.recv(65536)
-    threading.Event().wait(5)  # longer than the client's --timeout
+    conn.recv(1)  # no answer, until the client gives up and hangs up (after its --timeout)
 
 
 # name -> what the fake agent does with one connection
@@ -87,6 +87,11 @@ class FakeAgent:
                 conn.close()
 
     def close(self) -> None:
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)  # wakes the accept: the thread ends
+        except OSError:
+            pass
+        self.thread.join(10)
         self.sock.close()
         shutil.rmtree(self.dir, ignore_errors=True)
 

@@ -34,6 +34,9 @@ def run_child(argv: list[str], *, cwd: str | None = None, env: dict[str, str] | 
     devnull = os.open(os.devnull, os.O_RDONLY)
     try:
         pid = LIB.spawn(prep, devnull, w, w)
+    except BaseException:
+        os.close(r)
+        raise
     finally:
         os.close(w)
         os.close(devnull)
