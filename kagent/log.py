@@ -175,15 +175,13 @@ def release() -> None:
             return
         _releasing = threading.get_ident()
         try:
-            import structlog
-
-            _setup()
+            _setup()  # (imports structlog: a failure there is the except below)
             held, i = _held, 0
             while i < len(held):  # (lines this thread logs meanwhile are appended: they come last)
                 bound, method, event, fields, at = held[i]
                 i += 1
                 try:
-                    getattr(structlog.get_logger().bind(**bound), method)(event, _at=at, **fields)
+                    getattr(_structlog(bound), method)(event, _at=at, **fields)
                 except Exception as err:  # noqa: BLE001 - one bad line must not take the others (or the caller) down
                     failed.append(event)
                     reason = reason or f"{type(err).__name__}: {err}"
@@ -196,9 +194,7 @@ def release() -> None:
             _releasing = None
     if failed:
         try:
-            import structlog
-
-            structlog.get_logger().warning("log_lines_failed", count=len(failed), events=failed[:20], reason=reason)
+            _structlog({}).warning("log_lines_failed", count=len(failed), events=failed[:20], reason=reason)
         except Exception:  # noqa: BLE001 - as above
             pass
 
@@ -212,11 +208,16 @@ def _failed_line(count: int, reason: str) -> str:
     return f"[warning  ] log_lines_failed count={count} reason={reason!r}\n"
 
 
+def _plain(value: Any) -> bool:
+    """A value a held line can keep as it is (immutable)."""
+    return value is None or isinstance(value, (str, int, float, bytes))
+
+
 def _frozen(value: Any, depth: int = 0) -> Any:
     """``value`` as it is now, for a line written later: builtin containers copied (all the way
     down), other objects that are not plain values as their repr (what the JSON and console
     renderers would write of them), so that a change after the call does not show in the line."""
-    if value is None or isinstance(value, (str, int, float, bytes)):
+    if _plain(value):
         return value  # (bool is an int; str/int subclasses such as StrEnum are immutable too)
     if depth < _FREEZE_DEPTH:
         kind = type(value)
@@ -246,10 +247,9 @@ class _Repr:
 
 
 def _freeze(fields: dict[str, Any]) -> dict[str, Any]:
-    for k, v in fields.items():
-        if not (v is None or isinstance(v, (str, int, float, bytes))):
-            return {k: _frozen(v) for k, v in fields.items()}
-    return fields  # the common case: plain values only, nothing to copy
+    if all(_plain(v) for v in fields.values()):
+        return fields  # the common case: plain values only, nothing to copy
+    return {k: _frozen(v) for k, v in fields.items()}
 
 
 def _hold(bound: dict[str, Any], method: str, event: str, fields: dict[str, Any]) -> bool:
@@ -257,10 +257,11 @@ def _hold(bound: dict[str, Any], method: str, event: str, fields: dict[str, Any]
     if _held is None:
         return False
     level = _LEVELS.get(method, _WARNING)
+    shown = level >= (10 if _effective.get("verbose") or _effective.get("debug") else 20)  # as structlog's filter
     if _releasing is not None and _releasing == threading.get_ident():
         # logged by the thread writing the held lines out, which holds _held_lock: the line
         # joins the end of those (a warning too: it cannot come out before them)
-        if level >= (10 if _effective.get("verbose") or _effective.get("debug") else 20) and len(_held) < 2 * HOLD_LINES:
+        if shown and len(_held) < 2 * HOLD_LINES:
             if fields.get("exc_info") is True or (method == "exception" and "exc_info" not in fields):
                 fields = {**fields, "exc_info": sys.exc_info()}  # the exception being handled now
             _held.append((_freeze(bound), method, event, _freeze(fields), time.time()))
@@ -268,7 +269,7 @@ def _hold(bound: dict[str, Any], method: str, event: str, fields: dict[str, Any]
     if level >= _WARNING or "exc_info" in fields:
         release()  # a warning or an error is never late, and comes after what was held
         return False
-    if level < (10 if _effective.get("verbose") or _effective.get("debug") else 20):
+    if not shown:
         return True  # below the level: dropped, as structlog's filtering logger would
     bound, fields = _freeze(bound), _freeze(fields)  # (before the lock: a repr may log)
     with _held_lock:
@@ -296,10 +297,7 @@ class _Held:
 
     def _logger(self) -> Any:
         if self._real is None:
-            import structlog
-
-            real = structlog.get_logger()
-            self._real = real.bind(**self._bound) if self._bound else real
+            self._real = _structlog(self._bound)
         return self._real
 
     def _log(self, method: str, event: str, fields: dict[str, Any]) -> Any:
@@ -331,6 +329,14 @@ class _Held:
 
     def critical(self, event: str, **fields: Any) -> Any:
         return self._log("critical", event, fields)
+
+
+def _structlog(bound: dict[str, Any]) -> Any:
+    """structlog's logger with these fields bound (structlog set up)."""
+    import structlog
+
+    logger = structlog.get_logger()
+    return logger.bind(**bound) if bound else logger
 
 
 def _timestamp(_logger: Any, _name: str, event: dict[str, Any]) -> dict[str, Any]:
