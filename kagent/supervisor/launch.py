@@ -26,6 +26,8 @@ import threading
 from typing import Any, Callable, Sequence
 
 _SETPGROUP, _SETSIGDEF, _SETSIGMASK = 0x02, 0x04, 0x08  # <spawn.h> (glibc)
+_CLONE_FILES = 0x400  # <sched.h>
+_SYS_PIDFD_GETFD = 438  # one number on x86-64, arm64, arm and i386 (the shared syscall table, Linux 5.6+)
 _OPAQUE = 1024  # bytes for posix_spawn_file_actions_t / posix_spawnattr_t / sigset_t (glibc x86-64: 80/336/128)
 
 
@@ -123,6 +125,7 @@ class FileActions:
     def __init__(self, lib: Libc, stdin: int, stdout: int, stderr: int, cwd: bytes | None) -> None:
         self.lib = lib  # the C library that built it (and spawns with it)
         self.cwd = cwd
+        self.fds = (stdin, stdout, stderr)  # the caller's fds the child gets as 0, 1, 2
         self.buf: Any = lib._ct.create_string_buffer(_OPAQUE)
         lib._check(lib._fa_init(self.buf))
         try:
@@ -141,6 +144,177 @@ class FileActions:
             if free:
                 self.lib._fa_destroy(self.buf)
             self.buf = None
+
+
+class HandoffError(Exception):
+    """The hand-off thread cannot spawn (not: the spawn failed)."""
+
+
+class Handoff:
+    """A thread with an fd table of its own, which spawns for a caller that waits.
+
+    A vfork child starts with a copy of its parent's fd table and closes it again (the
+    ``closefrom`` action; exec would close the close-on-exec rest): about 0.3 µs per open fd
+    here, 300 µs when the agent holds 1,000. This thread ``unshare``s its fd table when it
+    starts and closes everything in it but its two pipe ends, so the children it spawns copy
+    a handful. Per spawn it fetches the three fds the child gets from the agent's table
+    (``pidfd_getfd`` on a pidfd of its own process), spawns, and closes them again: it keeps
+    no pipe's write end, so the agent's readers still see EOF once the agent and the child
+    close theirs. The caller blocks in a read (the GIL released) until the thread answers:
+    the hand-off costs two thread wake-ups (~60 µs here), so it pays only in an agent with
+    a few hundred fds (``process.Launcher`` decides).
+
+    ``start`` and ``spawn_with`` raise ``HandoffError`` when the hand-off cannot be had (no
+    ``pidfd_getfd`` before Linux 5.6, a seccomp filter, no fd left, the thread gone): the
+    caller then spawns in its own thread. A failed exec is the OSError ``Libc.spawn_with``
+    raises, as without the hand-off."""
+
+    def __init__(self, lib: Libc) -> None:
+        self._lib = lib
+        self._lock = threading.Lock()  # one spawn at a time
+        self._job: tuple[Prepared, FileActions] | None = None
+        self._answer: int | BaseException | None = None
+        self._req_w = self._rep_r = -1
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        ct = self._lib._ct
+        quick = ct.PyDLL(None, use_errno=True)
+        unshare, close_range, syscall = quick.unshare, quick.close_range, quick.syscall
+        unshare.argtypes, unshare.restype = [ct.c_int], ct.c_int
+        close_range.argtypes, close_range.restype = [ct.c_uint, ct.c_uint, ct.c_int], ct.c_int
+        syscall.argtypes, syscall.restype = [ct.c_long, ct.c_int, ct.c_int, ct.c_uint], ct.c_long
+
+        def getfd(pidfd: int, fd: int) -> int:
+            got = int(syscall(_SYS_PIDFD_GETFD, pidfd, fd, 0))
+            if got < 0:
+                err = ct.get_errno()
+                raise OSError(err, f"pidfd_getfd: {os.strerror(err)}")
+            return got
+
+        req_r, self._req_w = os.pipe()
+        self._rep_r, rep_w = os.pipe()
+        ready: list[BaseException | None] = []
+        up = threading.Event()
+
+        def run() -> None:
+            actions: dict[tuple[int, int, int, bytes | None], FileActions] = {}
+            try:
+                try:
+                    if unshare(_CLONE_FILES) != 0:
+                        raise OSError(ct.get_errno(), "unshare(CLONE_FILES)")
+                    # this table is a copy of the agent's: keep 0-2 and the two pipe ends only
+                    lo, hi = sorted((req_r, rep_w))
+                    for first, last in ((3, lo - 1), (lo + 1, hi - 1), (hi + 1, 0xFFFFFFFF)):
+                        if first <= last and close_range(first, last, 0) != 0:
+                            raise OSError(ct.get_errno(), "close_range")
+                    me = os.pidfd_open(os.getpid())  # the agent's table is its main thread's
+                    os.close(getfd(me, self._req_w))  # the kernel lets us: fail here, not at a spawn
+                except BaseException as err:  # noqa: BLE001 - the starter raises it
+                    ready.append(err)
+                    return
+                ready.append(None)
+                up.set()
+                while os.read(req_r, 1):
+                    assert self._job is not None
+                    prep, fa = self._job
+                    try:
+                        self._answer = self._spawn(me, getfd, actions, prep, fa)
+                    except BaseException as err:  # noqa: BLE001 - the caller raises it
+                        self._answer = err
+                    os.write(rep_w, b"x")
+            finally:
+                for mine in actions.values():
+                    mine.close()
+                up.set()
+                # (the thread's own table, with req_r and rep_w, goes with the thread: the
+                # caller's read then ends with EOF)
+
+        t = threading.Thread(target=run, name="kagent-handoff", daemon=True)
+        try:
+            t.start()
+            up.wait()
+        finally:
+            # the thread has its copies (or is gone): ours would keep its pipes from EOF
+            os.close(req_r)
+            os.close(rep_w)
+        failed = ready[0] if ready else RuntimeError("the hand-off thread did not start")
+        if failed is not None:
+            self.close()
+            raise HandoffError(f"no spawn hand-off: {failed}") from failed
+        self._thread = t
+
+    def _spawn(self, me: int, getfd: Callable[[int, int], int], actions: dict[tuple[int, int, int, bytes | None], FileActions],
+               prep: Prepared, fa: FileActions) -> int:
+        fds: list[int] = []
+        try:
+            for fd in fa.fds:
+                try:
+                    fds.append(getfd(me, fd))
+                except OSError as err:  # (EMFILE, say): not the child's failure
+                    raise HandoffError(str(err)) from err
+            a, b, c = fds
+            mine = actions.get((a, b, c, fa.cwd))
+            if mine is None:  # (the same numbers every time: this table holds nothing else)
+                mine = actions[(a, b, c, fa.cwd)] = FileActions(self._lib, a, b, c, fa.cwd)
+            return self._lib.spawn_with(prep, mine)
+        finally:
+            for fd in fds:
+                os.close(fd)
+
+    def spawn_with(self, prep: Prepared, fa: FileActions) -> int:
+        """``Libc.spawn_with`` in the thread; the caller waits."""
+        with self._lock:
+            if self._thread is None:
+                raise HandoffError("the hand-off thread is not running")
+            self._job = (prep, fa)
+            os.write(self._req_w, b"x")
+            interrupted: BaseException | None = None
+            while True:  # the spawn is under way: its answer is waited for, whatever happens here
+                try:
+                    got = os.read(self._rep_r, 1)
+                    break
+                except BaseException as err:  # noqa: BLE001 - a signal handler raised: re-raised below
+                    interrupted = err
+            answer, self._job, self._answer = self._answer, None, None
+            if not got:
+                self._thread = None
+                raise HandoffError("the hand-off thread ended")
+            if interrupted is not None:
+                if isinstance(answer, int):  # nobody will supervise it
+                    _kill_and_reap(answer)
+                raise interrupted
+            if isinstance(answer, BaseException):
+                raise answer
+            assert answer is not None
+            return answer
+
+    def close(self, timeout: float = 5.0) -> bool:
+        """End the thread (EOF on its pipe; call from the thread that spawns through it, not
+        during a spawn). False when it is still busy after ``timeout``."""
+        for fd in (self._req_w, self._rep_r):
+            if fd >= 0:
+                os.close(fd)
+        self._req_w = self._rep_r = -1
+        t, self._thread = self._thread, None
+        if t is not None:
+            t.join(timeout)
+            return not t.is_alive()
+        return True
+
+
+def _kill_and_reap(pid: int) -> None:
+    """A child just started that nobody will supervise: SIGKILL (group and pid: it is
+    unreaped, so the pid is ours) and reap."""
+    for kill in (os.killpg, os.kill):
+        try:
+            kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    try:
+        os.waitpid(pid, 0)
+    except ChildProcessError:
+        pass
 
 
 _libc: Libc | None = None

@@ -468,18 +468,20 @@ Started = tuple[int, "Callable[[], int] | None"]  # pid, how to reap it
 
 
 def _start(spec: ComponentSpec, env: dict[str, str], prep: launch.Prepared | None, devnull: int, output: Output,
-           fa: launch.FileActions | None) -> Started:
+           fa: launch.FileActions | None,
+           run: Callable[[launch.Prepared, launch.FileActions], int] | None = None) -> Started:
     """The child, its stdout and stderr on ``output``'s pipes: libc's posix_spawn through
     ``launch`` with the file actions ``fa`` (built in the loop by ``Output.actions``) when it
     fits, else ``subprocess.Popen`` (another user, a binary to look up in PATH, a C library
-    without the API, an fd of ours at 0-2). Returns (pid, how to reap it: None = waitpid).
-    Safe to run in a worker thread."""
+    without the API, an fd of ours at 0-2); ``run`` does the posix_spawn (default
+    ``Libc.spawn_with``). Returns (pid, how to reap it: None = waitpid). Safe to run in a
+    worker thread."""
     writers = output.writers
     if writers is None:
         raise RuntimeError(f"component {spec.name}: its output is closed")
     try:
         if prep is not None and fa is not None:  # (file actions exist only where the C API does)
-            return fa.lib.spawn_with(prep, fa), None
+            return (run or fa.lib.spawn_with)(prep, fa), None
         user, group, extra_groups = _credentials(spec.run_as)
         popen = subprocess.Popen(  # noqa: S603 - argv list, no shell
             spec.argv, env=env, cwd=spec.cwd, stdin=devnull, stdout=writers[0], stderr=writers[1],
@@ -519,6 +521,10 @@ def _c_form(spec: ComponentSpec, env: dict[str, str]) -> launch.Prepared | None:
 
 
 SPAWN_THREADS = 4  # children on their way to exec at once, at most, in a burst
+# From this many components on (5 agent fds each: a pidfd and both ends of two pipes), an
+# inline spawn goes through ``launch.Handoff``: a vfork child's copy of the fd table costs
+# ~0.3 µs per fd here, the hand-off ~60 µs (docs/supervisor.md). A real node has at most 8.
+HANDOFF_AT = 40
 
 
 class Launcher:
@@ -540,6 +546,8 @@ class Launcher:
         self.inflight = 0  # spawns in the pool, not back in the loop yet
         self._prepared: dict[str, tuple[ComponentSpec, str, launch.Prepared]] = {}
         self._outputs: dict[str, Output] = {}  # per component, from its first spawn to ``release``
+        self._handoff: launch.Handoff | None = None
+        self.handoff_error: str | None = None  # why spawns stay in the loop's thread (once set)
 
     def _null(self) -> int:
         if self._devnull is None:
@@ -559,7 +567,7 @@ class Launcher:
             if not self._turn:
                 self._turn = True
                 loop.call_soon(self._next_turn)
-            return _supervised(spec, _start(spec, env, prep, devnull, output, fa), output, now, loop)
+            return _supervised(spec, _start(spec, env, prep, devnull, output, fa, self._inline), output, now, loop)
 
         def work() -> Started:
             return _start(spec, env, prep, devnull, output, fa)
@@ -610,10 +618,28 @@ class Launcher:
         self._turn = True
         loop.call_soon(self._next_turn)
         try:
-            pid = fa.lib.spawn_with(hit[2], fa)
+            pid = self._inline(hit[2], fa)
         except OSError as err:
             raise _spawn_error(spec, err) from err
         return _supervised(spec, (pid, None), output, now, loop)
+
+    def _inline(self, prep: launch.Prepared, fa: launch.FileActions) -> int:
+        """One spawn for the loop, which waits: through the hand-off thread when the agent
+        holds many fds (``HANDOFF_AT``), else in this thread. A hand-off that cannot be had
+        is not tried again."""
+        if len(self._outputs) >= HANDOFF_AT and self.handoff_error is None:
+            try:
+                if self._handoff is None:
+                    handoff = launch.Handoff(fa.lib)
+                    handoff.start()
+                    self._handoff = handoff
+                return self._handoff.spawn_with(prep, fa)
+            except launch.HandoffError as err:
+                self.handoff_error = str(err)
+                if self._handoff is not None:
+                    self._handoff.close()
+                    self._handoff = None
+        return fa.lib.spawn_with(prep, fa)
 
     def _next_turn(self) -> None:
         self._turn = False
@@ -645,6 +671,9 @@ class Launcher:
         done)."""
         self._closed = True
         ended = self._pool.close()
+        if self._handoff is not None:
+            ended = self._handoff.close() and ended
+            self._handoff = None
         for output in self._outputs.values():
             output.close(free=ended)
         self._outputs.clear()

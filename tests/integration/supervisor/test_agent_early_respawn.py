@@ -12,9 +12,12 @@ import signal
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from kagent.components.spec import ComponentSpec
 from kagent.paths import Paths
 from kagent.supervisor import machine as sm
+from kagent.supervisor import process
 from kagent.supervisor.manager import Hooks, Manager, run_agent
 from kagent.supervisor.policy import RestartPolicy
 from tests.conftest import open_fds
@@ -107,9 +110,14 @@ def _pipes(pid: int) -> tuple[str, str]:
     return os.readlink(f"/proc/{pid}/fd/1"), os.readlink(f"/proc/{pid}/fd/2")
 
 
-def test_a_component_keeps_its_pipes_from_child_to_child_and_lines_stay_apart(tmp_path):
+@pytest.mark.parametrize("handoff", [False, True], ids=["in-the-loop", "hand-off"])
+def test_a_component_keeps_its_pipes_from_child_to_child_and_lines_stay_apart(tmp_path, monkeypatch, handoff):
     # each child prints its pid without a newline at once, then sleeps: a cut-off last
-    # line, then the next child's first, in the same pipes
+    # line, then the next child's first, in the same pipes; also when the respawns go
+    # through the hand-off thread (an agent with many components), which must keep no copy
+    # of the pipes (else they would not close below)
+    if handoff:
+        monkeypatch.setattr(process, "HANDOFF_AT", 1)
     script = 'printf "gen-%s" $$; printf "err-%s" $$ >&2; exec sleep 3600'
     specs = [ComponentSpec(name="a", binary=Path("/bin/sh"), args=("-c", script), stop_timeout=2.0)]
 
@@ -127,12 +135,14 @@ def test_a_component_keeps_its_pipes_from_child_to_child_and_lines_stay_apart(tm
         await mgr.retire({"a": "stopped"})
         # the component done: the agent's two write ends, two read ends and its pidfd go
         await _until(lambda: fds - len(os.listdir("/proc/self/fd")) >= 5, "its pipes closed")
-        seen.update(pids=pids, pipes=pipes, tail=list(mgr._last_child["a"].tail))
+        seen.update(pids=pids, pipes=pipes, tail=list(mgr._last_child["a"].tail),
+                    handoff=mgr.launcher._handoff is not None)
 
     rc, seen = _agent(tmp_path, RestartPolicy(min_uptime=0.0), body, specs)
     assert rc == 0
     first, second, _ = seen["pids"]
     assert seen["pipes"][0] == seen["pipes"][1], "the replacement writes to the same pipes"
+    assert seen["handoff"] == handoff
     assert sorted(seen["tail"][:4]) == sorted([f"gen-{first}", f"err-{first}", f"gen-{second}", f"err-{second}"])
 
 

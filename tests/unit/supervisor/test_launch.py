@@ -252,3 +252,119 @@ def test_a_release_waits_for_a_spawn_still_in_the_pool():
     assert still_open, "released only once the pool's spawn came back"
     assert writers_after is None, "and then released"
     assert status == ExitStatus(code=0) and tail == ["b ran"]
+
+
+# ---- the hand-off thread: spawns from a small fd table -------------------------------------
+
+def _handoff() -> launch.Handoff:
+    assert LIB is not None
+    h = launch.Handoff(LIB)
+    h.start()
+    return h
+
+
+def _thread_fds(h: launch.Handoff) -> list[str]:
+    assert h._thread is not None and h._thread.native_id is not None
+    d = f"/proc/self/task/{h._thread.native_id}/fd"
+    return [os.readlink(f"{d}/{fd}") for fd in os.listdir(d)]
+
+
+def test_the_hand_off_thread_holds_a_handful_of_fds_and_its_child_gets_the_agents_pipe():
+    assert LIB is not None
+    held = [fd for _ in range(100) for fd in os.pipe()]  # an agent with many fds
+    h = _handoff()
+    try:
+        idle = _thread_fds(h)
+        r, w = os.pipe()
+        devnull = os.open(os.devnull, os.O_RDONLY)
+        prep = launch.Prepared(LIB, "/bin/sh", ["/bin/sh", "-c", "echo hi; ls /proc/self/fd"], {}, None)
+        fa = LIB.file_actions(devnull, w, w, None)
+        try:
+            pid = h.spawn_with(prep, fa)
+            after = _thread_fds(h)
+        finally:
+            fa.close()
+            os.close(w)  # the child's copy is now the only write end: EOF when it exits
+            os.close(devnull)
+        with os.fdopen(r) as fh:
+            out = fh.read().split()  # would hang if the thread kept a copy of the write end
+        _, status = os.waitpid(pid, 0)
+    finally:
+        assert h.close()
+        for fd in held:
+            os.close(fd)
+    # 0-2, its two pipe ends and the pidfd it fetches fds with; none of the agent's 200 pipes
+    assert len(idle) <= 6, idle
+    assert sorted(idle) == sorted(after), "what it fetched for the spawn is closed again"
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert out[0] == "hi" and {"0", "1", "2"} <= set(out[1:]) and len(out[1:]) <= 4
+
+
+def test_a_failed_exec_through_the_hand_off_is_the_exec_errno_and_close_ends_the_thread(tmp_path):
+    assert LIB is not None
+    h = _handoff()
+    thread = h._thread
+    devnull = os.open(os.devnull, os.O_RDONLY)
+    fa = LIB.file_actions(devnull, devnull, devnull, None)
+    try:
+        with pytest.raises(OSError) as e:
+            h.spawn_with(launch.Prepared(LIB, str(tmp_path / "missing"), ["x"], {}, None), fa)
+        assert e.value.errno == errno.ENOENT and not isinstance(e.value, launch.HandoffError)
+        assert h.spawn_with(launch.Prepared(LIB, "/bin/true", ["true"], {}, None), fa) > 0  # still serving
+        os.waitpid(-1, 0)
+    finally:
+        fa.close()
+        os.close(devnull)
+        assert h.close()
+    assert thread is not None and not thread.is_alive()
+    with pytest.raises(launch.HandoffError, match="not running"):
+        h.spawn_with(launch.Prepared(LIB, "/bin/true", ["true"], {}, None), fa)
+
+
+def _respawns(launcher: process.Launcher, n: int) -> tuple[list[ExitStatus], list[str], bool]:
+    """Spawn one component, then respawn it n times (each in its own turn); statuses, lines,
+    whether the launcher had a hand-off thread at the end."""
+    s = spec("h", "print('up')")
+    lines: list[str] = []
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        got = []
+        child = launcher.spawn(s, instance="t", sink=lambda st, ln: lines.append(ln), now=0.0, loop=loop,
+                               done=got.append)
+        assert child is not None
+        for _ in range(n + 1):
+            got.append(await child.exited)
+            await asyncio.sleep(0)  # the next turn: respawn runs inline again
+            if len(got) > n:
+                break
+            nxt = launcher.respawn(s, instance="t", now=0.0, loop=loop)
+            assert nxt is not None
+            child = nxt
+        await child.drain(2)
+        return got, launcher._handoff is not None
+
+    try:
+        got, used = asyncio.run(main())
+        return got, lines, used
+    finally:
+        launcher.close()
+
+
+def test_a_launcher_with_many_components_respawns_through_the_hand_off(monkeypatch):
+    monkeypatch.setattr(process, "HANDOFF_AT", 1)
+    launcher = process.Launcher(threads=1)
+    statuses, lines, used = _respawns(launcher, 3)
+    assert statuses == [ExitStatus(code=0)] * 4 and lines == ["up"] * 4
+    assert used and launcher.handoff_error is None
+    assert launcher._handoff is None  # closed with the launcher
+    assert not [t for t in threading.enumerate() if t.name == "kagent-handoff"]
+
+
+def test_where_the_kernel_refuses_the_hand_off_spawns_stay_in_the_loops_thread(monkeypatch):
+    monkeypatch.setattr(process, "HANDOFF_AT", 1)
+    monkeypatch.setattr(launch, "_SYS_PIDFD_GETFD", 100000)  # no such system call: ENOSYS, as before Linux 5.6
+    launcher = process.Launcher(threads=1)
+    statuses, lines, used = _respawns(launcher, 2)
+    assert statuses == [ExitStatus(code=0)] * 3 and lines == ["up"] * 3 and not used
+    assert launcher.handoff_error is not None and "pidfd_getfd" in launcher.handoff_error
