@@ -199,6 +199,10 @@ class Handoff:
 
         def run() -> None:
             actions: dict[tuple[int, int, int, bytes | None], FileActions] = {}
+            # no signal handled here: the C handler writes the wakeup byte to an fd number
+            # of the loop's table, which is not this thread's (its children's mask is the
+            # spawn attributes' empty one)
+            signal.pthread_sigmask(signal.SIG_BLOCK, signal.valid_signals())
             try:
                 try:
                     if unshare(_CLONE_FILES) != 0:

@@ -7,6 +7,7 @@ import asyncio
 import errno
 import os
 import signal
+import subprocess
 import sys
 import threading
 from pathlib import Path
@@ -368,3 +369,43 @@ def test_where_the_kernel_refuses_the_hand_off_spawns_stay_in_the_loops_thread(m
     statuses, lines, used = _respawns(launcher, 2)
     assert statuses == [ExitStatus(code=0)] * 3 and lines == ["up"] * 3 and not used
     assert launcher.handoff_error is not None and "pidfd_getfd" in launcher.handoff_error
+
+
+def _script(code: str) -> str:
+    """Run ``code`` in a fresh interpreter (no other test's threads or signal handlers); its stdout."""
+    from tests.conftest import kagent_env
+
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30, env=kagent_env())
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip()
+
+
+def test_a_signal_the_kernel_gives_the_hand_off_thread_still_reaches_the_loop():
+    # a process-directed signal goes to any thread that does not block it; the main thread
+    # is passed over while it has one pending (here: while it blocks it). Handled in the
+    # hand-off thread, the C handler would write the wakeup byte into that thread's own fd
+    # table, where the loop's wakeup fd is not: SIGTERM lost, the agent never stops
+    out = _script("""
+import asyncio, os, signal, time
+from kagent.supervisor import launch
+
+async def main():
+    loop = asyncio.get_running_loop()
+    h = launch.Handoff(launch.libc())
+    h.start()
+    fired = asyncio.Event()
+    loop.add_signal_handler(signal.SIGTERM, fired.set)
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+    os.kill(os.getpid(), signal.SIGTERM)
+    time.sleep(0.2)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
+    try:
+        await asyncio.wait_for(fired.wait(), 5)
+        print("handled")
+    except TimeoutError:
+        print("lost")
+    assert h.close()
+
+asyncio.run(main())
+""")
+    assert out == "handled"
