@@ -19,11 +19,13 @@ signal mask, SIGPIPE and SIGXFSZ back to their defaults (Python ignores them; Po
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import os
 import queue
 import signal
 import threading
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 _SETPGROUP, _SETSIGDEF, _SETSIGMASK = 0x02, 0x04, 0x08  # <spawn.h> (glibc)
 _CLONE_FILES = 0x400  # <sched.h>
@@ -162,7 +164,9 @@ class Handoff:
     no pipe's write end, so the agent's readers still see EOF once the agent and the child
     close theirs. The caller blocks in a read (the GIL released) until the thread answers:
     the hand-off costs two thread wake-ups (~60 µs here), so it pays only in an agent with
-    a few hundred fds (``process.Launcher`` decides).
+    a few hundred fds (``process.Launcher`` decides). Python code in the thread must not
+    touch an fd of the agent's by number: it blocks every signal (a handler's wakeup byte),
+    and the caller holds off garbage collection while the thread runs (a finalizer's close).
 
     ``start`` and ``spawn_with`` raise ``HandoffError`` when the hand-off cannot be had (no
     ``pidfd_getfd`` before Linux 5.6, a seccomp filter, no fd left, the thread gone): the
@@ -219,6 +223,7 @@ class Handoff:
                     return
                 ready.append(None)
                 up.set()
+                os.write(rep_w, b"x")  # parked: no more Python here until the next request
                 while os.read(req_r, 1):
                     assert self._job is not None
                     prep, fa = self._job
@@ -235,13 +240,16 @@ class Handoff:
                 # caller's read then ends with EOF)
 
         t = threading.Thread(target=run, name="kagent-handoff", daemon=True)
-        try:
-            t.start()
-            up.wait()
-        finally:
-            # the thread has its copies (or is gone): ours would keep its pipes from EOF
-            os.close(req_r)
-            os.close(rep_w)
+        with _collections_held():
+            try:
+                t.start()
+                up.wait()
+            finally:
+                # the thread has its copies (or is gone): ours would keep its pipes from EOF
+                os.close(req_r)
+                os.close(rep_w)
+            if ready and ready[0] is None and not os.read(self._rep_r, 1):
+                ready[0] = RuntimeError("the hand-off thread ended")
         failed = ready[0] if ready else RuntimeError("the hand-off thread did not start")
         if failed is not None:
             self.close()
@@ -271,15 +279,16 @@ class Handoff:
         with self._lock:
             if self._thread is None:
                 raise HandoffError("the hand-off thread is not running")
-            self._job = (prep, fa)
-            os.write(self._req_w, b"x")
             interrupted: BaseException | None = None
-            while True:  # the spawn is under way: its answer is waited for, whatever happens here
-                try:
-                    got = os.read(self._rep_r, 1)
-                    break
-                except BaseException as err:  # noqa: BLE001 - a signal handler raised: re-raised below
-                    interrupted = err
+            with _collections_held():
+                self._job = (prep, fa)
+                os.write(self._req_w, b"x")
+                while True:  # the spawn is under way: its answer is waited for, whatever happens here
+                    try:
+                        got = os.read(self._rep_r, 1)
+                        break
+                    except BaseException as err:  # noqa: BLE001 - a signal handler raised: re-raised below
+                        interrupted = err
             answer, self._job, self._answer = self._answer, None, None
             if not got:
                 self._thread = None
@@ -296,15 +305,31 @@ class Handoff:
     def close(self, timeout: float = 5.0) -> bool:
         """End the thread (EOF on its pipe; call from the thread that spawns through it, not
         during a spawn). False when it is still busy after ``timeout``."""
-        for fd in (self._req_w, self._rep_r):
-            if fd >= 0:
-                os.close(fd)
-        self._req_w = self._rep_r = -1
-        t, self._thread = self._thread, None
-        if t is not None:
-            t.join(timeout)
-            return not t.is_alive()
+        with _collections_held():  # (its last Python code runs before join returns)
+            for fd in (self._req_w, self._rep_r):
+                if fd >= 0:
+                    os.close(fd)
+            self._req_w = self._rep_r = -1
+            t, self._thread = self._thread, None
+            if t is not None:
+                t.join(timeout)
+                return not t.is_alive()
         return True
+
+
+@contextlib.contextmanager
+def _collections_held() -> Iterator[None]:
+    """No automatic garbage collection meanwhile: while the hand-off thread runs Python code,
+    a collection would run in it when its allocations trip one, and a finalizer there (a
+    socket's, a file's) would close the fd number in that thread's table, not the agent's.
+    (The caller waits meanwhile; other threads only collect later.)"""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
 
 
 def _kill_and_reap(pid: int) -> None:

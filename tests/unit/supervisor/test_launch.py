@@ -409,3 +409,40 @@ async def main():
 asyncio.run(main())
 """)
     assert out == "handled"
+
+
+def test_garbage_collected_during_a_hand_off_closes_its_fds_in_the_agents_table():
+    # a collection runs in the thread whose allocation trips it; a finalizer run in the
+    # hand-off thread would close the fd number in that thread's own table: the agent's fd
+    # stays open for good (a pipe's write end: its reader never sees EOF), and the number
+    # closed there may be one the thread uses. The threshold is set so that the collection
+    # falls at the caller's next allocations or at the thread's first ones.
+    out = _script("""
+import gc, os, select
+from kagent.supervisor import launch
+lib = launch.libc()
+h = launch.Handoff(lib)
+h.start()
+devnull = os.open(os.devnull, os.O_RDONLY)
+prep = launch.Prepared(lib, "/bin/true", ["true"], {}, None)
+fa = lib.file_actions(devnull, devnull, devnull, None)
+class Cycle:
+    pass
+readers = []
+for slack in (0, 1, 2, 3, 4) * 2:
+    r, w = os.pipe()
+    readers.append(r)
+    gc.disable()
+    c = Cycle()
+    c.me, c.f = c, os.fdopen(w, "wb")  # garbage once dropped: closes w when collected
+    del c
+    gc.set_threshold(gc.get_count()[0] + 1 + slack)
+    gc.enable()
+    pid = h.spawn_with(prep, fa)
+    gc.set_threshold(700, 10, 10)
+    os.waitpid(pid, 0)
+gc.collect()
+assert h.close()
+print(sum(1 for r in readers if not select.select([r], [], [], 0)[0]), "of", len(readers))
+""")
+    assert out == "0 of 10", "write ends still open after their objects were collected"
