@@ -196,8 +196,16 @@ class Handoff:
                 raise OSError(err, f"pidfd_getfd: {os.strerror(err)}")
             return got
 
-        req_r, self._req_w = os.pipe()
-        self._rep_r, rep_w = os.pipe()
+        try:  # (EMFILE: this fails, not the spawn, which goes on in the caller's thread)
+            req_r, self._req_w = os.pipe()
+            try:
+                self._rep_r, rep_w = os.pipe()
+            except BaseException:
+                os.close(req_r)
+                raise
+        except OSError as err:
+            self.close()
+            raise HandoffError(f"no spawn hand-off: {err}") from err
         ready: list[BaseException | None] = []
         up = threading.Event()
 
@@ -244,6 +252,8 @@ class Handoff:
             try:
                 t.start()
                 up.wait()
+            except RuntimeError as err:  # can't start new thread
+                ready[:] = [err]
             finally:
                 # the thread has its copies (or is gone): ours would keep its pipes from EOF
                 os.close(req_r)

@@ -446,3 +446,39 @@ assert h.close()
 print(sum(1 for r in readers if not select.select([r], [], [], 0)[0]), "of", len(readers))
 """)
     assert out == "0 of 10", "write ends still open after their objects were collected"
+
+
+def test_no_fd_left_for_the_hand_offs_pipes_is_a_hand_off_error_and_leaves_nothing_open():
+    # two fds free: the first pipe fits, the second does not (EMFILE). The launcher spawns in
+    # its own thread on a HandoffError; an OSError was the spawn's failure, and the first
+    # pipe stayed open (again at each later try)
+    out = _script("""
+import os, resource
+from kagent.supervisor import launch
+lib = launch.libc()
+def fds():
+    out = []
+    for fd in range(256):
+        try:
+            os.fstat(fd)
+            out.append(fd)
+        except OSError:
+            pass
+    return out
+held = [fd for fd in range(max(fds())) if fd not in fds()]
+held = [os.open(os.devnull, os.O_RDONLY) for _ in held]  # no holes below the highest fd
+before = fds()
+soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+resource.setrlimit(resource.RLIMIT_NOFILE, (max(before) + 3, hard))
+try:
+    launch.Handoff(lib).start()
+    print("started")
+except launch.HandoffError as err:
+    print("HandoffError", err.__cause__.__class__.__name__)
+except OSError as err:
+    print("OSError", err.errno)
+finally:
+    resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+print(fds() == before)
+""")
+    assert out.splitlines() == ["HandoffError OSError", "True"]
