@@ -20,10 +20,12 @@ signal mask, SIGPIPE and SIGXFSZ back to their defaults (Python ignores them; Po
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import gc
 import os
 import queue
 import signal
+import sys
 import threading
 from typing import Any, Callable, Iterator, Sequence
 
@@ -197,9 +199,9 @@ class Handoff:
             return got
 
         try:  # (EMFILE: this fails, not the spawn, which goes on in the caller's thread)
-            req_r, self._req_w = os.pipe()
+            req_r, self._req_w = _pipe_above_2()
             try:
-                self._rep_r, rep_w = os.pipe()
+                self._rep_r, rep_w = _pipe_above_2()
             except BaseException:
                 os.close(req_r)
                 raise
@@ -219,11 +221,21 @@ class Handoff:
                 try:
                     if unshare(_CLONE_FILES) != 0:
                         raise OSError(ct.get_errno(), "unshare(CLONE_FILES)")
-                    # this table is a copy of the agent's: keep 0-2 and the two pipe ends only
+                    # this table is a copy of the agent's: keep 0-2 and the two pipe ends (above
+                    # 2) only
                     lo, hi = sorted((req_r, rep_w))
                     for first, last in ((3, lo - 1), (lo + 1, hi - 1), (hi + 1, 0xFFFFFFFF)):
                         if first <= last and close_range(first, last, 0) != 0:
                             raise OSError(ct.get_errno(), "close_range")
+                    # 0-2 as inherited stay; one the agent reused (it started with that fd
+                    # closed: a pipe end of its own, held here, would never see EOF) or left
+                    # free gets /dev/null, so what is fetched below lands above 2 as well
+                    null = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
+                    for fd, stream in enumerate((sys.__stdin__, sys.__stdout__, sys.__stderr__)):
+                        if fd != null and (stream is None or not _is_open(fd)):
+                            os.dup2(null, fd, inheritable=False)
+                    if null > 2:
+                        os.close(null)
                     me = os.pidfd_open(os.getpid())  # the agent's table is its main thread's
                     os.close(getfd(me, self._req_w))  # the kernel lets us: fail here, not at a spawn
                 except BaseException as err:  # noqa: BLE001 - the starter raises it
@@ -325,6 +337,30 @@ class Handoff:
                 t.join(timeout)
                 return not t.is_alive()
         return True
+
+
+def _pipe_above_2() -> tuple[int, int]:
+    """``os.pipe()`` with both ends above 2 (in an agent started with a standard fd closed,
+    the pipe may get it)."""
+    ends = list(os.pipe())
+    try:
+        for i, fd in enumerate(ends):
+            if fd <= 2:
+                ends[i] = fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 3)
+                os.close(fd)
+    except BaseException:
+        for fd in ends:
+            os.close(fd)
+        raise
+    return ends[0], ends[1]
+
+
+def _is_open(fd: int) -> bool:
+    try:
+        os.fstat(fd)
+    except OSError:
+        return False
+    return True
 
 
 @contextlib.contextmanager

@@ -482,3 +482,32 @@ finally:
 print(fds() == before)
 """)
     assert out.splitlines() == ["HandoffError OSError", "True"]
+
+
+def test_an_agent_started_with_stdin_and_stdout_closed_keeps_no_pipe_open_in_the_hand_off():
+    # its first pipe is then fds 0 and 1, and the thread's copy of the table kept 0-2 as they
+    # were: the write end stayed open there, and its reader never saw EOF
+    from tests.conftest import kagent_env
+
+    code = """
+import os, select, sys
+from kagent.supervisor import launch
+lib = launch.libc()
+r, w = os.pipe()
+h = launch.Handoff(lib)
+h.start()
+out_r, out_w = os.pipe()
+devnull = os.open(os.devnull, os.O_RDONLY)
+fa = lib.file_actions(devnull, out_w, out_w, None)
+pid = h.spawn_with(launch.Prepared(lib, "/bin/sh", ["sh", "-c", "echo hi"], {}, None), fa)
+os.close(out_w)
+os.waitpid(pid, 0)
+os.close(w)
+eof = select.select([r], [], [], 2)[0] and os.read(r, 1) == b""
+print(r, w, "eof" if eof else "open", os.read(out_r, 100).decode().strip(), file=sys.stderr)
+assert h.close()
+"""
+    done = subprocess.run(["/bin/sh", "-c", 'exec "$0" -c "$1" <&- >&-', sys.executable, code],
+                          capture_output=True, text=True, timeout=30, env=kagent_env())
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.split() == ["0", "1", "eof", "hi"]
