@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import json
 import signal
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
-from typing import Mapping, Union
+from types import MappingProxyType
+from typing import Mapping, NamedTuple, Union
 
 
 class OnChange(StrEnum):
@@ -21,8 +22,13 @@ class OnChange(StrEnum):
     SIGNAL = "signal"  # write the new files, then send ``reload_signal`` (same PID)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class FileSpec:
+# The small value types are NamedTuples: immutable and hashable as frozen dataclasses are, and
+# several times cheaper to define (~0.15 against ~1 ms each: the supervisor imports this
+# module on its way to the first spawn). ComponentSpec stays a dataclass (``replace`` on it
+# is everywhere).
+
+
+class FileSpec(NamedTuple):
     """A file written atomically before the component starts (and on reload)."""
 
     path: Path
@@ -30,8 +36,7 @@ class FileSpec:
     mode: int = 0o644
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class HttpCheck:
+class HttpCheck(NamedTuple):
     """GET ``url``; healthy on ``expect_status``. TLS verified against ``ca_file`` when given,
     client certificate from ``cert_file``/``key_file`` when given."""
 
@@ -43,23 +48,20 @@ class HttpCheck:
     timeout: float = 2.0
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class TcpCheck:
+class TcpCheck(NamedTuple):
     host: str
     port: int
     timeout: float = 2.0
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class UnixSocketCheck:
+class UnixSocketCheck(NamedTuple):
     """Healthy when a connect() to the socket succeeds."""
 
     path: Path
     timeout: float = 2.0
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class CommandCheck:
+class CommandCheck(NamedTuple):
     """Healthy when the command exits 0 within ``timeout``."""
 
     argv: tuple[str, ...]
@@ -126,8 +128,7 @@ def spec_hash(spec: ComponentSpec) -> str:
     return hashlib.sha256(blob).hexdigest()
 
 
-@dataclass(frozen=True, slots=True)
-class Args:
+class Args(NamedTuple):
     """Ordered flags with DESIGN §4's precedence: defaults < derived < extraArgs < rawArgs.
 
     ``Args.of({...}).override(extra)`` returns new Args plus the keys the user overrode;
@@ -135,7 +136,7 @@ class Args:
     Keys are stored without leading dashes.
     """
 
-    flags: Mapping[str, str] = field(default_factory=dict)
+    flags: Mapping[str, str] = MappingProxyType({})
     raw: tuple[str, ...] = ()
 
     @classmethod

@@ -54,7 +54,7 @@ class ReloadPlan:
 
 def _process_hash(spec: ComponentSpec) -> str:
     """The hash of everything but the files' bytes: equal means a reload signal suffices."""
-    return spec_hash(dataclasses.replace(spec, files=tuple(dataclasses.replace(f, data=b"") for f in spec.files)))
+    return spec_hash(dataclasses.replace(spec, files=tuple(f._replace(data=b"") for f in spec.files)))
 
 
 def diff(old: Sequence[ComponentSpec], new: Sequence[ComponentSpec], *,

@@ -137,7 +137,7 @@ def test_full_controller_worker_topology_real_etcd_containerd_and_doubles(short_
     i = [s.name for s in specs].index("konnectivity-server")
     k = specs[i]
     specs[i] = replace(k, args=tuple(f"--health-port={konn}" if a.startswith("--health-port=") else a for a in k.args),
-                       health=replace(k.health, url=f"http://127.0.0.1:{konn}/healthz"))
+                       health=k.health._replace(url=f"http://127.0.0.1:{konn}/healthz"))
     started = [(s, start(procs, s)) for s in specs]
     for s, p in reversed(started):
         p.send_signal(signal.SIGTERM)
