@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import fcntl
-import hashlib
 import os
 import pwd
 import signal
@@ -43,7 +42,16 @@ LineSink = Callable[[str, str], None]  # (stream, line)
 def instance_id(run_dir: Path) -> str:
     """The value of ``KAGENT_MANAGED``: stable for one run dir, so an agent restarted on the same
     run dir recognises the children of its previous incarnation, and no other agent's."""
-    return hashlib.sha256(str(run_dir).encode()).hexdigest()[:16]
+    data = str(run_dir).encode()
+    try:  # CPython's own SHA-256: hashlib loads OpenSSL first (~3-4 ms before the first spawn)
+        import _sha256  # type: ignore[import-not-found]  # (no stub)
+
+        digest = str(_sha256.sha256(data).hexdigest())
+    except ImportError:  # (another interpreter, or 3.12+'s _sha2)
+        import hashlib
+
+        digest = hashlib.sha256(data).hexdigest()
+    return digest[:16]
 
 
 def build_env(spec: ComponentSpec, instance: str, base: Mapping[str, str]) -> dict[str, str]:

@@ -328,3 +328,13 @@ def test_killing_a_started_child_that_left_its_group_does_not_block():
         if p.poll() is None:
             p.kill()
             p.wait()
+
+
+def test_the_ownership_marker_is_the_run_dirs_sha256_prefix_with_or_without_cpythons_own_module(monkeypatch):
+    # children of an older agent (hashlib's digest) must still be recognised as ours
+    import hashlib
+
+    want = hashlib.sha256(b"/run/kagent").hexdigest()[:16]
+    assert process.instance_id(Path("/run/kagent")) == want
+    monkeypatch.setitem(sys.modules, "_sha256", None)  # import fails: hashlib is used
+    assert process.instance_id(Path("/run/kagent")) == want
