@@ -378,14 +378,18 @@ def _collections_held() -> Iterator[None]:
             gc.enable()
 
 
-def _kill_and_reap(pid: int) -> None:
-    """A child just started that nobody will supervise: SIGKILL (group and pid: it is
-    unreaped, so the pid is ours) and reap."""
+def kill_unsupervised(pid: int) -> None:
+    """SIGKILL to a child just started that nobody will supervise: to its group and to its
+    pid (it is unreaped, so the pid is still ours; it may have left its group)."""
     for kill in (os.killpg, os.kill):
         try:
             kill(pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
+
+
+def _kill_and_reap(pid: int) -> None:
+    kill_unsupervised(pid)
     try:
         os.waitpid(pid, 0)
     except ChildProcessError:

@@ -697,11 +697,7 @@ def _kill_started(result: Started, *, wait: bool = True) -> None:
     reaped at once if it is gone already, else by a daemon thread, so a child slow to die
     (uninterruptible sleep) does not block the loop."""
     pid, reap = result
-    for kill in (os.killpg, os.kill):
-        try:
-            kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+    launch.kill_unsupervised(pid)
     collect = reap or (lambda: _waitpid(pid))  # (Popen's own wait for a Popen child)
     if wait:
         collect()
